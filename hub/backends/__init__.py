@@ -1,0 +1,31 @@
+"""Storage and cross-process fan-out backends, chosen by URL scheme.
+
+``memory://``            everything in this process, lost on exit (development)
+``sqlite:///path/to.db`` the embedded default: a durable log on local disk, fan-out in this process
+``redis://host:port/db`` Redis Streams for the log, Redis pub/sub for fan-out between processes
+"""
+
+from __future__ import annotations
+
+from ..errors import BadRequest
+from ..retention import RetentionPolicy
+from .base import Broker, HistoryPage, StreamState
+
+
+def create_broker(url: str, retention: RetentionPolicy, *, fsync: bool = False) -> Broker:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise BadRequest(f"invalid backend URL {url!r}: expected memory://, sqlite:///PATH or redis://")
+    if scheme == "memory":
+        from .embedded import EmbeddedBroker, MemoryStore
+
+        return EmbeddedBroker(MemoryStore(retention))
+    if scheme == "sqlite":
+        from .embedded import EmbeddedBroker
+        from .sqlite import SqliteStore
+
+        return EmbeddedBroker(SqliteStore(rest, retention, fsync=fsync))
+    raise BadRequest(f"unsupported backend {scheme!r}: expected memory, sqlite or redis")
+
+
+__all__ = ["Broker", "HistoryPage", "StreamState", "create_broker"]

@@ -1,0 +1,120 @@
+"""Settings: every option has a default, a ``--flag`` and a ``PUSHHUB_*`` environment variable."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import BadRequest
+from .retention import DEFAULT, RetentionPolicy, parse_retention
+
+
+@dataclass
+class Settings:
+    host: str = field(default="127.0.0.1", metadata={"help": "address to listen on"})
+    port: int = field(default=8000, metadata={"help": "port to listen on"})
+    data_dir: str = field(default="./pushhub-data", metadata={"help": "where the embedded log lives"})
+    memory: bool = field(default=False, metadata={"help": "keep logs in memory only (development)"})
+    redis: str = field(default="", metadata={"help": "redis://HOST:PORT/DB: log and fan-out in Redis"})
+    fsync: bool = field(default=False, metadata={"help": "fsync every commit (survives power loss)"})
+    publisher_keys: list[str] = field(default_factory=list, metadata={
+        "help": "API key accepted for publishing (repeat, or comma-separate in the env var)"})
+    insecure: bool = field(default=False, metadata={
+        "help": "allow a non-loopback host without a publisher key"})
+    retention: str = field(default=f"{DEFAULT.max_events}/{int(DEFAULT.max_age // 3600)}h", metadata={
+        "help": "default history kept per channel, COUNT/AGE"})
+    retention_rules: list[str] = field(default_factory=list, metadata={
+        "help": "per-channel retention PATTERN=COUNT/AGE (repeat)"})
+    max_body_bytes: int = field(default=1 << 20, metadata={"help": "largest accepted request body"})
+    max_queue_bytes: int = field(default=1 << 20, metadata={
+        "help": "bytes queued for one slow connection before it is disconnected"})
+    max_backlog: int = field(default=10_000, metadata={
+        "help": "live events buffered for one resuming subscription before it is disconnected"})
+    heartbeat: float = field(default=15.0, metadata={"help": "seconds between SSE heartbeat comments"})
+    sse_retry_ms: int = field(default=2000, metadata={"help": "EventSource reconnect delay sent to clients"})
+    shutdown_timeout: float = field(default=5.0, metadata={"help": "seconds to wait for connections on exit"})
+    access_log: bool = field(default=False, metadata={"help": "log every HTTP request"})
+
+    @property
+    def broker_url(self) -> str:
+        if self.redis:
+            return self.redis
+        if self.memory:
+            return "memory://"
+        return "sqlite://" + os.path.join(self.data_dir, "pushhub.db")
+
+    def retention_policy(self) -> RetentionPolicy:
+        return RetentionPolicy(self.retention_rules, parse_retention(self.retention))
+
+    def validate(self) -> None:
+        self.retention_policy()
+        if self.memory and self.redis:
+            raise BadRequest("--memory and --redis exclude each other")
+        loopback = self.host in ("127.0.0.1", "::1", "localhost")
+        if not loopback and not self.publisher_keys and not self.insecure:
+            raise BadRequest(
+                f"refusing to listen on {self.host} with no publisher key: set --publisher-key "
+                "(PUSHHUB_PUBLISHER_KEYS), or --insecure to let anyone who reaches it publish"
+            )
+
+
+def _flag(name: str) -> str:
+    """``publisher_keys`` → ``--publisher-key``: a repeatable flag is named in the singular."""
+    flag = "--" + name.replace("_", "-")
+    return flag.removesuffix("s") if name in _REPEATABLE else flag
+
+
+_REPEATABLE = ("publisher_keys", "retention_rules")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for f in dataclasses.fields(Settings):
+        help_text = f"{f.metadata['help']} (env PUSHHUB_{f.name.upper()})"
+        if f.type == "bool":
+            parser.add_argument(_flag(f.name), dest=f.name, action="store_true", default=None, help=help_text)
+        elif f.type == "list[str]":
+            parser.add_argument(_flag(f.name), dest=f.name, action="append", default=None, help=help_text)
+        else:
+            parser.add_argument(_flag(f.name), dest=f.name, default=None, help=help_text)
+
+
+def _convert(kind: str, value: Any, name: str) -> Any:
+    try:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(value).lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(value)
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "list[str]":
+            items = value if isinstance(value, list) else str(value).split(",")
+            return [item.strip() for item in items if item.strip()]
+        return str(value)
+    except ValueError as exc:
+        raise BadRequest(f"invalid value {value!r} for {name}") from exc
+
+
+def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Flags win over environment variables, which win over defaults."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(Settings):
+        raw = getattr(args, f.name, None) if args is not None else None
+        if raw is None:
+            raw = environ.get(f"PUSHHUB_{f.name.upper()}")
+        if raw is not None:
+            values[f.name] = _convert(str(f.type), raw, f.name)
+    settings = Settings(**values)
+    settings.validate()
+    return settings
+

@@ -1,0 +1,169 @@
+"""Client connections and the subscriptions they hold.
+
+A connection writes pre-framed bytes straight to its socket's transport: the fan-out never wakes a
+per-connection task and never copies an event per connection. Its bounded queue is the transport's
+write buffer: past ``limit`` bytes the client is too slow, and is disconnected with
+:data:`~hub.disconnect.SLOW_CONSUMER` after the bytes already queued, so its last cursor is exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from . import cursor as cursors
+from . import disconnect, protocol, sse
+from .cursor import Position
+from .events import Event
+
+
+class Connection:
+    """Common state of one SSE or WebSocket client."""
+
+    __slots__ = ("closed", "limit", "on_close", "subscriptions", "transport")
+
+    def __init__(self, transport: asyncio.WriteTransport, limit: int) -> None:
+        self.transport = transport
+        self.limit = limit
+        self.closed: disconnect.Disconnect | None = None
+        self.subscriptions: list[Subscription] = []
+        self.on_close: Callable[[Connection], None] | None = None
+
+    def write(self, data: bytes) -> None:
+        """Write bytes that are already framed for this connection's transport."""
+        transport = self.transport
+        transport.write(data)
+        if transport.get_write_buffer_size() > self.limit:
+            self.close(disconnect.SLOW_CONSUMER)
+
+    def send(self, payload: bytes) -> None:
+        """Frame one message for the wire and write it."""
+        raise NotImplementedError
+
+    def close(self, reason: disconnect.Disconnect) -> None:
+        """End the stream from the server side, telling the client why."""
+        if self.closed is not None:
+            return
+        self.closed = reason
+        if self.on_close is not None:
+            self.on_close(self)
+        if not self.transport.is_closing():
+            self._write_goodbye(reason)
+            self.transport.close()
+
+    def _write_goodbye(self, reason: disconnect.Disconnect) -> None:
+        raise NotImplementedError
+
+    # Rendering, used once per group of subscriptions (live) or per subscription (catch-up).
+    def group_kind(self, sub: Subscription) -> Hashable:
+        raise NotImplementedError
+
+    def render(self, sub: Subscription, event: Event) -> bytes:
+        raise NotImplementedError
+
+    def render_reset(self, sub: Subscription, channel: str, reason: str) -> bytes:
+        raise NotImplementedError
+
+
+class Subscription:
+    """Channels a connection follows together, with one type filter and one position per channel.
+
+    A subscription is *catching up* (reading history, buffering live events in ``backlog``) until
+    its positions meet the hub's, then *live*: a member of one :class:`Group` per channel, after
+    which the hub tracks its positions for it.
+    """
+
+    __slots__ = ("backlog", "channels", "conn", "live", "match", "pos", "types", "waiting")
+
+    def __init__(self, conn: Connection, channels: tuple[str, ...], types: tuple[str, ...],
+                 match: Callable[[str], bool] | None) -> None:
+        self.conn = conn
+        self.channels = channels
+        self.types = types
+        self.match = match
+        self.pos: dict[str, Position] = {}
+        self.backlog: list[Event] = []
+        self.live = False
+        self.waiting = False
+
+    def cursor(self) -> str:
+        return cursors.encode(self.pos, self.channels)
+
+
+class SSEConnection(Connection):
+    __slots__ = ("chunked",)
+
+    def __init__(self, transport: asyncio.WriteTransport, limit: int, chunked: bool) -> None:
+        super().__init__(transport, limit)
+        self.chunked = chunked
+
+    def send(self, payload: bytes) -> None:
+        self.write(sse.chunk(payload) if self.chunked else payload)
+
+    def _write_goodbye(self, reason: disconnect.Disconnect) -> None:
+        goodbye = sse.control_frame("disconnect", reason.as_dict())
+        self.transport.write(sse.chunk(goodbye) + sse.LAST_CHUNK if self.chunked else goodbye)
+
+    def group_kind(self, sub: Subscription) -> Hashable:
+        return ("sse", sub.channels, self.chunked)
+
+    def render(self, sub: Subscription, event: Event) -> bytes:
+        return sse.event_frame(sub.cursor(), event.json)
+
+    def render_reset(self, sub: Subscription, channel: str, reason: str) -> bytes:
+        cursor = sub.cursor()
+        return sse.control_frame("reset", {"channel": channel, "reason": reason, "cursor": cursor}, id=cursor)
+
+
+class WSConnection(Connection):
+    __slots__ = ("encoder",)
+
+    def __init__(self, transport: asyncio.WriteTransport, limit: int, subprotocol: str) -> None:
+        super().__init__(transport, limit)
+        self.encoder = protocol.Encoder(subprotocol)
+
+    def send(self, payload: bytes) -> None:
+        self.write(protocol.ws_frame(payload, binary=self.encoder.binary))
+
+    def reply(self, message: dict[str, Any]) -> None:
+        self.write(self.encoder.message(message))
+
+    def _write_goodbye(self, reason: disconnect.Disconnect) -> None:
+        self.transport.write(protocol.close_frame(reason.code, reason.reason))
+
+    def group_kind(self, sub: Subscription) -> Hashable:
+        return ("ws", self.encoder.binary)
+
+    def render(self, sub: Subscription, event: Event) -> bytes:
+        return self.encoder.event(event, sub.pos[event.channel].encode())
+
+    def render_reset(self, sub: Subscription, channel: str, reason: str) -> bytes:
+        return self.encoder.message({"op": "reset", "channel": channel, "reason": reason,
+                                     "cursor": sub.pos[channel].encode()})
+
+
+def render_batch(kind: Hashable, events: list[Event], tops: dict[str, Position]) -> bytes:
+    """Frame a batch of live events once for every connection of one group kind.
+
+    ``tops`` holds the hub's current position of every channel; the SSE id of a multi-channel
+    subscription is built from it, as a live subscriber has seen exactly up to the tops.
+    """
+    assert isinstance(kind, tuple)
+    if kind[0] == "ws":
+        binary = kind[1]
+        return b"".join(
+            protocol.ws_frame(
+                protocol.event_msgpack(e, e.position.encode()) if binary
+                else protocol.event_json(e, e.position.encode()),
+                binary=binary,
+            )
+            for e in events
+        )
+    _, channels, chunked = kind
+    parts = []
+    for e in events:
+        tops[e.channel] = e.position
+        parts.append(sse.event_frame(cursors.encode(tops, channels), e.json))
+    payload = b"".join(parts)
+    return sse.chunk(payload) if chunked else payload

@@ -1,0 +1,35 @@
+"""Why a stream ends, and whether the client should come back (pure).
+
+Every disconnect pushhub initiates has a code. WebSocket clients get it as the close code; SSE
+clients get it in a final ``disconnect`` event. Codes 4000-4499 mean "reconnect and resume from your
+cursor"; codes 4500-4999 mean "do not reconnect without changing something".
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Disconnect(NamedTuple):
+    code: int
+    reason: str
+
+    @property
+    def reconnect(self) -> bool:
+        return self.code < 4500
+
+    def as_dict(self) -> dict[str, object]:
+        return {"code": self.code, "reason": self.reason, "reconnect": self.reconnect}
+
+
+SHUTDOWN = Disconnect(4000, "shutdown")
+SLOW_CONSUMER = Disconnect(4001, "slow_consumer")
+TOKEN_EXPIRED = Disconnect(4002, "token_expired")
+INTERNAL_ERROR = Disconnect(4003, "internal_error")
+BAD_REQUEST = Disconnect(4500, "bad_request")
+UNAUTHORIZED = Disconnect(4501, "unauthorized")
+FORBIDDEN = Disconnect(4503, "forbidden")
+UNSUPPORTED_DATA = Disconnect(4504, "unsupported_data")
+
+ALL = (SHUTDOWN, SLOW_CONSUMER, TOKEN_EXPIRED, INTERNAL_ERROR, BAD_REQUEST, UNAUTHORIZED, FORBIDDEN,
+       UNSUPPORTED_DATA)

@@ -1,0 +1,161 @@
+"""Events: validation of what publishers send, and the one serialisation per wire format (pure)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import msgpack
+import orjson
+
+from .channels import validate_type
+from .cursor import Position
+from .errors import BadEvent, BadRequest
+
+ID_MAX_LENGTH = 128
+
+
+def new_event_id() -> str:
+    return "evt_" + secrets.token_urlsafe(16)
+
+
+def format_time(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_time(value: str) -> str:
+    """Accept an RFC 3339 timestamp and return it normalised to UTC with millisecond precision."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise BadEvent(f"invalid time {value!r}: use RFC 3339, e.g. 2026-01-31T12:00:00Z") from exc
+    if parsed.tzinfo is None:
+        raise BadEvent(f"invalid time {value!r}: a UTC offset is required")
+    return format_time(parsed.timestamp())
+
+
+class EventDraft:
+    """A validated event that has not been appended to a log yet."""
+
+    __slots__ = ("data", "id", "meta", "time", "type")
+
+    def __init__(self, id: str, type: str, time: str, data: Any, meta: dict[str, Any]) -> None:
+        self.id = id
+        self.type = type
+        self.time = time
+        self.data = data
+        self.meta = meta
+
+    @classmethod
+    def from_json(cls, body: Any, *, now: float | None = None) -> EventDraft:
+        """Validate one event as a publisher sends it (``type`` required; ``data``, ``time``,
+        ``meta``, ``id`` optional)."""
+        if not isinstance(body, dict):
+            raise BadEvent("an event must be a JSON object")
+        unknown = set(body) - {"id", "type", "time", "data", "meta"}
+        if unknown:
+            raise BadEvent(f"unknown event field(s): {', '.join(sorted(unknown))}")
+        if "type" not in body:
+            raise BadEvent("an event needs a 'type', e.g. 'payment.created'")
+        try:
+            type_ = validate_type(body["type"])
+        except BadRequest as exc:
+            raise BadEvent(exc.message) from exc
+        event_id = body.get("id")
+        if event_id is None:
+            event_id = new_event_id()
+        elif not isinstance(event_id, str) or not 0 < len(event_id) <= ID_MAX_LENGTH:
+            raise BadEvent(f"'id' must be a string of 1-{ID_MAX_LENGTH} characters")
+        raw_time = body.get("time")
+        if raw_time is None:
+            when = format_time(time.time() if now is None else now)
+        elif isinstance(raw_time, str):
+            when = parse_time(raw_time)
+        else:
+            raise BadEvent("'time' must be an RFC 3339 string")
+        meta = body.get("meta", {})
+        if not isinstance(meta, dict):
+            raise BadEvent("'meta' must be a JSON object")
+        return cls(event_id, type_, when, body.get("data"), meta)
+
+    def stored(self) -> bytes:
+        """The bytes a log stores for this event; :meth:`Event.from_stored` reads them back."""
+        return orjson.dumps({"id": self.id, "type": self.type, "time": self.time, "data": self.data,
+                             "meta": self.meta})
+
+
+class Event:
+    """An event at its position in a channel's log.
+
+    Its wire forms (JSON and msgpack) are computed once, on first use, and shared by every
+    connection that receives it.
+    """
+
+    __slots__ = ("_json", "_msgpack", "channel", "data", "epoch", "id", "meta", "offset", "time", "type")
+
+    def __init__(self, channel: str, epoch: str, offset: int, draft: EventDraft) -> None:
+        self.channel = channel
+        self.epoch = epoch
+        self.offset = offset
+        self.id = draft.id
+        self.type = draft.type
+        self.time = draft.time
+        self.data = draft.data
+        self.meta = draft.meta
+        self._json: bytes | None = None
+        self._msgpack: bytes | None = None
+
+    @classmethod
+    def from_stored(cls, channel: str, epoch: str, offset: int, stored: bytes) -> Event:
+        body = orjson.loads(stored)
+        return cls(channel, epoch, offset, EventDraft(body["id"], body["type"], body["time"],
+                                                      body["data"], body["meta"]))
+
+    @property
+    def position(self) -> Position:
+        return Position(self.epoch, self.offset)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "channel": self.channel, "type": self.type, "time": self.time,
+                "data": self.data, "meta": self.meta, "epoch": self.epoch, "offset": self.offset}
+
+    @property
+    def json(self) -> bytes:
+        if self._json is None:
+            self._json = orjson.dumps(self.as_dict())
+        return self._json
+
+    @property
+    def msgpack(self) -> bytes:
+        if self._msgpack is None:
+            self._msgpack = msgpack.packb(self.as_dict())
+        return self._msgpack
+
+    def __repr__(self) -> str:
+        return f"<Event {self.channel}@{self.epoch}.{self.offset} {self.type}>"
+
+
+def parse_publish_body(body: bytes) -> tuple[list[EventDraft], bool]:
+    """Parse a publish request: one event object, or ``{"events": [...]}`` for a batch (then the
+    second value is true)."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from exc
+    if isinstance(parsed, dict) and "events" in parsed and "type" not in parsed:
+        items = parsed["events"]
+        if not isinstance(items, list) or not items:
+            raise BadEvent("'events' must be a non-empty list of events")
+        if len(parsed) != 1:
+            raise BadEvent("a batch body has only the 'events' field")
+        drafts = []
+        now = time.time()
+        for index, item in enumerate(items):
+            try:
+                drafts.append(EventDraft.from_json(item, now=now))
+            except BadEvent as exc:
+                raise BadEvent(f"events[{index}]: {exc.message}") from exc
+        return drafts, True
+    return [EventDraft.from_json(parsed)], False

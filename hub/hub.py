@@ -1,0 +1,410 @@
+"""One hub process: publishing, live fan-out to local connections, and exact resume.
+
+Live path: the broker hands over a channel's new events in offset order; for each group of live
+subscriptions (same wire format, same type filter) the batch is framed once and the same bytes are
+written to every member's socket.
+
+Resume path: a subscription first registers as *catching up*, so live events are buffered for it,
+then reads history after its cursor, then drains the buffer skipping what history already gave. It
+joins the live groups only when its position on every channel equals the hub's, which leaves no
+window where an event could be missed or delivered twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine, Hashable, Sequence
+from typing import Any
+
+from . import cursor as cursors
+from . import disconnect
+from .backends.base import Broker, HistoryPage
+from .connection import Connection, Subscription, render_batch
+from .cursor import Position
+from .errors import BadCursor, PushHubError
+from .events import Event, EventDraft
+
+logger = logging.getLogger("pushhub")
+
+HISTORY_PAGE = 500
+
+# Reasons carried by ``reset``: the resume could not be exact on that channel.
+HISTORY_TRIMMED = "history_trimmed"
+EPOCH_CHANGED = "epoch_changed"
+BAD_CURSOR = "bad_cursor"
+
+
+class Group:
+    __slots__ = ("kind", "match", "members")
+
+    def __init__(self, kind: Hashable, match: Callable[[str], bool] | None) -> None:
+        self.kind = kind
+        self.match = match
+        self.members: dict[Connection, None] = {}
+
+
+class ChannelState:
+    __slots__ = ("groups", "name", "pending", "ready", "recovering", "refs")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.groups: dict[Hashable, Group] = {}
+        self.pending: dict[Subscription, None] = {}
+        self.refs = 0
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.recovering: list[Event] | None = None
+
+
+class Hub:
+    def __init__(self, broker: Broker, *, max_backlog: int = 10_000) -> None:
+        self.broker = broker
+        self.max_backlog = max_backlog
+        self.channels: dict[str, ChannelState] = {}
+        self.tops: dict[str, Position] = {}
+        self.connections: dict[Connection, None] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.delivered = 0
+
+    async def start(self) -> None:
+        await self.broker.start(self._on_events)
+
+    async def close(self) -> None:
+        self.close_connections(disconnect.SHUTDOWN)
+        for task in list(self._tasks):
+            task.cancel()
+        await self.broker.close()
+
+    def close_connections(self, reason: disconnect.Disconnect) -> None:
+        for conn in list(self.connections):
+            conn.close(reason)
+
+    # Publishing and history -------------------------------------------------------------------
+
+    async def publish(self, channel: str, drafts: Sequence[EventDraft]) -> list[Event]:
+        return await self.broker.publish(channel, drafts)
+
+    async def history(self, channel: str, after: str | None, limit: int) -> tuple[HistoryPage, str | None]:
+        """A page of ``channel``'s events after the cursor ``after``, and the reason a reset is due
+        (``None`` when the page continues exactly from ``after``)."""
+        state = await self.broker.state(channel)
+        if after is None:
+            return await self.broker.history(channel, state.earliest - 1, limit), None
+        position = cursors.decode(after, (channel,))[channel]
+        start, reason = _resume_point(position, state.epoch, state.top, state.earliest)
+        return await self.broker.history(channel, start, limit), reason
+
+    # Connections ------------------------------------------------------------------------------
+
+    def add_connection(self, conn: Connection) -> None:
+        self.connections[conn] = None
+        conn.on_close = self._on_close
+
+    def _on_close(self, conn: Connection) -> None:
+        self.connections.pop(conn, None)
+        for sub in list(conn.subscriptions):
+            self.unsubscribe(sub)
+
+    def remove_connection(self, conn: Connection) -> None:
+        """The client went away (the transport is already closed)."""
+        if conn.closed is None:
+            conn.closed = disconnect.Disconnect(1000, "client_gone")
+            self._on_close(conn)
+
+    # Subscribing ------------------------------------------------------------------------------
+
+    async def _acquire(self, channel: str) -> ChannelState:
+        state = self.channels.get(channel)
+        if state is None:
+            state = self.channels[channel] = ChannelState(channel)
+            state.refs += 1
+            try:
+                await self.broker.subscribe(channel)
+                stream = await self.broker.state(channel)
+            except BaseException as exc:
+                state.refs -= 1
+                self._release(state)
+                state.ready.set_exception(exc if isinstance(exc, Exception) else PushHubError("cancelled"))
+                state.ready.exception()  # mark retrieved: waiters re-raise it themselves
+                raise
+            self.tops[channel] = Position(stream.epoch, stream.top)
+            state.ready.set_result(None)
+            early, state.recovering = state.recovering, None
+            if early:
+                self._on_events(channel, early)
+        else:
+            state.refs += 1
+            if not state.ready.done():
+                try:
+                    await asyncio.shield(state.ready)
+                except BaseException:
+                    state.refs -= 1
+                    raise
+        return state
+
+    def _release(self, state: ChannelState) -> None:
+        if state.refs == 0 and self.channels.get(state.name) is state:
+            del self.channels[state.name]
+            self.tops.pop(state.name, None)
+            self._spawn(self.broker.unsubscribe(state.name))
+
+    async def subscribe(self, sub: Subscription, cursor: str | None,
+                        announce: Callable[[Subscription], None] | None = None) -> None:
+        """Attach ``sub`` to its channels, send it what it missed after ``cursor``, then go live.
+
+        ``announce`` is called once the starting positions are known, before anything is sent.
+        """
+        acquired: list[ChannelState] = []
+        try:
+            for channel in sub.channels:
+                acquired.append(await self._acquire(channel))
+        except BaseException:
+            for state in acquired:
+                state.refs -= 1
+                self._release(state)
+            raise
+        sub.conn.subscriptions.append(sub)
+        if sub.conn.closed is not None:
+            self.unsubscribe(sub)
+            return
+        for state in acquired:
+            state.pending[sub] = None
+        resets: list[tuple[str, str]] = []
+        given: dict[str, Position] = {}
+        if cursor:
+            try:
+                given = cursors.decode(cursor, sub.channels)
+            except BadCursor:
+                resets = [(channel, BAD_CURSOR) for channel in sub.channels]
+        for channel in sub.channels:
+            top = self.tops[channel]
+            position = given.get(channel)
+            if position is None:
+                sub.pos[channel] = top
+                continue
+            stream = await self.broker.state(channel)
+            start, reason = _resume_point(position, stream.epoch, stream.top, stream.earliest)
+            sub.pos[channel] = Position(stream.epoch, start)
+            if reason is not None:
+                resets.append((channel, reason))
+        if sub.conn.closed is not None:
+            return
+        for channel, reason in resets:
+            if reason == BAD_CURSOR:
+                sub.pos[channel] = self.tops[channel]
+        if announce is not None:
+            announce(sub)
+        for channel, reason in resets:
+            sub.conn.send(sub.conn.render_reset(sub, channel, reason))
+        await self._catch_up(sub)
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with contextlib.suppress(ValueError):
+            sub.conn.subscriptions.remove(sub)
+        for channel in sub.channels:
+            state = self.channels.get(channel)
+            if state is None:
+                continue
+            state.pending.pop(sub, None)
+            if sub.live:
+                group = state.groups.get((sub.conn.group_kind(sub), sub.types))
+                if group is not None:
+                    group.members.pop(sub.conn, None)
+                    if not group.members:
+                        del state.groups[(sub.conn.group_kind(sub), sub.types)]
+            state.refs -= 1
+            self._release(state)
+        sub.live = False
+
+    async def _catch_up(self, sub: Subscription) -> None:
+        conn = sub.conn
+        while conn.closed is None:
+            for channel in sub.channels:
+                while conn.closed is None:
+                    position = sub.pos[channel]
+                    top = self.tops[channel]
+                    if position.epoch == top.epoch and position.offset >= top.offset:
+                        break
+                    page = await self.broker.history(channel, position.offset, HISTORY_PAGE)
+                    if conn.closed is not None:
+                        return
+                    self._deliver_history(sub, channel, page)
+                    if not page.events:
+                        break
+            if conn.closed is not None or self._drain(sub):
+                return
+
+    def _deliver_history(self, sub: Subscription, channel: str, page: HistoryPage) -> None:
+        position = sub.pos[channel]
+        state = page.state
+        if state.epoch != position.epoch:
+            sub.pos[channel] = Position(state.epoch, state.earliest - 1)
+            sub.conn.send(sub.conn.render_reset(sub, channel, EPOCH_CHANGED))
+        elif page.events and page.events[0].offset > position.offset + 1:
+            sub.pos[channel] = Position(state.epoch, page.events[0].offset - 1)
+            sub.conn.send(sub.conn.render_reset(sub, channel, HISTORY_TRIMMED))
+        elif not page.events and state.top > position.offset:
+            sub.pos[channel] = Position(state.epoch, state.top)
+            sub.conn.send(sub.conn.render_reset(sub, channel, HISTORY_TRIMMED))
+        self._send_events(sub, page.events)
+
+    def _send_events(self, sub: Subscription, events: list[Event]) -> None:
+        conn = sub.conn
+        match = sub.match
+        for event in events:
+            current = sub.pos[event.channel]
+            if event.epoch != current.epoch or event.offset <= current.offset:
+                continue
+            sub.pos[event.channel] = event.position
+            if match is None or match(event.type):
+                conn.send(conn.render(sub, event))
+                self.delivered += 1
+
+    def _drain(self, sub: Subscription) -> bool:
+        """Deliver buffered live events; go live if caught up. False means history is needed."""
+        backlog, sub.backlog = sub.backlog, []
+        for index, event in enumerate(backlog):
+            current = sub.pos[event.channel]
+            if event.epoch == current.epoch and event.offset > current.offset + 1:
+                sub.backlog = backlog[index:]
+                break
+            if event.epoch != current.epoch and event.epoch == self.tops[event.channel].epoch:
+                sub.pos[event.channel] = Position(event.epoch, 0)
+                sub.conn.send(sub.conn.render_reset(sub, event.channel, EPOCH_CHANGED))
+            self._send_events(sub, [event])
+        if sub.conn.closed is not None:
+            return True
+        behind = False
+        ahead = False
+        for channel in sub.channels:
+            position, top = sub.pos[channel], self.tops[channel]
+            if position.epoch != top.epoch or position.offset < top.offset:
+                behind = True
+            elif position.offset > top.offset:
+                ahead = True
+        if behind:
+            sub.waiting = False
+            return False
+        if ahead:
+            sub.waiting = True
+            return True
+        self._go_live(sub)
+        return True
+
+    def _go_live(self, sub: Subscription) -> None:
+        sub.waiting = False
+        sub.live = True
+        conn = sub.conn
+        kind = conn.group_kind(sub)
+        for channel in sub.channels:
+            state = self.channels[channel]
+            state.pending.pop(sub, None)
+            group = state.groups.get((kind, sub.types))
+            if group is None:
+                group = state.groups[(kind, sub.types)] = Group(kind, sub.match)
+            group.members[conn] = None
+
+    # Live fan-out -----------------------------------------------------------------------------
+
+    def _on_events(self, channel: str, events: list[Event]) -> None:
+        state = self.channels.get(channel)
+        if state is None or not events:
+            return
+        if not state.ready.done() or state.recovering is not None:
+            state.recovering = (state.recovering or []) + events
+            return
+        top = self.tops[channel]
+        first = events[0]
+        if first.epoch == top.epoch:
+            if first.offset <= top.offset:
+                events = [e for e in events if e.offset > top.offset]
+                if not events:
+                    return
+                first = events[0]
+            if first.offset > top.offset + 1:
+                state.recovering = events
+                self._spawn(self._recover(state, top))
+                return
+        else:
+            self._epoch_changed(state, first)
+        self._fan_out(state, events)
+
+    def _fan_out(self, state: ChannelState, events: list[Event]) -> None:
+        tops = self.tops
+        for group in list(state.groups.values()):
+            match = group.match
+            selected = events if match is None else [e for e in events if match(e.type)]
+            if selected:
+                data = render_batch(group.kind, selected, tops)
+                members = group.members
+                for conn in list(members):
+                    conn.write(data)
+                self.delivered += len(members) * len(selected)
+        tops[state.name] = events[-1].position
+        for sub in list(state.pending):
+            sub.backlog.extend(events)
+            if len(sub.backlog) > self.max_backlog:
+                sub.conn.close(disconnect.SLOW_CONSUMER)
+            elif sub.waiting and not self._drain(sub):
+                self._spawn(self._catch_up(sub))
+
+    def _epoch_changed(self, state: ChannelState, first: Event) -> None:
+        """The log lost its past: every live subscriber is told, then continues in the new epoch."""
+        self.tops[state.name] = Position(first.epoch, first.offset - 1)
+        self._reset_live(state, EPOCH_CHANGED)
+
+    def _reset_live(self, state: ChannelState, reason: str) -> None:
+        for group in state.groups.values():
+            for conn in list(group.members):
+                for sub in conn.subscriptions:
+                    if state.name in sub.channels and sub.live:
+                        sub.pos = {c: self.tops[c] for c in sub.channels}
+                        conn.send(conn.render_reset(sub, state.name, reason))
+
+    async def _recover(self, state: ChannelState, top: Position) -> None:
+        """Fill a gap in live delivery from the log, then release what arrived meanwhile."""
+        try:
+            after = top.offset
+            while True:
+                page = await self.broker.history(state.name, after, HISTORY_PAGE)
+                fresh = [e for e in page.events if e.epoch == top.epoch and e.offset > self.tops[state.name].offset]
+                if page.state.epoch != top.epoch or (page.events and page.events[0].offset > after + 1):
+                    self._reset_all(state, page)
+                    break
+                if fresh:
+                    self._fan_out(state, fresh)
+                if len(page.events) < HISTORY_PAGE:
+                    break
+                after = page.events[-1].offset
+        except PushHubError:
+            logger.exception("could not recover channel %s from its log", state.name)
+        pending, state.recovering = state.recovering or [], None
+        if pending:
+            self._on_events(state.name, pending)
+
+    def _reset_all(self, state: ChannelState, page: HistoryPage) -> None:
+        first = page.events[0] if page.events else None
+        epoch = page.state.epoch
+        reason = HISTORY_TRIMMED if epoch == self.tops[state.name].epoch else EPOCH_CHANGED
+        self.tops[state.name] = Position(epoch, (first.offset - 1) if first else page.state.top)
+        self._reset_live(state, reason)
+        if page.events:
+            self._fan_out(state, page.events)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _resume_point(position: Position, epoch: str, top: int, earliest: int) -> tuple[int, str | None]:
+    """Where to resume a channel whose client last saw ``position``: the offset to read after, and
+    the reason for a ``reset`` when that is not exactly ``position`` (pure)."""
+    if position.epoch != epoch:
+        return earliest - 1, EPOCH_CHANGED
+    if position.offset > top:
+        return top, BAD_CURSOR
+    if position.offset < earliest - 1:
+        return earliest - 1, HISTORY_TRIMMED
+    return position.offset, None

@@ -1,0 +1,106 @@
+"""The WebSocket message protocol (pure): parsing client messages, encoding server messages and the
+raw frames that carry them.
+
+Messages are JSON text frames, or msgpack binary frames when the client negotiated the
+``pushhub.msgpack`` subprotocol. Client → server (``id`` is echoed in the reply)::
+
+    {"op": "subscribe", "id": 1, "channel": "orders", "types": ["payment.*"], "cursor": "k3j9x2ab.41"}
+    {"op": "unsubscribe", "id": 2, "channel": "orders"}
+    {"op": "publish", "id": 3, "channel": "orders", "event": {"type": "payment.created", "data": {}}}
+    {"op": "ping", "id": 4}
+
+Server → client::
+
+    {"op": "subscribed", "id": 1, "channel": "orders", "cursor": "k3j9x2ab.41"}
+    {"op": "unsubscribed", "id": 2, "channel": "orders"}
+    {"op": "published", "id": 3, "channel": "orders", "event_id": "evt_…", "epoch": "…", "offset": 42,
+     "cursor": "k3j9x2ab.42"}
+    {"op": "pong", "id": 4}
+    {"op": "event", "channel": "orders", "cursor": "k3j9x2ab.42", "event": {…}}
+    {"op": "reset", "channel": "orders", "reason": "history_trimmed", "cursor": "k3j9x2ab.57"}
+    {"op": "error", "id": 3, "code": "bad_event", "message": "…"}
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import msgpack
+import orjson
+
+from .errors import BadRequest
+from .events import Event
+
+JSON = "pushhub.json"
+MSGPACK = "pushhub.msgpack"
+SUBPROTOCOLS = (JSON, MSGPACK)
+OPS = ("subscribe", "unsubscribe", "publish", "ping")
+MAX_ID = 2**53
+
+
+def ws_frame(payload: bytes, *, binary: bool) -> bytes:
+    """An unmasked, unfragmented server frame: the same bytes for every connection."""
+    first = 0x82 if binary else 0x81
+    length = len(payload)
+    if length < 126:
+        return struct.pack("!BB", first, length) + payload
+    if length < 65536:
+        return struct.pack("!BBH", first, 126, length) + payload
+    return struct.pack("!BBQ", first, 127, length) + payload
+
+
+def close_frame(code: int, reason: str) -> bytes:
+    """A close frame; control frames carry at most 125 bytes, so the reason is cut to fit."""
+    payload = struct.pack("!H", code) + reason.encode()[:123]
+    return struct.pack("!BB", 0x88, len(payload)) + payload
+
+
+def parse(raw: str | bytes, *, binary: bool) -> dict[str, Any]:
+    """Decode and validate the envelope of one client message."""
+    try:
+        message = msgpack.unpackb(raw) if binary else orjson.loads(raw)
+    except Exception as exc:
+        raise BadRequest("message is not valid " + ("msgpack" if binary else "JSON")) from exc
+    if not isinstance(message, dict):
+        raise BadRequest("a message must be an object")
+    op = message.get("op")
+    if op not in OPS:
+        raise BadRequest(f"unknown op {op!r}: expected one of {', '.join(OPS)}")
+    msg_id = message.get("id")
+    if msg_id is not None and (isinstance(msg_id, bool) or not isinstance(msg_id, int | str)):
+        raise BadRequest("'id' must be an integer or a string")
+    return message
+
+
+class Encoder:
+    """Encodes server messages for one subprotocol, as complete WebSocket frames."""
+
+    def __init__(self, subprotocol: str) -> None:
+        self.binary = subprotocol == MSGPACK
+
+    def message(self, payload: dict[str, Any]) -> bytes:
+        body: bytes = msgpack.packb(payload) if self.binary else orjson.dumps(payload)
+        return ws_frame(body, binary=self.binary)
+
+    def event(self, event: Event, cursor: str) -> bytes:
+        body = event_msgpack(event, cursor) if self.binary else event_json(event, cursor)
+        return ws_frame(body, binary=self.binary)
+
+
+def event_json(event: Event, cursor: str) -> bytes:
+    return b'{"op":"event","channel":"%s","cursor":"%s","event":%s}' % (
+        event.channel.encode(), cursor.encode(), event.json)
+
+
+_EVENT_MSGPACK_HEAD: bytes = b"\x84" + b"".join(msgpack.packb(k) for k in ("op", "event", "channel"))
+
+
+def event_msgpack(event: Event, cursor: str) -> bytes:
+    # A msgpack map is its header followed by key/value pairs, so the event's own encoding is
+    # spliced in as the value of "event" without re-encoding it.
+    tail: bytes = msgpack.packb(event.channel) + msgpack.packb("cursor") + msgpack.packb(cursor)
+    return _EVENT_MSGPACK_HEAD + tail + _EVENT_KEY + event.msgpack
+
+
+_EVENT_KEY: bytes = msgpack.packb("event")

@@ -1,0 +1,52 @@
+"""Running the hub under uvicorn, with a shutdown that does not wait forever for open streams."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import uvicorn
+
+from . import disconnect
+from .app import PushHub
+from .config import Settings
+
+
+class HubServer(uvicorn.Server):
+    """On SIGTERM, stop accepting, then close every stream with reconnect advice before uvicorn
+    waits for connections to finish (an open stream never finishes by itself)."""
+
+    def __init__(self, config: uvicorn.Config, app: PushHub) -> None:
+        super().__init__(config)
+        self.pushhub = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        self.pushhub.hub.close_connections(disconnect.SHUTDOWN)
+        await super().shutdown(sockets)
+
+
+def uvicorn_config(app: PushHub, settings: Settings) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        lifespan="on",
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout)),
+        log_level="info",
+    )
+
+
+def serve(settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = PushHub(settings)
+    if not settings.publisher_keys:
+        logging.getLogger("pushhub").warning(
+            "no publisher key configured: anyone who can reach %s:%s can publish", settings.host, settings.port)
+    HubServer(uvicorn_config(app, settings), app).run()

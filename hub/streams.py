@@ -1,0 +1,218 @@
+"""The streaming endpoints: Server-Sent Events (``GET /v1/sse``) and WebSocket (``/v1/ws``).
+
+Both are plain ASGI handlers in front of the Starlette app, so they receive the server's own ``send``
+and can reach the socket's transport: fan-out writes pre-framed bytes there directly. They need
+uvicorn's ``httptools`` HTTP protocol and ``websockets-sansio`` WebSocket protocol, which
+``pushhub serve`` selects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from . import disconnect, protocol, sse
+from .channels import compile_patterns, validate_channel
+from .connection import SSEConnection, Subscription, WSConnection
+from .errors import BadRequest, Forbidden, PushHubError, Unauthorized
+from .events import EventDraft
+from .http_api import check_publisher, positioned
+from .hub import Hub
+
+MAX_CHANNELS = 100
+
+
+def _transport(send: Send) -> Any:
+    owner = getattr(send, "__self__", None)
+    transport = getattr(owner, "transport", None)
+    if transport is None:
+        raise RuntimeError("pushhub streams run on uvicorn's httptools and websockets-sansio protocols")
+    return owner, transport
+
+
+def _split(values: list[str]) -> list[str]:
+    return [part for value in values for part in value.split(",") if part]
+
+
+def parse_query(scope: Scope) -> dict[str, list[str]]:
+    query: dict[str, list[str]] = {}
+    for key, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
+        query.setdefault(key, []).append(value)
+    return query
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def subscription_spec(channels: list[str], types: list[str]) -> tuple[tuple[str, ...], tuple[str, ...], Any]:
+    names = tuple(dict.fromkeys(validate_channel(c) for c in channels))
+    if not names:
+        raise BadRequest("name at least one channel")
+    if len(names) > MAX_CHANNELS:
+        raise BadRequest(f"at most {MAX_CHANNELS} channels per subscription")
+    type_patterns = tuple(sorted(set(types)))
+    return tuple(sorted(names)), type_patterns, compile_patterns(type_patterns)
+
+
+async def send_error(send: Send, exc: PushHubError) -> None:
+    body = orjson.dumps({"error": {"code": exc.code, "message": exc.message}})
+    await send({"type": "http.response.start", "status": exc.status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Streams:
+    def __init__(self, hub: Hub, *, publisher_keys: list[str], max_queue_bytes: int, sse_retry_ms: int) -> None:
+        self.hub = hub
+        self.publisher_keys = publisher_keys
+        self.max_queue_bytes = max_queue_bytes
+        self.sse_retry_ms = sse_retry_ms
+        self.sse_connections: dict[SSEConnection, None] = {}
+
+    def heartbeat(self) -> None:
+        for conn in list(self.sse_connections):
+            conn.send(sse.HEARTBEAT)
+
+    # Server-Sent Events -----------------------------------------------------------------------
+
+    async def sse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] not in ("GET", "HEAD"):
+            await send_error(send, BadRequest("the event stream is read with GET"))
+            return
+        query = parse_query(scope)
+        try:
+            channels, types, match = subscription_spec(_split(query.get("channel", [])),
+                                                       _split(query.get("type", [])))
+        except PushHubError as exc:
+            await send_error(send, exc)
+            return
+        cursor = header(scope, b"last-event-id") or (query.get("lastEventId") or [""])[-1] or None
+        owner, transport = _transport(send)
+        await send({"type": "http.response.start", "status": 200, "headers": sse.HEADERS})
+        conn = SSEConnection(transport, self.max_queue_bytes, bool(owner.chunked_encoding))
+        self.hub.add_connection(conn)
+        self.sse_connections[conn] = None
+        try:
+            sub = Subscription(conn, channels, types, match)
+            await self.hub.subscribe(
+                sub, cursor, lambda sub: conn.send(sse.preamble(self.sse_retry_ms, sub.cursor())))
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        except PushHubError:
+            conn.close(disconnect.INTERNAL_ERROR)
+            raise
+        finally:
+            self.sse_connections.pop(conn, None)
+            self.hub.remove_connection(conn)
+
+    # WebSocket --------------------------------------------------------------------------------
+
+    async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return
+        if scope["path"] != "/v1/ws":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        offered = scope.get("subprotocols") or []
+        chosen = protocol.MSGPACK if protocol.MSGPACK in offered else (
+            protocol.JSON if protocol.JSON in offered else None)
+        await send({"type": "websocket.accept", "subprotocol": chosen})
+        _, transport = _transport(send)
+        conn = WSConnection(transport, self.max_queue_bytes, chosen or protocol.JSON)
+        self.hub.add_connection(conn)
+        session = _WSSession(self, conn, scope)
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                await session.handle(message)
+        finally:
+            self.hub.remove_connection(conn)
+
+
+class _WSSession:
+    """The state of one WebSocket client's protocol: its subscriptions and rights."""
+
+    def __init__(self, streams: Streams, conn: WSConnection, scope: Scope) -> None:
+        self.streams = streams
+        self.hub = streams.hub
+        self.conn = conn
+        self.subs: dict[str, Subscription] = {}
+        query = parse_query(scope)
+        token = None
+        authorization = header(scope, b"authorization")
+        if authorization and authorization.lower().startswith("bearer "):
+            token = authorization[7:].strip()
+        self.token = token or (query.get("key") or [""])[-1] or None
+
+    async def handle(self, message: Mapping[str, Any]) -> None:
+        binary = message.get("bytes") is not None
+        msg_id: Any = None
+        try:
+            if binary != self.conn.encoder.binary:
+                kind = "binary" if binary else "text"
+                raise BadRequest(f"{kind} frames are not part of this connection's subprotocol")
+            request = protocol.parse(message["bytes"] if binary else message["text"], binary=binary)
+            msg_id = request.get("id")
+            await getattr(self, "op_" + request["op"])(request, msg_id)
+        except PushHubError as exc:
+            if self.conn.closed is None:
+                self.conn.reply({"op": "error", "id": msg_id, "code": exc.code, "message": exc.message})
+
+    async def op_ping(self, request: dict[str, Any], msg_id: Any) -> None:
+        self.conn.reply({"op": "pong", "id": msg_id})
+
+    async def op_subscribe(self, request: dict[str, Any], msg_id: Any) -> None:
+        channel = request.get("channel")
+        types = request.get("types") or []
+        if not isinstance(types, list):
+            raise BadRequest("'types' must be a list of patterns")
+        cursor = request.get("cursor")
+        if cursor is not None and not isinstance(cursor, str):
+            raise BadRequest("'cursor' must be a string")
+        channels, type_patterns, match = subscription_spec([channel] if isinstance(channel, str) else [], types)
+        name = channels[0]
+        if name in self.subs:
+            raise BadRequest(f"already subscribed to {name!r}: unsubscribe first")
+        sub = Subscription(self.conn, channels, type_patterns, match)
+        self.subs[name] = sub
+
+        def announce(sub: Subscription) -> None:
+            self.conn.reply({"op": "subscribed", "id": msg_id, "channel": name, "cursor": sub.cursor()})
+
+        try:
+            await self.hub.subscribe(sub, cursor, announce)
+        except BaseException:
+            self.subs.pop(name, None)
+            raise
+
+    async def op_unsubscribe(self, request: dict[str, Any], msg_id: Any) -> None:
+        channel = request.get("channel")
+        sub = self.subs.pop(channel, None) if isinstance(channel, str) else None
+        if sub is None:
+            raise BadRequest(f"not subscribed to {channel!r}")
+        self.hub.unsubscribe(sub)
+        self.conn.reply({"op": "unsubscribed", "id": msg_id, "channel": channel})
+
+    async def op_publish(self, request: dict[str, Any], msg_id: Any) -> None:
+        try:
+            check_publisher(self.streams.publisher_keys, self.token)
+        except Unauthorized as exc:
+            raise Forbidden("publishing over WebSocket needs a publisher key") from exc
+        channel = request.get("channel")
+        if not isinstance(channel, str):
+            raise BadRequest("'channel' must be a string")
+        validate_channel(channel)
+        draft = EventDraft.from_json(request.get("event"))
+        (event,) = await self.hub.publish(channel, [draft])
+        self.conn.reply({**positioned(event), "op": "published", "id": msg_id, "event_id": event.id})
+
