@@ -19,7 +19,10 @@ from .events import Event
 
 
 class Connection:
-    """Common state of one SSE or WebSocket client."""
+    """Common state of one SSE or WebSocket client.
+
+    ``render`` and ``render_reset`` return one message's payload; ``send`` frames it for the wire.
+    """
 
     __slots__ = ("closed", "limit", "on_close", "subscriptions", "transport")
 
@@ -33,7 +36,11 @@ class Connection:
     def write(self, data: bytes) -> None:
         """Write bytes that are already framed for this connection's transport."""
         transport = self.transport
-        transport.write(data)
+        try:
+            transport.write(data)
+        except RuntimeError:  # the client went away and the server has not noticed yet
+            self.close(disconnect.CLIENT_GONE)
+            return
         if transport.get_write_buffer_size() > self.limit:
             self.close(disconnect.SLOW_CONSUMER)
 
@@ -127,7 +134,7 @@ class WSConnection(Connection):
         self.write(protocol.ws_frame(payload, binary=self.encoder.binary))
 
     def reply(self, message: dict[str, Any]) -> None:
-        self.write(self.encoder.message(message))
+        self.send(self.encoder.message(message))
 
     def _write_goodbye(self, reason: disconnect.Disconnect) -> None:
         self.transport.write(protocol.close_frame(reason.code, reason.reason))

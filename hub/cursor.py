@@ -71,6 +71,22 @@ def decode(cursor: str, channels: Sequence[str]) -> dict[str, Position]:
         if len(channels) != 1:
             raise BadCursor("a single-channel cursor cannot resume a multi-channel subscription")
         return {channels[0]: _parse_position(cursor)}
+    return _decode_many(cursor, channels)
+
+
+def decode_widened(cursor: str, channels: Sequence[str], epochs: Mapping[str, str]) -> dict[str, Position]:
+    """Like :func:`decode`, and also resumes a single-channel cursor on a subscription that has since
+    grown to more channels: epochs are random per channel, so the cursor's epoch names its channel."""
+    if "@" in cursor or len(channels) == 1:
+        return decode(cursor, channels)
+    position = _parse_position(cursor)
+    owners = [name for name in channels if epochs.get(name) == position.epoch]
+    if len(owners) != 1:
+        raise BadCursor("this single-channel cursor matches none of the subscription's channels")
+    return {owners[0]: position}
+
+
+def _decode_many(cursor: str, channels: Sequence[str]) -> dict[str, Position]:
     wanted = set(channels)
     result: dict[str, Position] = {}
     for entry in cursor.split(","):

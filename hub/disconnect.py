@@ -22,6 +22,7 @@ class Disconnect(NamedTuple):
         return {"code": self.code, "reason": self.reason, "reconnect": self.reconnect}
 
 
+CLIENT_GONE = Disconnect(1000, "client_gone")
 SHUTDOWN = Disconnect(4000, "shutdown")
 SLOW_CONSUMER = Disconnect(4001, "slow_consumer")
 TOKEN_EXPIRED = Disconnect(4002, "token_expired")

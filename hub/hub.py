@@ -109,7 +109,7 @@ class Hub:
     def remove_connection(self, conn: Connection) -> None:
         """The client went away (the transport is already closed)."""
         if conn.closed is None:
-            conn.closed = disconnect.Disconnect(1000, "client_gone")
+            conn.closed = disconnect.CLIENT_GONE
             self._on_close(conn)
 
     # Subscribing ------------------------------------------------------------------------------
@@ -174,7 +174,8 @@ class Hub:
         given: dict[str, Position] = {}
         if cursor:
             try:
-                given = cursors.decode(cursor, sub.channels)
+                given = cursors.decode_widened(
+                    cursor, sub.channels, {c: self.tops[c].epoch for c in sub.channels})
             except BadCursor:
                 resets = [(channel, BAD_CURSOR) for channel in sub.channels]
         for channel in sub.channels:
@@ -308,6 +309,14 @@ class Hub:
     # Live fan-out -----------------------------------------------------------------------------
 
     def _on_events(self, channel: str, events: list[Event]) -> None:
+        """Live events from the broker. They are stored already: a failure here must not fail the
+        publisher, so it is logged and the subscribers are left to recover from the log."""
+        try:
+            self._dispatch(channel, events)
+        except Exception:
+            logger.exception("fan-out of %s failed", channel)
+
+    def _dispatch(self, channel: str, events: list[Event]) -> None:
         state = self.channels.get(channel)
         if state is None or not events:
             return

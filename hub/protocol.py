@@ -56,36 +56,47 @@ def close_frame(code: int, reason: str) -> bytes:
     return struct.pack("!BB", 0x88, len(payload)) + payload
 
 
-def parse(raw: str | bytes, *, binary: bool) -> dict[str, Any]:
-    """Decode and validate the envelope of one client message."""
+def decode(raw: str | bytes, *, binary: bool) -> dict[str, Any]:
+    """Decode one client message into an object."""
     try:
         message = msgpack.unpackb(raw) if binary else orjson.loads(raw)
     except Exception as exc:
         raise BadRequest("message is not valid " + ("msgpack" if binary else "JSON")) from exc
     if not isinstance(message, dict):
         raise BadRequest("a message must be an object")
-    op = message.get("op")
-    if op not in OPS:
-        raise BadRequest(f"unknown op {op!r}: expected one of {', '.join(OPS)}")
-    msg_id = message.get("id")
-    if msg_id is not None and (isinstance(msg_id, bool) or not isinstance(msg_id, int | str)):
-        raise BadRequest("'id' must be an integer or a string")
     return message
 
 
+def message_id(message: dict[str, Any]) -> int | str | None:
+    """The ``id`` to echo in the reply; ``None`` if absent or unusable."""
+    msg_id = message.get("id")
+    if isinstance(msg_id, bool) or not isinstance(msg_id, int | str):
+        return None
+    return msg_id
+
+
+def validate(message: dict[str, Any]) -> str:
+    """Check the envelope of a decoded message and return its op."""
+    if "id" in message and message_id(message) is None:
+        raise BadRequest("'id' must be an integer or a string")
+    op = message.get("op")
+    if op not in OPS:
+        raise BadRequest(f"unknown op {op!r}: expected one of {', '.join(OPS)}")
+    return str(op)
+
+
 class Encoder:
-    """Encodes server messages for one subprotocol, as complete WebSocket frames."""
+    """Encodes server messages for one subprotocol (unframed)."""
 
     def __init__(self, subprotocol: str) -> None:
         self.binary = subprotocol == MSGPACK
 
     def message(self, payload: dict[str, Any]) -> bytes:
         body: bytes = msgpack.packb(payload) if self.binary else orjson.dumps(payload)
-        return ws_frame(body, binary=self.binary)
+        return body
 
     def event(self, event: Event, cursor: str) -> bytes:
-        body = event_msgpack(event, cursor) if self.binary else event_json(event, cursor)
-        return ws_frame(body, binary=self.binary)
+        return event_msgpack(event, cursor) if self.binary else event_json(event, cursor)
 
 
 def event_json(event: Event, cursor: str) -> bytes:

@@ -161,9 +161,10 @@ class _WSSession:
             if binary != self.conn.encoder.binary:
                 kind = "binary" if binary else "text"
                 raise BadRequest(f"{kind} frames are not part of this connection's subprotocol")
-            request = protocol.parse(message["bytes"] if binary else message["text"], binary=binary)
-            msg_id = request.get("id")
-            await getattr(self, "op_" + request["op"])(request, msg_id)
+            request = protocol.decode(message["bytes"] if binary else message["text"], binary=binary)
+            msg_id = protocol.message_id(request)
+            op = protocol.validate(request)
+            await getattr(self, "op_" + op)(request, msg_id)
         except PushHubError as exc:
             if self.conn.closed is None:
                 self.conn.reply({"op": "error", "id": msg_id, "code": exc.code, "message": exc.message})

@@ -1,0 +1,188 @@
+"""Exact resume: every missed event once, in order, then live — or an in-band reset."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import httpx
+
+from .utils import TIMEOUT, HubProcess, publish, sse_stream, ws_client
+
+
+async def test_sse_resume_one_channel_with_last_event_id(hub: HubProcess, client: httpx.AsyncClient) -> None:
+    async with sse_stream(hub.url, ["r"]) as stream:
+        await publish(client, "r", "t", 1)
+        await stream.events(1)
+        cursor = stream.last_id
+    for n in (2, 3, 4):
+        await publish(client, "r", "t", n)
+    async with sse_stream(hub.url, ["r"], last_event_id=cursor) as stream:
+        missed = await stream.events(3)
+        await publish(client, "r", "t", 5)
+        (live,) = await stream.events(1)
+    assert [e["data"] for e in missed] == [2, 3, 4]
+    assert live["data"] == 5
+
+
+async def test_sse_resume_from_initial_cursor_before_any_event(hub: HubProcess, client: httpx.AsyncClient) -> None:
+    async with sse_stream(hub.url, ["quiet"]) as stream:
+        cursor = stream.last_id
+    assert cursor is not None
+    await publish(client, "quiet", "t", "while away")
+    async with sse_stream(hub.url, ["quiet"], query_cursor=cursor) as stream:
+        (event,) = await stream.events(1)
+    assert event["data"] == "while away"
+
+
+async def test_sse_resume_several_channels_exactly(hub: HubProcess, client: httpx.AsyncClient) -> None:
+    async with sse_stream(hub.url, ["m1", "m2", "m3"]) as stream:
+        await publish(client, "m1", "t", "a1")
+        await publish(client, "m2", "t", "b1")
+        await stream.events(2)
+        cursor = stream.last_id
+    await publish(client, "m2", "t", "b2")
+    await publish(client, "m1", "t", "a2")
+    await publish(client, "m3", "t", "c1")
+    await publish(client, "m1", "t", "a3")
+    async with sse_stream(hub.url, ["m1", "m2", "m3"], last_event_id=cursor) as stream:
+        missed = await stream.events(4)
+        await stream.quiet(0.2)
+        cursor2 = stream.last_id
+    per_channel: dict[str, list[str]] = {}
+    for event in missed:
+        per_channel.setdefault(event["channel"], []).append(event["data"])
+    assert per_channel == {"m1": ["a2", "a3"], "m2": ["b2"], "m3": ["c1"]}
+    await publish(client, "m3", "t", "c2")
+    async with sse_stream(hub.url, ["m1", "m2", "m3"], last_event_id=cursor2) as stream:
+        assert [e["data"] for e in await stream.events(1)] == ["c2"]
+        await stream.quiet(0.2)
+
+
+async def test_sse_resume_with_new_channel_added(hub: HubProcess, client: httpx.AsyncClient) -> None:
+    async with sse_stream(hub.url, ["old"]) as stream:
+        cursor = stream.last_id
+    await publish(client, "old", "t", "missed")
+    await publish(client, "new", "t", "before subscribing")
+    async with sse_stream(hub.url, ["old", "new"], query_cursor=cursor) as stream:
+        assert [e["data"] for e in await stream.events(1)] == ["missed"]
+        await publish(client, "new", "t", "live")
+        assert [e["data"] for e in await stream.events(1)] == ["live"]
+
+
+async def test_websocket_resume_with_cursor(hub: HubProcess, client: httpx.AsyncClient) -> None:
+    async with ws_client(hub.ws_url) as ws:
+        await ws.subscribe("w")
+        await publish(client, "w", "t", 1)
+        cursor = (await ws.recv())["cursor"]
+    await publish(client, "w", "t", 2)
+    await publish(client, "w", "t", 3)
+    async with ws_client(hub.ws_url, binary=True) as ws:
+        reply = await ws.subscribe("w", cursor=cursor)
+        assert reply["cursor"] == cursor
+        got = [await ws.recv(), await ws.recv()]
+        assert [m["event"]["data"] for m in got] == [2, 3]
+        assert got[-1]["cursor"].endswith(".3")
+
+
+async def test_resume_while_publishing_has_no_gap_or_duplicate(hub: HubProcess, client: httpx.AsyncClient) -> None:
+    """Resume while a publisher keeps going: history and live must meet exactly."""
+    total = 300
+    async with sse_stream(hub.url, ["flow"]) as stream:
+        cursor = stream.last_id
+
+    async def keep_publishing() -> None:
+        async with httpx.AsyncClient(base_url=hub.url, timeout=TIMEOUT) as c:
+            for i in range(total):
+                await publish(c, "flow", "t", i)
+
+    publisher = asyncio.create_task(keep_publishing())
+    received: list[int] = []
+    while len(received) < total:
+        async with sse_stream(hub.url, ["flow"], last_event_id=cursor) as stream:
+            for event in await stream.events(min(40, total - len(received)), timeout=4 * TIMEOUT):
+                received.append(event["data"])
+            cursor = stream.last_id
+    await publisher
+    assert received == list(range(total))
+
+
+async def test_reset_when_cursor_older_than_retention(hub_factory: Callable[..., HubProcess], backend: str) -> None:
+    hub = hub_factory("--retention", "5/1h", backend=backend)
+    async with httpx.AsyncClient(base_url=hub.url, timeout=TIMEOUT) as client:
+        async with sse_stream(hub.url, ["trim"]) as stream:
+            await publish(client, "trim", "t", 0)
+            await stream.events(1)
+            cursor = stream.last_id
+        for n in range(1, 11):
+            await publish(client, "trim", "t", n)
+        async with sse_stream(hub.url, ["trim"], last_event_id=cursor) as stream:
+            reset, *events = await stream.events(6)
+        history = (await client.get("/v1/channels/trim/events", params={"after": cursor})).json()
+    assert reset["control"] == "reset"
+    assert reset["channel"] == "trim" and reset["reason"] == "history_trimmed"
+    assert [e["data"] for e in events] == [6, 7, 8, 9, 10]
+    assert history["reset"] == "history_trimmed"
+    assert [e["data"] for e in history["events"]] == [6, 7, 8, 9, 10]
+
+
+async def test_reset_on_garbage_cursor_then_live(hub: HubProcess, client: httpx.AsyncClient) -> None:
+    async with sse_stream(hub.url, ["g"], last_event_id="not a cursor!") as stream:
+        (reset,) = await stream.events(1)
+        await publish(client, "g", "t", "after")
+        (event,) = await stream.events(1)
+    assert reset == {"control": "reset", "channel": "g", "reason": "bad_cursor", "cursor": reset["cursor"]}
+    assert event["data"] == "after"
+    async with ws_client(hub.ws_url) as ws:
+        await ws.subscribe("g", cursor="zzzz.999999")
+        assert (await ws.recv())["reason"] in ("bad_cursor", "epoch_changed")
+
+
+async def test_history_pagination(hub: HubProcess, client: httpx.AsyncClient) -> None:
+    for n in range(7):
+        await publish(client, "h", "t", n)
+    seen = []
+    after = None
+    while True:
+        params = {"limit": "3", **({"after": after} if after else {})}
+        page = (await client.get("/v1/channels/h/events", params=params)).json()
+        seen += [e["data"] for e in page["events"]]
+        after = page["cursor"]
+        if not page["more"]:
+            break
+    assert seen == list(range(7))
+    async with sse_stream(hub.url, ["h"], query_cursor=after) as stream:
+        await publish(client, "h", "t", 7)
+        assert [e["data"] for e in await stream.events(1)] == [7]
+
+
+async def test_resume_after_hub_restart(hub_factory: Callable[..., HubProcess]) -> None:
+    hub = hub_factory(backend="sqlite")
+    async with httpx.AsyncClient(base_url=hub.url, timeout=TIMEOUT) as client:
+        async with sse_stream(hub.url, ["durable"]) as stream:
+            await publish(client, "durable", "t", 1)
+            await stream.events(1)
+            cursor = stream.last_id
+        await publish(client, "durable", "t", 2)
+    hub.restart()
+    async with httpx.AsyncClient(base_url=hub.url, timeout=TIMEOUT) as client:
+        await publish(client, "durable", "t", 3)
+        async with sse_stream(hub.url, ["durable"], last_event_id=cursor) as stream:
+            assert [e["data"] for e in await stream.events(2)] == [2, 3]
+            await stream.quiet(0.2)
+
+
+async def test_memory_hub_restart_means_epoch_changed(hub_factory: Callable[..., HubProcess]) -> None:
+    hub = hub_factory(backend="memory")
+    async with httpx.AsyncClient(base_url=hub.url, timeout=TIMEOUT) as client, \
+            sse_stream(hub.url, ["volatile"]) as stream:
+        await publish(client, "volatile", "t", 1)
+        await stream.events(1)
+        cursor = stream.last_id
+    hub.restart()
+    async with httpx.AsyncClient(base_url=hub.url, timeout=TIMEOUT) as client:
+        await publish(client, "volatile", "t", "new epoch")
+        async with sse_stream(hub.url, ["volatile"], last_event_id=cursor) as stream:
+            reset, event = await stream.events(2)
+    assert reset["reason"] == "epoch_changed"
+    assert event["data"] == "new epoch"
