@@ -1,0 +1,169 @@
+"""Pure modules, tested on plain values."""
+
+from __future__ import annotations
+
+import msgpack
+import orjson
+import pytest
+from websockets.frames import Frame, Opcode
+from websockets.streams import StreamReader
+
+from hub import config, cursor, protocol, sse
+from hub.channels import compile_patterns, validate_channel
+from hub.cursor import Position
+from hub.errors import BadChannel, BadCursor, BadEvent, BadRequest
+from hub.events import Event, EventDraft, parse_publish_body
+from hub.hub import BAD_CURSOR, EPOCH_CHANGED, HISTORY_TRIMMED, _resume_point
+from hub.retention import Retention, RetentionPolicy, parse_duration
+
+
+def test_channel_names() -> None:
+    assert validate_channel("orders.eu-1:payments_v2") == "orders.eu-1:payments_v2"
+    for bad in ["", "a b", "a/b", "a@b", "a,b", "x" * 129, "é"]:
+        with pytest.raises(BadChannel):
+            validate_channel(bad)
+
+
+def test_patterns() -> None:
+    assert compile_patterns([]) is None
+    assert compile_patterns(["*"]) is None
+    match = compile_patterns(["payment.*", "refund.created"])
+    assert match is not None
+    assert match("payment.created") and match("payment.") and match("refund.created")
+    assert not match("payments.created") and not match("refund.created.x")
+    with pytest.raises(BadRequest):
+        compile_patterns(["bad pattern"])
+
+
+def test_cursor_single_and_many() -> None:
+    one = cursor.encode({"a": Position("ep1", 7)}, ["a"])
+    assert one == "ep1.7"
+    assert cursor.decode(one, ["a"]) == {"a": Position("ep1", 7)}
+    many = cursor.encode({"a": Position("e1", 1), "b:x": Position("e2", 0)}, ["a", "b:x"])
+    assert many == "a@e1.1,b:x@e2.0"
+    assert cursor.decode(many, ["a", "b:x", "c"]) == {"a": Position("e1", 1), "b:x": Position("e2", 0)}
+
+
+@pytest.mark.parametrize("bad", ["", "x", "ep.", "ep.-1", "ep.01", "EP.1", "a@ep.1,", "zz@ep.1", "a@@ep.1",
+                                 "a@ep.1x", "x" * 20000])
+def test_cursor_garbage(bad: str) -> None:
+    with pytest.raises(BadCursor):
+        cursor.decode(bad, ["a", "b"] if "@" in bad else ["a"])
+
+
+def test_cursor_single_form_on_a_wider_subscription_is_matched_by_epoch() -> None:
+    epochs = {"a": "e1", "b": "e2"}
+    assert cursor.decode_widened("e2.5", ["a", "b"], epochs) == {"b": Position("e2", 5)}
+    with pytest.raises(BadCursor):
+        cursor.decode_widened("e9.5", ["a", "b"], epochs)
+
+
+def test_resume_point() -> None:
+    assert _resume_point(Position("e", 5), "e", top=10, earliest=3) == (5, None)
+    assert _resume_point(Position("e", 2), "e", top=10, earliest=3) == (2, None)
+    assert _resume_point(Position("e", 1), "e", top=10, earliest=3) == (2, HISTORY_TRIMMED)
+    assert _resume_point(Position("e", 11), "e", top=10, earliest=3) == (10, BAD_CURSOR)
+    assert _resume_point(Position("old", 5), "e", top=10, earliest=3) == (2, EPOCH_CHANGED)
+    assert _resume_point(Position("e", 10), "e", top=10, earliest=11) == (10, None)
+
+
+def test_sse_frames_parse_back() -> None:
+    parser = sse.Parser()
+    stream = sse.preamble(2000, "e.0") + sse.event_frame("e.1", b'{"a":1}') + sse.HEARTBEAT
+    stream += sse.control_frame("reset", {"channel": "c"}, id="e.5")
+    messages = parser.feed(stream[:7].decode()) + parser.feed(stream[7:].decode())
+    assert [(m.event, m.data, m.id) for m in messages] == [
+        ("message", '{"a":1}', "e.1"), ("reset", '{"channel":"c"}', "e.5")]
+    assert parser.retry == 2000 and parser.last_id == "e.5"
+
+
+def test_sse_id_only_frame_sets_last_id_without_an_event() -> None:
+    parser = sse.Parser()
+    assert parser.feed("id: e.3\n\n") == []
+    assert parser.last_id == "e.3"
+
+
+def test_http_chunk() -> None:
+    assert sse.chunk(b"hello") == b"5\r\nhello\r\n"
+    assert sse.chunk(b"x" * 300).startswith(b"12c\r\n")
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536])
+@pytest.mark.parametrize("binary", [False, True])
+async def test_ws_frame_is_read_by_the_websockets_library(size: int, binary: bool) -> None:
+    payload = b"a" * size
+    reader = StreamReader()
+    reader.feed_data(protocol.ws_frame(payload, binary=binary) + protocol.close_frame(4001, "slow_consumer"))
+    reader.feed_eof()
+    frames = []
+    for _ in range(2):
+        parsing = Frame.parse(reader.read_exact, mask=False)
+        try:
+            next(parsing)
+        except StopIteration as done:
+            frames.append(done.value)
+    assert frames[0].opcode == (Opcode.BINARY if binary else Opcode.TEXT) and frames[0].data == payload
+    assert frames[1].opcode == Opcode.CLOSE and frames[1].data[:2] == (4001).to_bytes(2, "big")
+
+
+def test_event_messages_are_identical_in_both_formats() -> None:
+    event = Event("c", "ep", 3, EventDraft("evt_1", "t.x", "2026-01-01T00:00:00.000Z", {"k": [1]}, {"m": "v"}))
+    as_json = orjson.loads(protocol.event_json(event, "ep.3"))
+    as_msgpack = msgpack.unpackb(protocol.event_msgpack(event, "ep.3"))
+    assert as_json == as_msgpack == {"op": "event", "channel": "c", "cursor": "ep.3", "event": event.as_dict()}
+
+
+def test_protocol_envelope() -> None:
+    message = protocol.decode('{"op": "ping", "id": 7}', binary=False)
+    assert protocol.validate(message) == "ping" and protocol.message_id(message) == 7
+    with pytest.raises(BadRequest):
+        protocol.validate(protocol.decode('{"op": "fly"}', binary=False))
+    with pytest.raises(BadRequest):
+        protocol.validate({"op": "ping", "id": [1]})
+    with pytest.raises(BadRequest):
+        protocol.decode("[1]", binary=False)
+    with pytest.raises(BadRequest):
+        protocol.decode(b"\xc1", binary=True)
+
+
+def test_publish_body() -> None:
+    drafts, batch = parse_publish_body(b'{"type": "a.b", "data": {"x": 1}, "time": "2026-01-01T01:00:00+01:00"}')
+    assert not batch and drafts[0].type == "a.b" and drafts[0].time == "2026-01-01T00:00:00.000Z"
+    drafts, batch = parse_publish_body(b'{"events": [{"type": "a"}, {"type": "b", "id": "mine"}]}')
+    assert batch and [d.type for d in drafts] == ["a", "b"] and drafts[1].id == "mine"
+    for bad in [b'{"events": [{"type": "a"}, {}]}', b'{"type": "a", "meta": 1}', b'{"type": "a", "id": ""}',
+                b'{"type": "a", "time": "2026-01-01T00:00:00"}', b'{"type": "a b"}']:
+        with pytest.raises(BadEvent):
+            parse_publish_body(bad)
+
+
+def test_stored_event_round_trip() -> None:
+    draft = EventDraft.from_json({"type": "t", "data": [1, "two"], "meta": {"a": "b"}})
+    event = Event.from_stored("c", "ep", 9, draft.stored())
+    assert (event.id, event.type, event.data, event.meta, event.offset) == (draft.id, "t", [1, "two"], {"a": "b"}, 9)
+
+
+def test_retention_rules() -> None:
+    assert parse_duration("90s") == 90 and parse_duration("7d") == 7 * 86400
+    policy = RetentionPolicy(["orders.*=5000/7d", "tmp:*=10/1m"], Retention(100, 3600))
+    assert policy.for_channel("orders.eu") == Retention(5000, 7 * 86400)
+    assert policy.for_channel("tmp:x") == Retention(10, 60)
+    assert policy.for_channel("other") == Retention(100, 3600)
+    for bad in ["orders", "a=0/1h", "a=10/1y", "a=10"]:
+        with pytest.raises(BadRequest):
+            RetentionPolicy([bad])
+
+
+def test_settings_from_flags_and_environment() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    args = parser.parse_args(["--port", "9000", "--publisher-key", "a", "--publisher-key", "b", "--memory"])
+    settings = config.load(args, {"PUSHHUB_PORT": "1", "PUSHHUB_HEARTBEAT": "2.5"})
+    assert (settings.port, settings.publisher_keys, settings.memory, settings.heartbeat) == (9000, ["a", "b"], True, 2.5)
+    assert config.load(None, {"PUSHHUB_PUBLISHER_KEYS": "x, y"}).publisher_keys == ["x", "y"]
+    with pytest.raises(BadRequest):
+        config.load(None, {"PUSHHUB_HOST": "0.0.0.0"})
+    with pytest.raises(BadRequest):
+        config.load(None, {"PUSHHUB_PORT": "eighty"})
