@@ -1,0 +1,48 @@
+"""The pushhub command against a real hub."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Callable
+
+import httpx
+import orjson
+
+from .utils import TIMEOUT, HubProcess
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hub", *args], capture_output=True, text=True, timeout=4 * TIMEOUT)
+
+
+async def test_publish_and_listen_resume_across_a_restart(hub_factory: Callable[..., HubProcess]) -> None:
+    hub = hub_factory("--publisher-key", "k")
+    start = httpx.get(f"{hub.url}/v1/channels/cli", timeout=TIMEOUT).json()["cursor"]
+    listener = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub", "listen", "cli", "--url", hub.url, "--cursor", start,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert listener.stdout is not None
+    try:
+        lines: list[dict[str, object]] = []
+        for n in range(3):
+            result = await asyncio.to_thread(_run, "publish", "cli", "--type", "t", "--data", str(n),
+                                             "--url", hub.url, "--key", "k")
+            assert result.returncode == 0, result.stderr
+            assert orjson.loads(result.stdout)["offset"] == n + 1
+            lines.append(orjson.loads(await asyncio.wait_for(listener.stdout.readline(), TIMEOUT)))
+            if n == 1:
+                await asyncio.to_thread(hub.restart)
+        assert [line["data"] for line in lines] == [0, 1, 2]
+    finally:
+        listener.terminate()
+        await listener.wait()
+
+
+async def test_publish_reports_errors(hub_factory: Callable[..., HubProcess]) -> None:
+    hub = hub_factory("--publisher-key", "k")
+    denied = await asyncio.to_thread(_run, "publish", "c", "--type", "t", "--url", hub.url)
+    assert denied.returncode == 1 and "unauthorized" in denied.stdout
+    bad = await asyncio.to_thread(_run, "publish", "c", "--type", "t", "--data", "{nope", "--url", hub.url)
+    assert bad.returncode == 2 and "JSON" in bad.stderr
