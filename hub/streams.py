@@ -62,6 +62,11 @@ def subscription_spec(channels: list[str], types: list[str]) -> tuple[tuple[str,
     return tuple(sorted(names)), type_patterns, compile_patterns(type_patterns)
 
 
+class MethodNotAllowed(BadRequest):
+    status = 405
+    code = "method_not_allowed"
+
+
 async def send_error(send: Send, exc: PushHubError) -> None:
     body = orjson.dumps({"error": {"code": exc.code, "message": exc.message}})
     await send({"type": "http.response.start", "status": exc.status,
@@ -84,8 +89,8 @@ class Streams:
     # Server-Sent Events -----------------------------------------------------------------------
 
     async def sse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] not in ("GET", "HEAD"):
-            await send_error(send, BadRequest("the event stream is read with GET"))
+        if scope["method"] != "GET":
+            await send_error(send, MethodNotAllowed("the event stream is read with GET"))
             return
         query = parse_query(scope)
         try:

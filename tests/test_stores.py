@@ -1,0 +1,79 @@
+"""The embedded log stores, on plain values (no server)."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Iterator
+
+import pytest
+
+from hub.backends.embedded import MemoryStore, Store
+from hub.backends.sqlite import SqliteStore
+from hub.events import EventDraft
+from hub.retention import Retention, RetentionPolicy
+
+POLICY = RetentionPolicy(["short.*=3/1h"], Retention(100, 60.0))
+
+
+def draft(n: int) -> EventDraft:
+    return EventDraft(f"evt_{n}", "t", "2026-01-01T00:00:00.000Z", n, {})
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iterator[Store]:
+    made: Store = MemoryStore(POLICY) if request.param == "memory" else SqliteStore(
+        str(tmp_path / "log.db"), POLICY)
+    made.open()
+    yield made
+    made.close()
+
+
+def test_append_assigns_consecutive_offsets_in_one_epoch(store: Store) -> None:
+    first = store.append("c", [draft(1), draft(2)], now=0.0)
+    second = store.append("c", [draft(3)], now=0.0)
+    assert [e.offset for e in first + second] == [1, 2, 3]
+    assert len({e.epoch for e in first + second}) == 1
+    assert store.state("c") == (first[0].epoch, 3, 1)
+    assert store.state("other").top == 0 and store.state("other").earliest == 1
+
+
+def test_read_pages_after_an_offset(store: Store) -> None:
+    store.append("c", [draft(n) for n in range(10)], now=0.0)
+    page = store.read("c", 4, 3)
+    assert [e.data for e in page.events] == [4, 5, 6]
+    assert [e.offset for e in store.read("c", 9, 3).events] == [10]
+    assert store.read("c", 10, 3).events == []
+
+
+def test_count_retention_trims_the_oldest(store: Store) -> None:
+    store.append("short.x", [draft(n) for n in range(5)], now=0.0)
+    state = store.state("short.x")
+    assert (state.top, state.earliest) == (5, 3)
+    assert [e.offset for e in store.read("short.x", 0, 10).events] == [3, 4, 5]
+
+
+def test_age_retention_expires_old_events(store: Store) -> None:
+    store.append("c", [draft(1)], now=1000.0)
+    store.append("c", [draft(2)], now=1050.0)
+    store.append("short.y", [draft(3)], now=1000.0)
+    assert store.expire(now=1070.0) == 1
+    assert [e.offset for e in store.read("c", 0, 10).events] == [2]
+    assert store.state("c").earliest == 2
+    assert [e.offset for e in store.read("short.y", 0, 10).events] == [1]
+
+
+def test_sqlite_log_survives_reopening(tmp_path: pathlib.Path) -> None:
+    path = str(tmp_path / "log.db")
+    store = SqliteStore(path, POLICY)
+    store.open()
+    (event,) = store.append("c", [draft(1)], now=0.0)
+    empty_epoch = store.state("empty").epoch
+    store.close()
+    reopened = SqliteStore(path, POLICY)
+    reopened.open()
+    assert reopened.state("c") == (event.epoch, 1, 1)
+    assert reopened.state("empty").epoch == empty_epoch
+    (again,) = reopened.append("c", [draft(2)], now=0.0)
+    assert (again.epoch, again.offset) == (event.epoch, 2)
+    assert reopened.read("c", 0, 10).events[0].id == "evt_1"
+    reopened.close()
