@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -54,9 +55,15 @@ class PushHub:
             await self.hub.close()
 
     async def _heartbeat(self) -> None:
+        """SSE heartbeats, and the once-a-second throughput sample."""
+        loop = asyncio.get_running_loop()
+        next_beat = loop.time() + self.settings.heartbeat
         while True:
-            await asyncio.sleep(self.settings.heartbeat)
-            self.streams.heartbeat()
+            await asyncio.sleep(1.0)
+            self.hub.stats.sample(time.time())
+            if loop.time() >= next_beat:
+                self.streams.heartbeat()
+                next_beat = loop.time() + self.settings.heartbeat
 
     async def _error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, PushHubError)

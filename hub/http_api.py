@@ -5,14 +5,17 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .channels import validate_channel
+from .connection import SSEConnection
 from .errors import BadRequest, PushHubError, Unauthorized
 from .events import Event, parse_publish_body
 from .hub import Hub
+from .stats import StatsCollector
 
 MAX_HISTORY_LIMIT = 1000
 
@@ -67,6 +70,8 @@ class HttpApi:
         self.hub = hub
         self.publisher_keys = publisher_keys
         self.max_body_bytes = max_body_bytes
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(StatsCollector(hub.stats, self.gauges))
 
     def routes(self) -> list[Route]:
         return [
@@ -74,6 +79,8 @@ class HttpApi:
             Route("/v1/channels/{channel}/events", self.publish, methods=["POST"]),
             Route("/v1/channels/{channel}/events", self.history, methods=["GET"]),
             Route("/v1/channels/{channel}", self.channel_state, methods=["GET"]),
+            Route("/v1/stats", self.stats, methods=["GET"]),
+            Route("/metrics", self.metrics, methods=["GET"]),
         ]
 
     async def healthz(self, request: Request) -> Response:
@@ -111,6 +118,18 @@ class HttpApi:
                 b"true" if more else b"false", b",".join(e.json for e in events)),
             media_type="application/json",
         )
+
+    def gauges(self) -> dict[str, int]:
+        sse = sum(1 for conn in self.hub.connections if isinstance(conn, SSEConnection))
+        return {"sse_connections": sse, "ws_connections": len(self.hub.connections) - sse,
+                "active_channels": len(self.hub.channels)}
+
+    async def stats(self, request: Request) -> Response:
+        check_publisher(self.publisher_keys, bearer_token(request.headers))
+        return JSONResponse(self.hub.stats.snapshot(self.gauges()))
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def channel_state(self, request: Request) -> Response:
         channel = validate_channel(request.path_params["channel"])

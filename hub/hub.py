@@ -25,6 +25,7 @@ from .connection import Connection, Subscription, render_batch
 from .cursor import Position
 from .errors import BadCursor, PushHubError
 from .events import Event, EventDraft
+from .stats import Stats
 
 logger = logging.getLogger("pushhub")
 
@@ -65,7 +66,7 @@ class Hub:
         self.tops: dict[str, Position] = {}
         self.connections: dict[Connection, None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self.delivered = 0
+        self.stats = Stats()
 
     async def start(self) -> None:
         await self.broker.start(self._on_events)
@@ -83,7 +84,9 @@ class Hub:
     # Publishing and history -------------------------------------------------------------------
 
     async def publish(self, channel: str, drafts: Sequence[EventDraft]) -> list[Event]:
-        return await self.broker.publish(channel, drafts)
+        events = await self.broker.publish(channel, drafts)
+        self.stats.published += len(events)
+        return events
 
     async def history(self, channel: str, after: str | None, limit: int) -> tuple[HistoryPage, str | None]:
         """A page of ``channel``'s events after the cursor ``after``, and the reason a reset is due
@@ -103,6 +106,8 @@ class Hub:
 
     def _on_close(self, conn: Connection) -> None:
         self.connections.pop(conn, None)
+        if conn.closed == disconnect.SLOW_CONSUMER:
+            self.stats.slow_consumers += 1
         for sub in list(conn.subscriptions):
             self.unsubscribe(sub)
 
@@ -197,8 +202,12 @@ class Hub:
         if announce is not None:
             announce(sub)
         for channel, reason in resets:
-            sub.conn.send(sub.conn.render_reset(sub, channel, reason))
+            self._reset(sub, channel, reason)
         await self._catch_up(sub)
+
+    def _reset(self, sub: Subscription, channel: str, reason: str) -> None:
+        self.stats.resets += 1
+        sub.conn.send(sub.conn.render_reset(sub, channel, reason))
 
     def unsubscribe(self, sub: Subscription) -> None:
         with contextlib.suppress(ValueError):
@@ -241,13 +250,13 @@ class Hub:
         state = page.state
         if state.epoch != position.epoch:
             sub.pos[channel] = Position(state.epoch, state.earliest - 1)
-            sub.conn.send(sub.conn.render_reset(sub, channel, EPOCH_CHANGED))
+            self._reset(sub, channel, EPOCH_CHANGED)
         elif page.events and page.events[0].offset > position.offset + 1:
             sub.pos[channel] = Position(state.epoch, page.events[0].offset - 1)
-            sub.conn.send(sub.conn.render_reset(sub, channel, HISTORY_TRIMMED))
+            self._reset(sub, channel, HISTORY_TRIMMED)
         elif not page.events and state.top > position.offset:
             sub.pos[channel] = Position(state.epoch, state.top)
-            sub.conn.send(sub.conn.render_reset(sub, channel, HISTORY_TRIMMED))
+            self._reset(sub, channel, HISTORY_TRIMMED)
         self._send_events(sub, page.events)
 
     def _send_events(self, sub: Subscription, events: list[Event]) -> None:
@@ -260,7 +269,7 @@ class Hub:
             sub.pos[event.channel] = event.position
             if match is None or match(event.type):
                 conn.send(conn.render(sub, event))
-                self.delivered += 1
+                self.stats.delivered += 1
 
     def _drain(self, sub: Subscription) -> bool:
         """Deliver buffered live events; go live if caught up. False means history is needed."""
@@ -272,7 +281,7 @@ class Hub:
                 break
             if event.epoch != current.epoch and event.epoch == self.tops[event.channel].epoch:
                 sub.pos[event.channel] = Position(event.epoch, 0)
-                sub.conn.send(sub.conn.render_reset(sub, event.channel, EPOCH_CHANGED))
+                self._reset(sub, event.channel, EPOCH_CHANGED)
             self._send_events(sub, [event])
         if sub.conn.closed is not None:
             return True
@@ -349,7 +358,7 @@ class Hub:
                 members = group.members
                 for conn in list(members):
                     conn.write(data)
-                self.delivered += len(members) * len(selected)
+                self.stats.delivered += len(members) * len(selected)
         tops[state.name] = events[-1].position
         for sub in list(state.pending):
             sub.backlog.extend(events)
@@ -369,7 +378,7 @@ class Hub:
                 for sub in conn.subscriptions:
                     if state.name in sub.channels and sub.live:
                         sub.pos = {c: self.tops[c] for c in sub.channels}
-                        conn.send(conn.render_reset(sub, state.name, reason))
+                        self._reset(sub, state.name, reason)
 
     async def _recover(self, state: ChannelState, top: Position) -> None:
         """Fill a gap in live delivery from the log, then release what arrived meanwhile."""

@@ -118,3 +118,17 @@ async def test_concurrent_publishers_same_order_for_everyone(hub: HubProcess, cl
         seen_ws = [(await ws.recv())["event"]["data"] for _ in range(4 * count)]
     assert seen_one == seen_two == seen_ws
     assert sorted(seen_one) == sorted(f"{n}-{i}" for n in range(4) for i in range(count))
+
+
+async def test_stats_and_metrics_count_what_happened(hub: HubProcess, client: httpx.AsyncClient) -> None:
+    async with sse_stream(hub.url, ["counted"]) as one, ws_client(hub.ws_url) as ws:
+        await ws.subscribe("counted")
+        await publish(client, "counted", "t", 1)
+        await one.events(1)
+        await ws.recv()
+        stats = (await client.get("/v1/stats")).json()
+        metrics = (await client.get("/metrics")).text
+    assert stats["published"] == 1 and stats["delivered"] == 2
+    assert stats["sse_connections"] == 1 and stats["ws_connections"] == 1 and stats["active_channels"] == 1
+    assert "pushhub_events_published_total 1.0" in metrics
+    assert "pushhub_deliveries_total 2.0" in metrics

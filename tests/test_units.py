@@ -178,3 +178,13 @@ def test_readme_documents_every_setting() -> None:
     for field in dataclasses.fields(config.Settings):
         assert f"`PUSHHUB_{field.name.upper()}`" in readme, field.name
         assert f"`{config._flag(field.name)}`" in readme, field.name
+
+
+def test_stats_rates_between_samples() -> None:
+    from hub.stats import Stats
+
+    stats = Stats(clock=lambda: 0.0)
+    stats.sample(10.0)
+    stats.published, stats.delivered = 5, 500
+    stats.sample(12.0)
+    assert stats.rates() == [{"time": 12.0, "published": 2.5, "delivered": 250.0}]
