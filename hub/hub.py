@@ -152,7 +152,12 @@ class Hub:
         if state.refs == 0 and self.channels.get(state.name) is state:
             del self.channels[state.name]
             self.tops.pop(state.name, None)
-            self._spawn(self.broker.unsubscribe(state.name))
+            self._spawn(self._unsubscribe_if_unused(state.name))
+
+    async def _unsubscribe_if_unused(self, channel: str) -> None:
+        # Runs later than the release: the channel may have been subscribed again meanwhile.
+        if channel not in self.channels:
+            await self.broker.unsubscribe(channel)
 
     async def subscribe(self, sub: Subscription, cursor: str | None,
                         announce: Callable[[Subscription], None] | None = None) -> None:

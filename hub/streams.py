@@ -8,6 +8,7 @@ uvicorn's ``httptools`` HTTP protocol and ``websockets-sansio`` WebSocket protoc
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -24,6 +25,7 @@ from .http_api import check_publisher, positioned
 from .hub import Hub
 
 MAX_CHANNELS = 100
+logger = logging.getLogger("pushhub")
 
 
 def _transport(send: Send) -> Any:
@@ -111,9 +113,11 @@ class Streams:
                 sub, cursor, lambda sub: conn.send(sse.preamble(self.sse_retry_ms, sub.cursor())))
             while (await receive())["type"] != "http.disconnect":
                 pass
-        except PushHubError:
+        except PushHubError as exc:
+            logger.warning("SSE subscription to %s failed: %s", ",".join(channels), exc.message)
             conn.close(disconnect.INTERNAL_ERROR)
-            raise
+            while (await receive())["type"] != "http.disconnect":
+                pass
         finally:
             self.sse_connections.pop(conn, None)
             self.hub.remove_connection(conn)

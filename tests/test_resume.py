@@ -186,3 +186,14 @@ async def test_memory_hub_restart_means_epoch_changed(hub_factory: Callable[...,
             reset, event = await stream.events(2)
     assert reset["reason"] == "epoch_changed"
     assert event["data"] == "new epoch"
+
+
+async def test_quick_resubscribe_keeps_receiving(hub: HubProcess, client: httpx.AsyncClient) -> None:
+    """The last subscriber leaves and a new one arrives at once: the channel stays live."""
+    for round_ in range(5):
+        async with ws_client(hub.ws_url) as ws:
+            await ws.subscribe("flicker")
+            assert (await ws.request(op="unsubscribe", channel="flicker"))["op"] == "unsubscribed"
+            await ws.subscribe("flicker")
+            await publish(client, "flicker", "t", round_)
+            assert (await ws.recv())["event"]["data"] == round_
