@@ -41,6 +41,12 @@ MIN_SECRET_BYTES = 32
 Clock = Callable[[], float]
 
 
+class TokenExpired(Unauthorized):
+    """The token was valid but has expired: get a fresh one and resume."""
+
+    code = "token_expired"
+
+
 class ChannelSet:
     """Channel names and ``*`` patterns; empty means no channel."""
 
@@ -121,7 +127,7 @@ class JWTVerifier:
                 or isinstance(exp, bool) or isinstance(nbf, bool):
             raise Unauthorized("token 'exp' and 'nbf' must be numbers")
         if exp <= now:
-            raise Unauthorized("token expired")
+            raise TokenExpired("token expired: get a fresh token and resume from your cursor")
         if nbf > now:
             raise Unauthorized("token not valid yet")
         return claims
@@ -203,6 +209,16 @@ def _one_of(token: bytes, keys: list[bytes]) -> bool:
 def bearer(authorization: str | None) -> str | None:
     scheme, _, token = (authorization or "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def presented_token(authorization: str | None, query_token: str | None, cookie_header: str | None,
+                    origin: str | None, host: str | None, origins: Sequence[str]) -> str | None:
+    """The credential a read request presents: the ``Authorization: Bearer`` header, else the
+    ``token`` query parameter, else the ``pushhub_token`` cookie when :func:`cookie_allowed`."""
+    token = bearer(authorization) or query_token
+    if token:
+        return token
+    return cookie_token(cookie_header) if cookie_allowed(origin, host, origins) else None
 
 
 def cookie_token(cookie_header: str | None) -> str | None:
