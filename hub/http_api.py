@@ -96,12 +96,17 @@ class HttpApi:
         return Response(idempotency.replay(stored, fingerprint, key), status_code=202, media_type="application/json",
                         headers={"idempotent-replayed": "true" if repeat else "false"})
 
-    async def history(self, request: Request) -> Response:
+    def readable(self, request: Request) -> str:
+        """The channel named in the path, if the request's credential may read it."""
         channel = validate_channel(request.path_params["channel"])
         headers = request.headers
         token = presented_token(headers.get("authorization"), request.query_params.get("token"),
                                 headers.get("cookie"), headers.get("origin"), headers.get("host"), self.cors_origins)
         self.access.check_subscribe(self.access.grant(token), [channel])
+        return channel
+
+    async def history(self, request: Request) -> Response:
+        channel = self.readable(request)
         after = request.query_params.get("after") or None
         raw_limit = request.query_params.get("limit", "100")
         if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_HISTORY_LIMIT:
@@ -124,7 +129,7 @@ class HttpApi:
         )
 
     async def channel_state(self, request: Request) -> Response:
-        channel = validate_channel(request.path_params["channel"])
+        channel = self.readable(request)
         state = await self.hub.broker.state(channel)
         return JSONResponse({"channel": channel, "epoch": state.epoch, "top": state.top,
                              "earliest": state.earliest, "cursor": f"{state.epoch}.{state.top}"})
