@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import logging
 import os
 import sqlite3
 import time
@@ -128,4 +129,9 @@ def create_dedupe(broker_url: str, data_dir: str, clock: Clock = time.time) -> D
     """The store that matches the log backend: in memory with ``memory://``, else on disk."""
     if broker_url.startswith("memory://"):
         return MemoryDedupe(clock)
+    if not broker_url.startswith("sqlite://"):
+        # Until the Redis store exists (issue 3), each process remembers on its own disk.
+        logging.getLogger("pushhub").warning(
+            "dedupe and Idempotency-Key records are kept per process in %s, not shared through %s",
+            data_dir, broker_url.partition("://")[0])
     return SqliteDedupe(os.path.join(data_dir, "dedupe.db"), clock)
