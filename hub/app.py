@@ -22,6 +22,7 @@ from .http_api import HttpApi, error_response
 from .hub import Hub
 from .ingest import sources
 from .ingest.endpoint import IngestApi
+from .session import SessionApi
 from .streams import Streams
 
 CORS_HEADERS = ["authorization", "content-type", "idempotency-key", "last-event-id"]
@@ -56,9 +57,9 @@ class PushHub:
                       settings.cors_origins)
         ingest = IngestApi(self.hub, ingest_sources, self.dedupe, settings.dedupe_window, access)
         self.api = Starlette(
-            routes=api.routes() + ingest.routes(),
+            routes=api.routes() + ingest.routes() + SessionApi(access).routes(),
             middleware=[Middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
-                                   allow_methods=["GET", "POST"], allow_headers=CORS_HEADERS, max_age=600)],
+                                   allow_methods=["GET", "POST", "DELETE"], allow_headers=CORS_HEADERS, max_age=600)],
             exception_handlers={PushHubError: self._error, 404: self._not_found, 405: self._not_allowed},
             lifespan=self._lifespan,
         )

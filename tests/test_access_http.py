@@ -242,3 +242,19 @@ async def test_idempotency_survives_restart(hub_factory: Any, tmp_path: Path) ->
         again = await c.post("/v1/channels/c/events", json=event, headers={"idempotency-key": "restart"})
         assert again.json() == first.json()
         assert (await c.get("/v1/channels/c")).json()["top"] == 1
+
+
+async def test_session_cookie_for_eventsource(secured: HubProcess) -> None:
+    async with httpx.AsyncClient(base_url=secured.url, timeout=TIMEOUT) as c:
+        assert (await c.post("/v1/session")).status_code == 401
+        assert (await c.post("/v1/session", headers={"authorization": f"Bearer {PUBLISHER}"})).status_code == 400
+        assert (await c.post("/v1/session", headers={"authorization": f"Bearer {alg_none(['x'])}"})).status_code == 401
+        opened = await c.post("/v1/session", headers={"authorization": f"Bearer {token(['orders'])}"})
+        assert opened.status_code == 204
+        set_cookie = opened.headers["set-cookie"].lower()
+        assert "httponly" in set_cookie and "samesite=lax" in set_cookie and "max-age=" in set_cookie
+        assert (await c.get("/v1/channels/orders/events")).status_code == 200
+        async with sse(secured, ["orders"], cookies=dict(c.cookies)):
+            pass
+        assert (await c.delete("/v1/session")).status_code == 204
+        assert (await c.get("/v1/channels/orders/events")).status_code == 401
