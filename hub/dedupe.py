@@ -88,14 +88,16 @@ class MemoryDedupe(DedupeStore):
 
 
 class SqliteDedupe(DedupeStore):
-    """Records in their own SQLite database (WAL), committed before :meth:`put` returns."""
+    """Records in their own SQLite database (WAL), committed before :meth:`put` returns, with the
+    log's durability: ``synchronous=NORMAL`` survives the process dying, ``fsync`` power loss too."""
 
-    def __init__(self, path: str, clock: Clock = time.time) -> None:
+    def __init__(self, path: str, clock: Clock = time.time, *, fsync: bool = False) -> None:
         super().__init__(clock)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
             self._db.execute("CREATE TABLE IF NOT EXISTS dedupe ("
                              "key TEXT PRIMARY KEY, expires REAL NOT NULL, value BLOB NOT NULL) WITHOUT ROWID")
         except sqlite3.Error as exc:
@@ -125,7 +127,7 @@ class SqliteDedupe(DedupeStore):
         self._db.close()
 
 
-def create_dedupe(broker_url: str, data_dir: str, clock: Clock = time.time) -> DedupeStore:
+def create_dedupe(broker_url: str, data_dir: str, clock: Clock = time.time, *, fsync: bool = False) -> DedupeStore:
     """The store that matches the log backend: in memory with ``memory://``, else on disk."""
     if broker_url.startswith("memory://"):
         return MemoryDedupe(clock)
@@ -134,4 +136,4 @@ def create_dedupe(broker_url: str, data_dir: str, clock: Clock = time.time) -> D
         logging.getLogger("pushhub").warning(
             "dedupe and Idempotency-Key records are kept per process in %s, not shared through %s",
             data_dir, broker_url.partition("://")[0])
-    return SqliteDedupe(os.path.join(data_dir, "dedupe.db"), clock)
+    return SqliteDedupe(os.path.join(data_dir, "dedupe.db"), clock, fsync=fsync)
