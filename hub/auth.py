@@ -179,6 +179,20 @@ class Access:
         granted = grant_from_claims(self.jwt.claims(token, self.clock()))
         return Grant(granted.subscribe | self.public, granted.publish, expires=granted.expires)
 
+    def presented(self, authorization: str | None, query_token: str | None, cookie_header: str | None,
+                  origin: str | None, host: str | None, origins: Sequence[str]) -> Grant:
+        """The grant of a read or stream request: the ``Authorization: Bearer`` header, else the
+        ``token`` query parameter, else the ``pushhub_token`` cookie when :func:`cookie_allowed`.
+        A cookie only ever grants reading: a browser sends it whatever the page's intent."""
+        token = bearer(authorization) or query_token
+        if token:
+            return self.grant(token)
+        cookie = cookie_token(cookie_header) if cookie_allowed(origin, host, origins) else None
+        grant = self.grant(cookie)
+        if cookie is None or not self.enforced:
+            return grant
+        return Grant(grant.subscribe, NOTHING, expires=grant.expires)
+
     def check_subscribe(self, grant: Grant, channels: Sequence[str]) -> None:
         denied = [c for c in channels if not grant.subscribe.allows(c)]
         if denied:
@@ -209,16 +223,6 @@ def _one_of(token: bytes, keys: list[bytes]) -> bool:
 def bearer(authorization: str | None) -> str | None:
     scheme, _, token = (authorization or "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
-def presented_token(authorization: str | None, query_token: str | None, cookie_header: str | None,
-                    origin: str | None, host: str | None, origins: Sequence[str]) -> str | None:
-    """The credential a read request presents: the ``Authorization: Bearer`` header, else the
-    ``token`` query parameter, else the ``pushhub_token`` cookie when :func:`cookie_allowed`."""
-    token = bearer(authorization) or query_token
-    if token:
-        return token
-    return cookie_token(cookie_header) if cookie_allowed(origin, host, origins) else None
 
 
 def cookie_token(cookie_header: str | None) -> str | None:

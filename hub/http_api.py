@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import idempotency
-from .auth import Access, bearer, presented_token
+from .auth import Access, bearer
 from .channels import validate_channel
 from .dedupe import DedupeStore
 from .errors import BadRequest, PushHubError
@@ -100,9 +100,10 @@ class HttpApi:
         """The channel named in the path, if the request's credential may read it."""
         channel = validate_channel(request.path_params["channel"])
         headers = request.headers
-        token = presented_token(headers.get("authorization"), request.query_params.get("token"),
-                                headers.get("cookie"), headers.get("origin"), headers.get("host"), self.cors_origins)
-        self.access.check_subscribe(self.access.grant(token), [channel])
+        grant = self.access.presented(headers.get("authorization"), request.query_params.get("token"),
+                                      headers.get("cookie"), headers.get("origin"), headers.get("host"),
+                                      self.cors_origins)
+        self.access.check_subscribe(grant, [channel])
         return channel
 
     async def history(self, request: Request) -> Response:

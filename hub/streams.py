@@ -17,7 +17,7 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from . import cors, disconnect, protocol, sse
-from .auth import Access, Grant, TokenExpired, presented_token
+from .auth import Access, Grant, TokenExpired
 from .channels import compile_patterns, validate_channel
 from .connection import Connection, SSEConnection, Subscription, WSConnection
 from .errors import BadRequest, PushHubError
@@ -72,11 +72,11 @@ async def send_error(send: Send, exc: PushHubError, extra: list[tuple[bytes, byt
     await send({"type": "http.response.body", "body": body})
 
 
-def scope_token(scope: Scope, query: dict[str, list[str]], origins: list[str]) -> str | None:
-    """The credential a stream presents: header, ``token`` query parameter, or cookie."""
+def scope_grant(access: Access, scope: Scope, query: dict[str, list[str]], origins: list[str]) -> Grant:
+    """What a stream's credential allows: header, ``token`` query parameter, or cookie."""
     query_token = (query.get("token") or query.get("key") or [""])[-1] or None
-    return presented_token(header(scope, b"authorization"), query_token, header(scope, b"cookie"),
-                           header(scope, b"origin"), header(scope, b"host"), origins)
+    return access.presented(header(scope, b"authorization"), query_token, header(scope, b"cookie"),
+                            header(scope, b"origin"), header(scope, b"host"), origins)
 
 
 class Streams:
@@ -110,7 +110,7 @@ class Streams:
         try:
             channels, types, match = subscription_spec(_split(query.get("channel", [])),
                                                        _split(query.get("type", [])))
-            grant = self.access.grant(scope_token(scope, query, self.cors_origins))
+            grant = scope_grant(self.access, scope, query, self.cors_origins)
             self.access.check_subscribe(grant, channels)
         except PushHubError as exc:
             await send_error(send, exc, cors.headers(header(scope, b"origin"), self.cors_origins))
@@ -154,7 +154,7 @@ class Streams:
         conn = WSConnection(transport, self.max_queue_bytes, chosen or protocol.JSON)
         self.hub.add_connection(conn)
         try:
-            grant = self.access.grant(scope_token(scope, parse_query(scope), self.cors_origins))
+            grant = scope_grant(self.access, scope, parse_query(scope), self.cors_origins)
         except PushHubError as exc:
             grant = self.access.anonymous
             conn.close(disconnect.TOKEN_EXPIRED if isinstance(exc, TokenExpired) else disconnect.UNAUTHORIZED)

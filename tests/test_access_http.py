@@ -258,3 +258,18 @@ async def test_session_cookie_for_eventsource(secured: HubProcess) -> None:
             pass
         assert (await c.delete("/v1/session")).status_code == 204
         assert (await c.get("/v1/channels/orders/events")).status_code == 401
+
+
+async def test_websocket_cookie_reads_but_never_publishes(secured: HubProcess, admin: httpx.AsyncClient) -> None:
+    cookie = {"cookie": f"pushhub_token={token(['orders'], ['orders'])}"}
+    before = await top(admin, "orders")
+    async with ws_client(secured.ws_url, headers=cookie) as ws:
+        await ws.subscribe("orders")
+        refused = await ws.request(op="publish", channel="orders", event={"type": "t"})
+        assert refused["op"] == "error" and refused["code"] == "forbidden"
+    async with ws_client(secured.ws_url, headers={**cookie, "origin": "https://evil.example"}) as ws:
+        foreign = await ws.request(op="subscribe", channel="orders")
+        assert foreign["op"] == "error" and foreign["code"] == "unauthorized"
+    async with ws_client(secured.ws_url, headers={**cookie, "origin": APP}) as ws:
+        await ws.subscribe("orders")
+    assert await top(admin, "orders") == before
