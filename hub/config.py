@@ -69,8 +69,8 @@ class Settings:
         if self.memory and self.redis:
             raise BadRequest("--memory and --redis exclude each other")
         loopback = self.host in ("127.0.0.1", "::1", "localhost")
-        if not loopback and not (self.publisher_keys or self.jwt_secrets or self.jwt_public_keys) \
-                and not self.insecure:
+        if not loopback and not self.insecure and not (
+                self.publisher_keys or self.admin_keys or self.jwt_secrets or self.jwt_public_keys):
             raise BadRequest(
                 f"refusing to listen on {self.host} with no publisher key: set --publisher-key "
                 "(PUSHHUB_PUBLISHER_KEYS) or --jwt-secret, or --insecure to let anyone who reaches it publish"

@@ -172,7 +172,7 @@ async def test_signed_delivery_published_once(client: httpx.AsyncClient, case: t
     assert again.status_code == 200, again.text
     assert again.json()["duplicate"] is True
     assert again.json()["offset"] == first.json()["offset"]
-    (event,) = await history(client, channel)
+    (event,) = [e for e in await history(client, channel) if e["meta"].get("delivery_id") == delivery]
     assert event["type"] == type_
     assert event["data"] == orjson.loads(body)
     assert event["meta"] == {"source": source, "delivery_id": delivery}

@@ -37,7 +37,7 @@ DEFAULT_TYPE = {
     "standard": ("body:type",),
     "github": ("header:x-github-event",),
     "stripe": ("body:type",),
-    "slack": ("body:event.type", "body:type"),
+    "slack": ("body:event.type", "body:type", "body:command"),
     "shopify": ("header:x-shopify-topic",),
     "hmac": ("body:type",),
     "none": ("body:type",),
