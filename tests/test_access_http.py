@@ -3,8 +3,11 @@ expiry, CORS and idempotent publishing, against a real hub process."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import base64
 import contextlib
+import io
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,6 +20,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from websockets.exceptions import ConnectionClosed
+
+from hub import cli
 
 from .utils import TIMEOUT, HubProcess, SSEStream, ws_client
 
@@ -273,3 +278,26 @@ async def test_websocket_cookie_reads_but_never_publishes(secured: HubProcess, a
     async with ws_client(secured.ws_url, headers={**cookie, "origin": APP}) as ws:
         await ws.subscribe("orders")
     assert await top(admin, "orders") == before
+
+
+async def test_cli_listen_presents_its_key(secured: HubProcess, admin: httpx.AsyncClient) -> None:
+    class Lines(io.StringIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.arrived = asyncio.Event()
+
+        def flush(self) -> None:
+            self.arrived.set()
+
+    before = (await admin.get("/v1/channels/cli")).json()["cursor"]
+    await admin.post("/v1/channels/cli/events", json={"type": "t", "data": "via cli"})
+    out = Lines()
+    args = argparse.Namespace(url=secured.url, key=token(["cli"]), channels=["cli"], type=[], cursor=before)
+    task = asyncio.ensure_future(cli.listen(args, out))
+    try:
+        await asyncio.wait_for(out.arrived.wait(), TIMEOUT)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert orjson.loads(out.getvalue())["data"] == "via cli"
