@@ -8,16 +8,38 @@ import time
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from .auth import Access, JWTVerifier
 from .backends import create_broker
 from .config import Settings
-from .errors import PushHubError
+from .dedupe import create_dedupe
+from .errors import BadRequest, PushHubError
 from .http_api import HttpApi, error_response
 from .hub import Hub
+from .ingest import sources
+from .ingest.endpoint import IngestApi
+from .session import SessionApi
 from .streams import Streams
+
+CORS_HEADERS = ["authorization", "content-type", "idempotency-key", "last-event-id"]
+
+
+def build_access(settings: Settings) -> Access:
+    public_keys = []
+    for path in settings.jwt_public_keys:
+        try:
+            with open(path, "rb") as f:
+                public_keys.append(f.read())
+        except OSError as exc:
+            raise BadRequest(f"cannot read JWT public key {path}: {exc.strerror}") from exc
+    verifier = JWTVerifier(settings.jwt_secrets, public_keys, settings.jwt_audience)
+    return Access(publisher_keys=settings.publisher_keys, admin_keys=settings.admin_keys,
+                  jwt_verifier=verifier, public=settings.public_channels)
 
 
 class PushHub:
@@ -27,11 +49,18 @@ class PushHub:
         self.settings = settings
         broker = create_broker(settings.broker_url, settings.retention_policy(), fsync=settings.fsync)
         self.hub = Hub(broker, max_backlog=settings.max_backlog)
-        self.streams = Streams(self.hub, publisher_keys=settings.publisher_keys,
+        access = build_access(settings)
+        ingest_sources = sources.load_file(settings.ingest_config) if settings.ingest_config else {}
+        self.dedupe = create_dedupe(settings.broker_url, settings.data_dir, fsync=settings.fsync)
+        self.streams = Streams(self.hub, access=access, cors_origins=settings.cors_origins,
                                max_queue_bytes=settings.max_queue_bytes, sse_retry_ms=settings.sse_retry_ms)
-        api = HttpApi(self.hub, settings.publisher_keys, settings.max_body_bytes)
+        api = HttpApi(self.hub, access, settings.max_body_bytes, self.dedupe, settings.dedupe_window,
+                      settings.cors_origins)
+        ingest = IngestApi(self.hub, ingest_sources, self.dedupe, settings.dedupe_window, access)
         self.api = Starlette(
-            routes=api.routes(),
+            routes=api.routes() + ingest.routes() + SessionApi(access).routes(),
+            middleware=[Middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
+                                   allow_methods=["GET", "POST", "DELETE"], allow_headers=CORS_HEADERS, max_age=600)],
             exception_handlers={PushHubError: self._error, 404: self._not_found, 405: self._not_allowed},
             lifespan=self._lifespan,
         )
@@ -39,7 +68,7 @@ class PushHub:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             await self.streams.websocket(scope, receive, send)
-        elif scope["type"] == "http" and scope["path"] == "/v1/sse":
+        elif scope["type"] == "http" and scope["path"] == "/v1/sse" and scope["method"] != "OPTIONS":
             await self.streams.sse(scope, receive, send)
         else:
             await self.api(scope, receive, send)
@@ -53,6 +82,7 @@ class PushHub:
         finally:
             heartbeat.cancel()
             await self.hub.close()
+            await self.dedupe.close()
 
     async def _heartbeat(self) -> None:
         """SSE heartbeats, and the once-a-second throughput sample."""

@@ -22,7 +22,7 @@ def _client_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=os.environ.get("PUSHHUB_URL", DEFAULT_URL),
                         help="the hub's base URL (env PUSHHUB_URL)")
     parser.add_argument("--key", default=os.environ.get("PUSHHUB_KEY"),
-                        help="publisher key (env PUSHHUB_KEY)")
+                        help="publisher key, admin key or access token (env PUSHHUB_KEY)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,6 +75,8 @@ async def listen(args: argparse.Namespace, out: Any = None) -> int:
     async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None)) as client:
         while True:
             headers = {"accept": "text/event-stream"}
+            if args.key:
+                headers["authorization"] = f"Bearer {args.key}"
             if cursor:
                 headers["last-event-id"] = cursor
             parser = sse.Parser()

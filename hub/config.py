@@ -38,6 +38,20 @@ class Settings:
     sse_retry_ms: int = field(default=2000, metadata={"help": "EventSource reconnect delay sent to clients"})
     shutdown_timeout: float = field(default=5.0, metadata={"help": "seconds to wait for connections on exit"})
     access_log: bool = field(default=False, metadata={"help": "log every HTTP request"})
+    admin_keys: list[str] = field(default_factory=list, metadata={
+        "help": "API key for admin operations (repeat, or comma-separate in the env var)"})
+    jwt_secrets: list[str] = field(default_factory=list, metadata={
+        "help": "HS256 secret that signs access tokens, at least 32 bytes (repeat for rotation)"})
+    jwt_public_keys: list[str] = field(default_factory=list, metadata={
+        "help": "PEM file of an RS256 or ES256 public key that verifies access tokens (repeat)"})
+    jwt_audience: str = field(default="", metadata={"help": "required 'aud' of access tokens (unset: not checked)"})
+    public_channels: list[str] = field(default_factory=list, metadata={
+        "help": "channel pattern anyone may read without a token, e.g. 'public:*' (repeat)"})
+    cors_origins: list[str] = field(default_factory=list, metadata={
+        "help": "browser origin allowed to call the hub, e.g. https://app.example.com (repeat)"})
+    ingest_config: str = field(default="", metadata={"help": "TOML or JSON file that defines ingest sources"})
+    dedupe_window: float = field(default=72 * 3600.0, metadata={
+        "help": "seconds a webhook delivery id or Idempotency-Key is remembered"})
 
     @property
     def broker_url(self) -> str:
@@ -55,11 +69,14 @@ class Settings:
         if self.memory and self.redis:
             raise BadRequest("--memory and --redis exclude each other")
         loopback = self.host in ("127.0.0.1", "::1", "localhost")
-        if not loopback and not self.publisher_keys and not self.insecure:
+        if not loopback and not self.insecure and not (
+                self.publisher_keys or self.admin_keys or self.jwt_secrets or self.jwt_public_keys):
             raise BadRequest(
                 f"refusing to listen on {self.host} with no publisher key: set --publisher-key "
-                "(PUSHHUB_PUBLISHER_KEYS), or --insecure to let anyone who reaches it publish"
+                "(PUSHHUB_PUBLISHER_KEYS) or --jwt-secret, or --insecure to let anyone who reaches it publish"
             )
+        if self.dedupe_window <= 0:
+            raise BadRequest("--dedupe-window must be a positive number of seconds")
 
 
 def _flag(name: str) -> str:
@@ -68,7 +85,8 @@ def _flag(name: str) -> str:
     return flag.removesuffix("s") if name in _REPEATABLE else flag
 
 
-_REPEATABLE = ("publisher_keys", "retention_rules")
+_REPEATABLE = ("publisher_keys", "retention_rules", "admin_keys", "jwt_secrets", "jwt_public_keys",
+               "public_channels", "cors_origins")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

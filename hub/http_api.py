@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
+import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from . import idempotency
+from .auth import Access, bearer
 from .channels import validate_channel
 from .connection import SSEConnection
-from .errors import BadRequest, PushHubError, Unauthorized
+from .dedupe import DedupeStore
+from .errors import BadRequest, PushHubError
 from .events import Event, parse_publish_body
 from .hub import Hub
 from .stats import StatsCollector
@@ -22,22 +25,6 @@ MAX_HISTORY_LIMIT = 1000
 
 def error_response(exc: PushHubError) -> JSONResponse:
     return JSONResponse({"error": {"code": exc.code, "message": exc.message}}, status_code=exc.status)
-
-
-def bearer_token(headers: Any) -> str | None:
-    value = headers.get("authorization", "")
-    scheme, _, token = value.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
-def check_publisher(keys: list[str], token: str | None) -> None:
-    """Accept ``token`` if it is one of ``keys``; with no keys configured, publishing is open."""
-    if not keys:
-        return
-    if token is None:
-        raise Unauthorized("publishing needs 'Authorization: Bearer <publisher key>'")
-    if not any(hmac.compare_digest(token.encode(), key.encode()) for key in keys):
-        raise Unauthorized("unknown publisher key")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -66,10 +53,14 @@ def positioned(event: Event) -> dict[str, Any]:
 
 
 class HttpApi:
-    def __init__(self, hub: Hub, publisher_keys: list[str], max_body_bytes: int) -> None:
+    def __init__(self, hub: Hub, access: Access, max_body_bytes: int, dedupe: DedupeStore, window: float,
+                 cors_origins: list[str]) -> None:
         self.hub = hub
-        self.publisher_keys = publisher_keys
+        self.access = access
         self.max_body_bytes = max_body_bytes
+        self.dedupe = dedupe
+        self.window = window
+        self.cors_origins = cors_origins
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(StatsCollector(hub.stats, self.gauges))
 
@@ -89,15 +80,41 @@ class HttpApi:
                              "connections": len(self.hub.connections)}, status_code=200 if ok else 503)
 
     async def publish(self, request: Request) -> Response:
-        check_publisher(self.publisher_keys, bearer_token(request.headers))
+        grant = self.access.grant(bearer(request.headers.get("authorization")))
         channel = validate_channel(request.path_params["channel"])
-        drafts, batch = parse_publish_body(await read_body(request, self.max_body_bytes))
-        events = await self.hub.publish(channel, drafts)
-        body = {"events": [positioned(e) for e in events]} if batch else positioned(events[0])
-        return JSONResponse(body, status_code=202)
+        self.access.check_publish(grant, channel)
+        raw = await read_body(request, self.max_body_bytes)
+        key = request.headers.get("idempotency-key")
+
+        async def append() -> bytes:
+            drafts, batch = parse_publish_body(raw)
+            events = await self.hub.publish(channel, drafts)
+            return orjson.dumps({"events": [positioned(e) for e in events]} if batch else positioned(events[0]))
+
+        if key is None:
+            return Response(await append(), status_code=202, media_type="application/json")
+        idempotency.check_key(key)
+        fingerprint = idempotency.fingerprint(channel, raw)
+
+        async def append_recorded() -> bytes:
+            return idempotency.record(fingerprint, await append())
+
+        stored, repeat = await self.dedupe.once("publish:" + key, self.window, append_recorded)
+        return Response(idempotency.replay(stored, fingerprint, key), status_code=202, media_type="application/json",
+                        headers={"idempotent-replayed": "true" if repeat else "false"})
+
+    def readable(self, request: Request) -> str:
+        """The channel named in the path, if the request's credential may read it."""
+        channel = validate_channel(request.path_params["channel"])
+        headers = request.headers
+        grant = self.access.presented(headers.get("authorization"), request.query_params.get("token"),
+                                      headers.get("cookie"), headers.get("origin"), headers.get("host"),
+                                      self.cors_origins)
+        self.access.check_subscribe(grant, [channel])
+        return channel
 
     async def history(self, request: Request) -> Response:
-        channel = validate_channel(request.path_params["channel"])
+        channel = self.readable(request)
         after = request.query_params.get("after") or None
         raw_limit = request.query_params.get("limit", "100")
         if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_HISTORY_LIMIT:
@@ -125,14 +142,14 @@ class HttpApi:
                 "active_channels": len(self.hub.channels)}
 
     async def stats(self, request: Request) -> Response:
-        check_publisher(self.publisher_keys, bearer_token(request.headers))
+        self.access.check_admin(self.access.grant(bearer(request.headers.get("authorization"))))
         return JSONResponse(self.hub.stats.snapshot(self.gauges()))
 
     async def metrics(self, request: Request) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def channel_state(self, request: Request) -> Response:
-        channel = validate_channel(request.path_params["channel"])
+        channel = self.readable(request)
         state = await self.hub.broker.state(channel)
         return JSONResponse({"channel": channel, "epoch": state.epoch, "top": state.top,
                              "earliest": state.earliest, "cursor": f"{state.epoch}.{state.top}"})

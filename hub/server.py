@@ -46,7 +46,7 @@ def uvicorn_config(app: PushHub, settings: Settings) -> uvicorn.Config:
 def serve(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = PushHub(settings)
-    if not settings.publisher_keys:
+    if not (settings.publisher_keys or settings.jwt_secrets or settings.jwt_public_keys):
         logging.getLogger("pushhub").warning(
             "no publisher key configured: anyone who can reach %s:%s can publish", settings.host, settings.port)
     HubServer(uvicorn_config(app, settings), app).run()

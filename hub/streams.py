@@ -8,6 +8,7 @@ uvicorn's ``httptools`` HTTP protocol and ``websockets-sansio`` WebSocket protoc
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -16,12 +17,13 @@ from urllib.parse import parse_qsl
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from . import disconnect, protocol, sse
+from . import cors, disconnect, protocol, sse
+from .auth import Access, Grant, TokenExpired
 from .channels import compile_patterns, validate_channel
-from .connection import SSEConnection, Subscription, WSConnection
-from .errors import BadRequest, Forbidden, PushHubError, Unauthorized
+from .connection import Connection, SSEConnection, Subscription, WSConnection
+from .errors import BadRequest, PushHubError
 from .events import EventDraft
-from .http_api import check_publisher, positioned
+from .http_api import positioned
 from .hub import Hub
 
 MAX_CHANNELS = 100
@@ -69,17 +71,27 @@ class MethodNotAllowed(BadRequest):
     code = "method_not_allowed"
 
 
-async def send_error(send: Send, exc: PushHubError) -> None:
+async def send_error(send: Send, exc: PushHubError, extra: list[tuple[bytes, bytes]] | None = None) -> None:
     body = orjson.dumps({"error": {"code": exc.code, "message": exc.message}})
     await send({"type": "http.response.start", "status": exc.status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]})
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)),
+                            *(extra or [])]})
     await send({"type": "http.response.body", "body": body})
 
 
+def scope_grant(access: Access, scope: Scope, query: dict[str, list[str]], origins: list[str]) -> Grant:
+    """What a stream's credential allows: header, ``token`` query parameter, or cookie."""
+    query_token = (query.get("token") or query.get("key") or [""])[-1] or None
+    return access.presented(header(scope, b"authorization"), query_token, header(scope, b"cookie"),
+                            header(scope, b"origin"), header(scope, b"host"), origins)
+
+
 class Streams:
-    def __init__(self, hub: Hub, *, publisher_keys: list[str], max_queue_bytes: int, sse_retry_ms: int) -> None:
+    def __init__(self, hub: Hub, *, access: Access, cors_origins: list[str], max_queue_bytes: int,
+                 sse_retry_ms: int) -> None:
         self.hub = hub
-        self.publisher_keys = publisher_keys
+        self.access = access
+        self.cors_origins = cors_origins
         self.max_queue_bytes = max_queue_bytes
         self.sse_retry_ms = sse_retry_ms
         self.sse_connections: dict[SSEConnection, None] = {}
@@ -87,6 +99,13 @@ class Streams:
     def heartbeat(self) -> None:
         for conn in list(self.sse_connections):
             conn.send(sse.HEARTBEAT)
+
+    def expire_at(self, grant: Grant, conn: Connection) -> asyncio.TimerHandle | None:
+        """One timer per connection: close it with ``token_expired`` when its token does."""
+        if grant.expires is None:
+            return None
+        delay = max(0.0, grant.expires - self.access.clock())
+        return asyncio.get_running_loop().call_later(delay, conn.close, disconnect.TOKEN_EXPIRED)
 
     # Server-Sent Events -----------------------------------------------------------------------
 
@@ -98,15 +117,19 @@ class Streams:
         try:
             channels, types, match = subscription_spec(_split(query.get("channel", [])),
                                                        _split(query.get("type", [])))
+            grant = scope_grant(self.access, scope, query, self.cors_origins)
+            self.access.check_subscribe(grant, channels)
         except PushHubError as exc:
-            await send_error(send, exc)
+            await send_error(send, exc, cors.headers(header(scope, b"origin"), self.cors_origins))
             return
         cursor = header(scope, b"last-event-id") or (query.get("lastEventId") or [""])[-1] or None
         owner, transport = _transport(send)
-        await send({"type": "http.response.start", "status": 200, "headers": sse.HEADERS})
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": sse.HEADERS + cors.headers(header(scope, b"origin"), self.cors_origins)})
         conn = SSEConnection(transport, self.max_queue_bytes, bool(owner.chunked_encoding))
         self.hub.add_connection(conn)
         self.sse_connections[conn] = None
+        expiry = self.expire_at(grant, conn)
         try:
             sub = Subscription(conn, channels, types, match)
             await self.hub.subscribe(
@@ -119,6 +142,8 @@ class Streams:
             while (await receive())["type"] != "http.disconnect":
                 pass
         finally:
+            if expiry is not None:
+                expiry.cancel()
             self.sse_connections.pop(conn, None)
             self.hub.remove_connection(conn)
 
@@ -137,7 +162,13 @@ class Streams:
         _, transport = _transport(send)
         conn = WSConnection(transport, self.max_queue_bytes, chosen or protocol.JSON)
         self.hub.add_connection(conn)
-        session = _WSSession(self, conn, scope)
+        try:
+            grant = scope_grant(self.access, scope, parse_query(scope), self.cors_origins)
+        except PushHubError as exc:
+            grant = self.access.anonymous
+            conn.close(disconnect.TOKEN_EXPIRED if isinstance(exc, TokenExpired) else disconnect.UNAUTHORIZED)
+        expiry = self.expire_at(grant, conn)
+        session = _WSSession(self, conn, grant)
         try:
             while True:
                 message = await receive()
@@ -145,23 +176,21 @@ class Streams:
                     break
                 await session.handle(message)
         finally:
+            if expiry is not None:
+                expiry.cancel()
             self.hub.remove_connection(conn)
 
 
 class _WSSession:
     """The state of one WebSocket client's protocol: its subscriptions and rights."""
 
-    def __init__(self, streams: Streams, conn: WSConnection, scope: Scope) -> None:
+    def __init__(self, streams: Streams, conn: WSConnection, grant: Grant) -> None:
         self.streams = streams
         self.hub = streams.hub
+        self.access = streams.access
         self.conn = conn
+        self.grant = grant
         self.subs: dict[str, Subscription] = {}
-        query = parse_query(scope)
-        token = None
-        authorization = header(scope, b"authorization")
-        if authorization and authorization.lower().startswith("bearer "):
-            token = authorization[7:].strip()
-        self.token = token or (query.get("key") or [""])[-1] or None
 
     async def handle(self, message: Mapping[str, Any]) -> None:
         binary = message.get("bytes") is not None
@@ -191,6 +220,7 @@ class _WSSession:
             raise BadRequest("'cursor' must be a string")
         channels, type_patterns, match = subscription_spec([channel] if isinstance(channel, str) else [], types)
         name = channels[0]
+        self.access.check_subscribe(self.grant, channels)
         if name in self.subs:
             raise BadRequest(f"already subscribed to {name!r}: unsubscribe first")
         sub = Subscription(self.conn, channels, type_patterns, match)
@@ -214,14 +244,11 @@ class _WSSession:
         self.conn.reply({"op": "unsubscribed", "id": msg_id, "channel": channel})
 
     async def op_publish(self, request: dict[str, Any], msg_id: Any) -> None:
-        try:
-            check_publisher(self.streams.publisher_keys, self.token)
-        except Unauthorized as exc:
-            raise Forbidden("publishing over WebSocket needs a publisher key") from exc
         channel = request.get("channel")
         if not isinstance(channel, str):
             raise BadRequest("'channel' must be a string")
         validate_channel(channel)
+        self.access.check_publish(self.grant, channel)
         draft = EventDraft.from_json(request.get("event"))
         (event,) = await self.hub.publish(channel, [draft])
         self.conn.reply({**positioned(event), "op": "published", "id": msg_id, "event_id": event.id})

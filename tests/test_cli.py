@@ -20,9 +20,9 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 async def test_publish_and_listen_resume_across_a_restart(hub_factory: Callable[..., HubProcess]) -> None:
     hub = hub_factory("--publisher-key", "k")
     async with httpx.AsyncClient(base_url=hub.url, timeout=TIMEOUT) as client:
-        start = (await client.get("/v1/channels/cli")).json()["cursor"]
+        start = (await client.get("/v1/channels/cli", headers={"authorization": "Bearer k"})).json()["cursor"]
     listener = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hub", "listen", "cli", "--url", hub.url, "--cursor", start,
+        sys.executable, "-m", "hub", "listen", "cli", "--url", hub.url, "--key", "k", "--cursor", start,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     assert listener.stdout is not None
     try:

@@ -80,7 +80,7 @@ async def test_publisher_key_is_required_when_configured(hub_factory: Callable[.
         ok = await client.post("/v1/channels/k/events", json={"type": "t"}, headers={"authorization": "Bearer s3cret"})
         assert ok.status_code == 202
     async with ws_client(hub.ws_url) as ws:
-        assert (await ws.request(op="publish", channel="k", event={"type": "t"}))["code"] == "forbidden"
+        assert (await ws.request(op="publish", channel="k", event={"type": "t"}))["code"] == "unauthorized"
     async with ws_client(hub.ws_url, headers={"authorization": "Bearer s3cret"}) as ws:
         assert (await ws.request(op="publish", channel="k", event={"type": "t"}))["op"] == "published"
 

@@ -1,0 +1,139 @@
+"""Remembering what was already done: ingest delivery ids and publish idempotency keys.
+
+A store maps a key to the answer given the first time, for ``ttl`` seconds. Callers record a key
+only after the durable append it stands for (:func:`once`), so a crash between the two can at
+worst publish the same request again when the sender retries; it can never lose one.
+
+``memory://`` keeps records in this process; the embedded default keeps them in ``dedupe.db``
+next to the log, so they survive restarts. A Redis store (issue 3) implements the same three
+methods.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+
+from .errors import Unavailable
+
+Clock = Callable[[], float]
+PURGE_EVERY = 1000
+
+
+class DedupeStore(abc.ABC):
+    def __init__(self, clock: Clock = time.time) -> None:
+        self.clock = clock
+        self._inflight: dict[str, asyncio.Future[bytes]] = {}
+
+    @abc.abstractmethod
+    async def get(self, key: str) -> bytes | None:
+        """The answer recorded for ``key``, or ``None`` if there is none (or it expired)."""
+
+    @abc.abstractmethod
+    async def put(self, key: str, value: bytes, ttl: float) -> None: ...
+
+    async def close(self) -> None:
+        return None
+
+    async def once(self, key: str, ttl: float, action: Callable[[], Awaitable[bytes]]) -> tuple[bytes, bool]:
+        """Run ``action`` unless ``key`` was recorded; return its answer and whether it is a repeat.
+
+        Concurrent calls with the same key in this process wait for the first one instead of
+        running ``action`` again. The answer is recorded after ``action`` returns.
+        """
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending), True
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            answer = await self.get(key)
+            repeat = answer is not None
+            if answer is None:
+                answer = await action()
+                await self.put(key, answer, ttl)
+        except BaseException as exc:
+            future.set_exception(exc if isinstance(exc, Exception) else Unavailable("request cancelled"))
+            future.exception()  # retrieved: the waiters re-raise it themselves
+            raise
+        finally:
+            del self._inflight[key]
+        future.set_result(answer)
+        return answer, repeat
+
+
+class MemoryDedupe(DedupeStore):
+    def __init__(self, clock: Clock = time.time) -> None:
+        super().__init__(clock)
+        self._records: dict[str, tuple[float, bytes]] = {}
+        self._puts = 0
+
+    async def get(self, key: str) -> bytes | None:
+        record = self._records.get(key)
+        if record is None or record[0] <= self.clock():
+            return None
+        return record[1]
+
+    async def put(self, key: str, value: bytes, ttl: float) -> None:
+        now = self.clock()
+        self._records[key] = (now + ttl, value)
+        self._puts += 1
+        if self._puts % PURGE_EVERY == 0:
+            self._records = {k: r for k, r in self._records.items() if r[0] > now}
+
+
+class SqliteDedupe(DedupeStore):
+    """Records in their own SQLite database (WAL), committed before :meth:`put` returns, with the
+    log's durability: ``synchronous=NORMAL`` survives the process dying, ``fsync`` power loss too."""
+
+    def __init__(self, path: str, clock: Clock = time.time, *, fsync: bool = False) -> None:
+        super().__init__(clock)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+            self._db.execute("CREATE TABLE IF NOT EXISTS dedupe ("
+                             "key TEXT PRIMARY KEY, expires REAL NOT NULL, value BLOB NOT NULL) WITHOUT ROWID")
+        except sqlite3.Error as exc:
+            raise Unavailable(f"cannot open the dedupe database {path}: {exc}") from exc
+        self._puts = 0
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            row = self._db.execute("SELECT value FROM dedupe WHERE key = ? AND expires > ?",
+                                   (key, self.clock())).fetchone()
+        except sqlite3.Error as exc:
+            raise Unavailable(f"dedupe store: {exc}") from exc
+        return None if row is None else bytes(row[0])
+
+    async def put(self, key: str, value: bytes, ttl: float) -> None:
+        now = self.clock()
+        try:
+            self._db.execute("INSERT OR REPLACE INTO dedupe (key, expires, value) VALUES (?, ?, ?)",
+                             (key, now + ttl, value))
+            self._puts += 1
+            if self._puts % PURGE_EVERY == 0:
+                self._db.execute("DELETE FROM dedupe WHERE expires <= ?", (now,))
+        except sqlite3.Error as exc:
+            raise Unavailable(f"dedupe store: {exc}") from exc
+
+    async def close(self) -> None:
+        self._db.close()
+
+
+def create_dedupe(broker_url: str, data_dir: str, clock: Clock = time.time, *, fsync: bool = False) -> DedupeStore:
+    """The store that matches the log backend: in memory with ``memory://``, else on disk."""
+    if broker_url.startswith("memory://"):
+        return MemoryDedupe(clock)
+    if not broker_url.startswith("sqlite://"):
+        # Until the Redis store exists (issue 3), each process remembers on its own disk.
+        logging.getLogger("pushhub").warning(
+            "dedupe and Idempotency-Key records are kept per process in %s, not shared through %s",
+            data_dir, broker_url.partition("://")[0])
+    return SqliteDedupe(os.path.join(data_dir, "dedupe.db"), clock, fsync=fsync)
