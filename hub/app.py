@@ -24,7 +24,8 @@ class PushHub:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        broker = create_broker(settings.broker_url, settings.retention_policy(), fsync=settings.fsync)
+        broker = create_broker(settings.broker_url, settings.retention_policy(), fsync=settings.fsync,
+                               cluster=settings.redis_cluster)
         self.hub = Hub(broker, max_backlog=settings.max_backlog)
         self.streams = Streams(self.hub, publisher_keys=settings.publisher_keys,
                                max_queue_bytes=settings.max_queue_bytes, sse_retry_ms=settings.sse_retry_ms)

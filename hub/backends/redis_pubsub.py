@@ -1,0 +1,168 @@
+"""One pub/sub connection to one Redis node, kept alive and subscribed.
+
+Pub/sub is at-most-once: whatever is published while the connection is down is lost to it. So the
+link health-checks its connection (a PING every ``interval``; silence for three intervals, an error,
+or the server killing it counts as dead), reconnects with backoff, resubscribes every channel, and
+reports each channel it *re*subscribed through ``on_resubscribed`` so the broker can recover it
+from the log. A channel the server drops by itself (a cluster slot moved) goes to ``on_dropped``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import RedisError
+
+from ..errors import Unavailable
+
+logger = logging.getLogger("pushhub.redis")
+
+RETRY_MIN = 0.05
+RETRY_MAX = 2.0
+
+
+class LiveLink:
+    def __init__(self, connect: Callable[[], AbstractConnection], *, sharded: bool,
+                 on_message: Callable[[bytes, bytes], None], on_resubscribed: Callable[[bytes], None],
+                 on_dropped: Callable[[bytes], None], interval: float, timeout: float) -> None:
+        self._connect = connect
+        self._prefix = b"s" if sharded else b""
+        self._on_message = on_message
+        self._on_resubscribed = on_resubscribed
+        self._on_dropped = on_dropped
+        self.interval = interval
+        self.timeout = timeout
+        self.channels: set[bytes] = set()
+        self._waiting: dict[bytes, asyncio.Future[None]] = {}
+        self._leaving: set[bytes] = set()
+        self._conn: AbstractConnection | None = None
+        self._seen = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+        self.down = False  # the last connection attempt failed, or the connection was lost
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def subscribe(self, name: bytes) -> None:
+        """Subscribe and wait for Redis to confirm; raises :class:`Unavailable` when it cannot."""
+        if self._conn is None and not self.down:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.connected.wait(), self.timeout)
+        conn = self._conn
+        if conn is None:
+            raise Unavailable("Redis is unreachable: cannot follow the channel right now")
+        self.channels.add(name)
+        waiter = self._waiting.get(name)
+        if waiter is None:
+            waiter = self._waiting[name] = asyncio.get_running_loop().create_future()
+            await self._send(conn, self._prefix + b"SUBSCRIBE", name)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), self.timeout)
+        except (TimeoutError, RedisError, OSError) as exc:
+            self.channels.discard(name)
+            raise Unavailable(f"Redis did not confirm the subscription: {exc}") from exc
+
+    async def unsubscribe(self, name: bytes) -> None:
+        self.channels.discard(name)
+        conn = self._conn
+        if conn is not None:
+            self._leaving.add(name)
+            with contextlib.suppress(RedisError, OSError):
+                await self._send(conn, self._prefix + b"UNSUBSCRIBE", name)
+
+    async def _send(self, conn: AbstractConnection, *args: Any) -> None:
+        try:
+            await conn.send_command(*args, check_health=False)
+        except (RedisError, OSError):
+            await conn.disconnect(nowait=True)
+            raise
+
+    async def _run(self) -> None:
+        delay = RETRY_MIN
+        while True:
+            conn = self._connect()
+            try:
+                await conn.connect()  # type: ignore[no-untyped-call]
+                self._seen = time.monotonic()
+                self._conn = conn
+                if self.channels:
+                    await self._send(conn, self._prefix + b"SUBSCRIBE", *self.channels)
+                self.connected.set()
+                self.down = False
+                delay = RETRY_MIN
+                await _first_of(self._read(conn), self._watch(conn))
+            except (RedisError, OSError) as exc:
+                logger.warning("Redis pub/sub connection lost (%s); reconnecting in %.2fs", exc, delay)
+            finally:
+                self._conn = None
+                self.down = True
+                self.connected.clear()
+                for waiter in self._waiting.values():
+                    if not waiter.done():
+                        waiter.set_exception(Unavailable("the Redis pub/sub connection was lost"))
+                        waiter.exception()
+                self._waiting.clear()
+                self._leaving.clear()
+                await conn.disconnect(nowait=True)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+
+    async def _watch(self, conn: AbstractConnection) -> None:
+        """Return when the connection has been silent for three intervals despite a PING each."""
+        while True:
+            await asyncio.sleep(self.interval)
+            silent = time.monotonic() - self._seen
+            if silent > 3 * self.interval:
+                logger.warning("Redis pub/sub connection silent for %.1fs", silent)
+                return
+            await self._send(conn, b"PING")
+
+    async def _read(self, conn: AbstractConnection) -> None:
+        while True:
+            reply = await conn.read_response(timeout=math.inf)
+            self._seen = time.monotonic()
+            if not isinstance(reply, list) or len(reply) < 2:
+                continue
+            kind = bytes(reply[0]).removeprefix(self._prefix)
+            name = reply[1]
+            if kind == b"message":
+                self._on_message(name, reply[2])
+            elif kind == b"subscribe":
+                waiter = self._waiting.pop(name, None)
+                if waiter is not None:
+                    waiter.set_result(None)
+                elif name in self.channels:
+                    self._on_resubscribed(name)
+            elif kind == b"unsubscribe":
+                if name in self._leaving:
+                    self._leaving.discard(name)
+                elif name in self.channels:
+                    self.channels.discard(name)
+                    self._on_dropped(name)
+
+
+async def _first_of(*coros: Coroutine[Any, Any, None]) -> None:
+    """Run ``coros`` until the first one ends; cancel the others; re-raise its error."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        task.result()
