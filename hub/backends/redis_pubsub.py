@@ -45,8 +45,7 @@ class LiveLink:
         self._conn: AbstractConnection | None = None
         self._seen = 0.0
         self._task: asyncio.Task[None] | None = None
-        self.connected = asyncio.Event()
-        self.down = False  # the last connection attempt failed, or the connection was lost
+        self.tried = asyncio.Event()  # the first connection attempt has succeeded or failed
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -59,9 +58,9 @@ class LiveLink:
 
     async def subscribe(self, name: bytes) -> None:
         """Subscribe and wait for Redis to confirm; raises :class:`Unavailable` when it cannot."""
-        if self._conn is None and not self.down:
+        if not self.tried.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.connected.wait(), self.timeout)
+                await asyncio.wait_for(self.tried.wait(), self.timeout)
         conn = self._conn
         if conn is None:
             raise Unavailable("Redis is unreachable: cannot follow the channel right now")
@@ -101,16 +100,14 @@ class LiveLink:
                 self._conn = conn
                 if self.channels:
                     await self._send(conn, self._prefix + b"SUBSCRIBE", *self.channels)
-                self.connected.set()
-                self.down = False
+                self.tried.set()
                 delay = RETRY_MIN
                 await _first_of(self._read(conn), self._watch(conn))
             except (RedisError, OSError) as exc:
                 logger.warning("Redis pub/sub connection lost (%s); reconnecting in %.2fs", exc, delay)
             finally:
                 self._conn = None
-                self.down = True
-                self.connected.clear()
+                self.tried.set()
                 for waiter in self._waiting.values():
                     if not waiter.done():
                         waiter.set_exception(Unavailable("the Redis pub/sub connection was lost"))

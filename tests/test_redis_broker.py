@@ -1,0 +1,97 @@
+"""The Redis broker on its own: key layout, wire format, retention and epochs against a real Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.crc import key_slot
+
+from hub.backends import redis_keys
+from hub.backends.redis import RedisBroker
+from hub.backends.redis_wire import decode_live, encode_live
+from hub.errors import Unavailable
+from hub.events import Event, EventDraft
+from hub.retention import Retention, RetentionPolicy
+
+from .redis_servers import RedisServer
+from .utils import free_port
+
+
+def draft(data: object) -> EventDraft:
+    return EventDraft(f"evt_{data}", "t", "2026-01-01T00:00:00.000Z", data, {})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def broker(redis_server: RedisServer) -> AsyncIterator[tuple[RedisBroker, Clock]]:
+    clock = Clock()
+    broker = RedisBroker(redis_server.fresh_url(), RetentionPolicy([], Retention(3, 60.0)), clock=clock)
+    await broker.start(lambda channel, events: None)
+    yield broker, clock
+    await broker.close()
+
+
+def test_keys_of_a_channel_share_one_cluster_slot() -> None:
+    slots = {key_slot(name.encode()) for name in (redis_keys.meta_key("a.b:c"), redis_keys.log_key("a.b:c"))}
+    slots.add(key_slot(redis_keys.live_channel(7, "a.b:c")))
+    assert len(slots) == 1
+    assert redis_keys.channel_of(redis_keys.live_channel(7, "a.b:c")) == "a.b:c"
+
+
+def test_live_message_round_trip() -> None:
+    drafts = [draft({"n": 1}), draft("two\nlines")]
+    payload = encode_live("ep0ch", 41, [d.stored() for d in drafts])
+    events = decode_live("orders", payload)
+    assert [(e.channel, e.epoch, e.offset, e.data) for e in events] == [
+        ("orders", "ep0ch", 41, {"n": 1}), ("orders", "ep0ch", 42, "two\nlines")]
+
+
+async def test_count_and_age_retention(broker: tuple[RedisBroker, Clock]) -> None:
+    redis, clock = broker
+    await redis.publish("r", [draft(i) for i in range(5)])
+    page = await redis.history("r", 0, 10)
+    assert [e.data for e in page.events] == [2, 3, 4]
+    assert (page.state.top, page.state.earliest) == (5, 3)
+    clock.now += 50
+    await redis.publish("r", [draft(5)])
+    clock.now += 20  # events 3 and 4 are now 70 s old, event 5 is 20 s old
+    page = await redis.history("r", 0, 10)
+    assert [(e.offset, e.data) for e in page.events] == [(6, 5)]
+    assert (page.state.top, page.state.earliest) == (6, 6)
+
+
+async def test_epoch_is_stable_until_redis_loses_the_channel(broker: tuple[RedisBroker, Clock],
+                                                             redis_server: RedisServer) -> None:
+    redis, _ = broker
+    before = await redis.state("e")
+    assert before.top == 0 and before.earliest == 1
+    [event] = await redis.publish("e", [draft(1)])
+    assert isinstance(event, Event) and (event.epoch, event.offset) == (before.epoch, 1)
+    await redis.client.flushdb()
+    after = await redis.state("e")
+    assert after.epoch != before.epoch and after.top == 0
+    [event] = await redis.publish("e", [draft(2)])
+    assert (event.epoch, event.offset) == (after.epoch, 1)
+
+
+async def test_unreachable_redis_raises_unavailable() -> None:
+    broker = RedisBroker(f"redis://127.0.0.1:{free_port()}/0", RetentionPolicy())
+    await broker.start(lambda channel, events: None)
+    try:
+        with pytest.raises(Unavailable):
+            await broker.publish("x", [draft(1)])
+        with pytest.raises(Unavailable):
+            await broker.history("x", 0, 10)
+        with pytest.raises(Unavailable):
+            await broker.subscribe("x")
+        assert not await broker.healthy()
+    finally:
+        await broker.close()
