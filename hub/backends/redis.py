@@ -50,31 +50,38 @@ class RedisBroker(Broker):
                  clock: Callable[[], float] = time.time, health_interval: float = HEALTH_INTERVAL) -> None:
         self.url = url
         self.retention = retention
-        self.cluster = cluster
         self.clock = clock
         self.health_interval = health_interval
-        # No retries: a retried publish could append twice. RESP2: pub/sub replies arrive as plain
-        # replies on the pub/sub connection, which reads them itself.
-        options: dict[str, Any] = {"socket_timeout": TIMEOUT, "socket_connect_timeout": TIMEOUT,
-                                   "retry": Retry(NoBackoff(), 0), "protocol": 2}
-        try:
-            self.client: Redis | RedisCluster = (RedisCluster.from_url(url, **options) if cluster
-                                                 else Redis.from_url(url, **options))
-        except ValueError as exc:
-            raise BadRequest(f"invalid Redis URL {url!r}: {exc}") from exc
-        self.db = 0 if isinstance(self.client, RedisCluster) else int(
-            self.client.connection_pool.connection_kwargs.get("db", 0))
-        self._publish = self.client.register_script(scripts.PUBLISH)
-        self._read = self.client.register_script(scripts.READ)
+        self._use(cluster)
         self._on_events: OnEvents | None = None
         self._links: dict[tuple[str, int], LiveLink] = {}
         self._link_of: dict[str, LiveLink] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def _use(self, cluster: bool) -> None:
+        # No retries: a retried publish could append twice. RESP2: pub/sub replies arrive as plain
+        # replies on the pub/sub connection, which reads them itself.
+        options: dict[str, Any] = {"socket_timeout": TIMEOUT, "socket_connect_timeout": TIMEOUT,
+                                   "retry": Retry(NoBackoff(), 0), "protocol": 2}
+        try:
+            self.client: Redis | RedisCluster = (RedisCluster.from_url(self.url, **options) if cluster
+                                                 else Redis.from_url(self.url, **options))
+        except ValueError as exc:
+            raise BadRequest(f"invalid Redis URL {self.url!r}: {exc}") from exc
+        self.cluster = cluster
+        self.db = 0 if isinstance(self.client, RedisCluster) else int(
+            self.client.connection_pool.connection_kwargs.get("db", 0))
+        self._publish = self.client.register_script(scripts.PUBLISH)
+        self._read = self.client.register_script(scripts.READ)
+
     # Lifecycle ------------------------------------------------------------------------------------
 
     async def start(self, on_events: OnEvents) -> None:
         self._on_events = on_events
+        if not self.cluster and await self._is_cluster_node():
+            logger.info("%s is a Redis Cluster node: using the cluster and sharded pub/sub", self.url)
+            await self.client.aclose()
+            self._use(True)
         if isinstance(self.client, RedisCluster):
             try:
                 await self.client.initialize()
@@ -82,6 +89,14 @@ class RedisBroker(Broker):
                 raise Unavailable(f"cannot reach the Redis Cluster at {self.url}: {exc}") from exc
         else:
             self._link(("", 0), self.client.connection_pool.make_connection)
+
+    async def _is_cluster_node(self) -> bool:
+        """Whether the server answers that it runs in cluster mode (False if it does not answer)."""
+        try:
+            info = await self.client.info("cluster")
+        except UNAVAILABLE:
+            return False
+        return bool(info.get("cluster_enabled"))
 
     async def close(self) -> None:
         for task in list(self._tasks):
