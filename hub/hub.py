@@ -68,6 +68,7 @@ class Hub:
         self.tops: dict[str, Position] = {}
         self.connections: dict[Connection, None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._leaving: dict[str, asyncio.Task[None]] = {}  # broker unsubscriptions still running
         self.delivered = 0
 
     async def start(self) -> None:
@@ -123,6 +124,9 @@ class Hub:
             state = self.channels[channel] = ChannelState(channel)
             state.refs += 1
             try:
+                leaving = self._leaving.get(channel)
+                if leaving is not None:  # the broker must leave the channel before it follows it again
+                    await asyncio.wait([leaving])
                 await self.broker.subscribe(channel)
                 stream = await self.broker.state(channel)
             except BaseException as exc:
@@ -150,7 +154,12 @@ class Hub:
         if state.refs == 0 and self.channels.get(state.name) is state:
             del self.channels[state.name]
             self.tops.pop(state.name, None)
-            self._spawn(self.broker.unsubscribe(state.name))
+            task = self._leaving[state.name] = self._spawn(self.broker.unsubscribe(state.name))
+            task.add_done_callback(lambda done: self._left(state.name, done))
+
+    def _left(self, channel: str, task: asyncio.Task[None]) -> None:
+        if self._leaving.get(channel) is task:
+            del self._leaving[channel]
 
     async def subscribe(self, sub: Subscription, cursor: str | None,
                         announce: Callable[[Subscription], None] | None = None) -> None:
