@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,7 +17,7 @@ from hub.events import Event, EventDraft
 from hub.retention import Retention, RetentionPolicy
 
 from .redis_servers import RedisServer
-from .utils import free_port
+from .utils import TIMEOUT, free_port
 
 
 def draft(data: object) -> EventDraft:
@@ -95,3 +97,67 @@ async def test_unreachable_redis_raises_unavailable() -> None:
         assert not await broker.healthy()
     finally:
         await broker.close()
+
+
+class Blackhole:
+    """A TCP proxy to Redis that can start swallowing the traffic of the pub/sub connections it
+    carries, keeping them open: what a dead network path or a dropped NAT entry looks like."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.swallowing = False
+        self.server: asyncio.Server | None = None
+        self.pubsub_connections = 0
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.port)
+        pubsub = False
+        opened_swallowing = self.swallowing
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter, outgoing: bool) -> None:
+            nonlocal pubsub
+            while data := await source.read(65536):
+                if outgoing and not pubsub and b"SUBSCRIBE" in data:
+                    pubsub = True
+                    self.pubsub_connections += 1
+                if not (pubsub and self.swallowing and not opened_swallowing):
+                    sink.write(data)
+
+        with contextlib.suppress(OSError):
+            await asyncio.gather(pipe(reader, upstream_writer, True), pipe(upstream_reader, writer, False))
+        writer.close()
+        upstream_writer.close()
+
+    async def close(self) -> None:
+        assert self.server is not None
+        self.server.close()
+
+
+async def test_silent_pubsub_connection_is_replaced_and_the_gap_filled(redis_server: RedisServer) -> None:
+    """Nothing arrives on a connection that went silent: the PING health check notices, reconnects,
+    and the channel is recovered from its stream."""
+    url = redis_server.fresh_url()
+    proxy = Blackhole(redis_server.port)
+    proxy_port = await proxy.start()
+    received: asyncio.Queue[Event] = asyncio.Queue()
+    listener = RedisBroker(url.replace(f":{redis_server.port}/", f":{proxy_port}/"), RetentionPolicy(),
+                           health_interval=0.05)
+    publisher = RedisBroker(url, RetentionPolicy())
+    await listener.start(lambda channel, events: [received.put_nowait(e) for e in events])
+    await publisher.start(lambda channel, events: None)
+    try:
+        await listener.subscribe("quiet")
+        await publisher.publish("quiet", [draft(1)])
+        assert (await asyncio.wait_for(received.get(), TIMEOUT)).data == 1
+        proxy.swallowing = True
+        await publisher.publish("quiet", [draft(2)])
+        assert (await asyncio.wait_for(received.get(), TIMEOUT)).data == 2
+        assert proxy.pubsub_connections == 2  # the silent one was replaced
+    finally:
+        await listener.close()
+        await publisher.close()
+        await proxy.close()
