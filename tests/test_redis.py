@@ -81,20 +81,24 @@ async def test_kill_9_mid_stream_then_resume_on_another_process(hub_factory: Hub
                                                                 redis_server: RedisServer) -> None:
     url = redis_server.fresh_url()
     doomed, survivor = hub_factory("--redis", url, backend=None), hub_factory("--redis", url, backend=None)
+    count = 60
     async with httpx.AsyncClient(base_url=survivor.url, timeout=TIMEOUT) as client:
         async with sse_stream(doomed.url, ["feed"]) as stream:
-            for i in range(20):
-                await publish(client, "feed", "t", i)
+
+            async def publisher() -> None:
+                for i in range(count):
+                    await publish(client, "feed", "t", i)
+
+            publishing = asyncio.get_running_loop().create_task(publisher())
             first = await stream.events(15)
             doomed.stop(9)
             first += await read_until_end(stream)
             cursor = stream.last_id
-        for i in range(20, 40):
-            await publish(client, "feed", "t", i)
+            await publishing
         async with sse_stream(survivor.url, ["feed"], last_event_id=cursor) as resumed:
-            rest = await resumed.events(40 - len(first))
+            rest = await resumed.events(count - len(first))
             await resumed.quiet(0.2)
-    assert [e["data"] for e in first + rest] == list(range(40))
+    assert [e["data"] for e in first + rest] == list(range(count))
 
 
 async def test_pubsub_connection_killed_while_publishing(hub_factory: HubFactory, own_redis: RedisServer,

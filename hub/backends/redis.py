@@ -177,8 +177,14 @@ class RedisBroker(Broker):
 
     def _on_message(self, name: bytes, payload: bytes) -> None:
         channel = keys.channel_of(name)
-        if self._on_events is not None and channel in self._link_of:
-            self._on_events(channel, decode_live(channel, payload))
+        if self._on_events is None or channel not in self._link_of:
+            return
+        try:
+            events = decode_live(channel, payload)
+        except (ValueError, KeyError, TypeError):
+            logger.warning("ignoring a malformed message on %r (the next event fills the gap)", name)
+            return
+        self._on_events(channel, events)
 
     def _on_resubscribed(self, name: bytes) -> None:
         self._spawn(self._recover(keys.channel_of(name)))

@@ -105,6 +105,9 @@ class LiveLink:
                 await _first_of(self._read(conn), self._watch(conn))
             except (RedisError, OSError) as exc:
                 logger.warning("Redis pub/sub connection lost (%s); reconnecting in %.2fs", exc, delay)
+            except Exception:
+                # Never stay deaf: whatever went wrong, reconnect (and so recover every channel).
+                logger.exception("error on the Redis pub/sub connection; reconnecting in %.2fs", delay)
             finally:
                 self._conn = None
                 self.tried.set()
