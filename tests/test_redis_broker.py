@@ -108,12 +108,16 @@ class Blackhole:
         self.swallowing = False
         self.server: asyncio.Server | None = None
         self.pubsub_connections = 0
+        self.handlers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> int:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         return int(self.server.sockets[0].getsockname()[1])
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.handlers.add(task)
         upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.port)
         pubsub = False
         opened_swallowing = self.swallowing
@@ -127,14 +131,22 @@ class Blackhole:
                 if not (pubsub and self.swallowing and not opened_swallowing):
                     sink.write(data)
 
-        with contextlib.suppress(OSError):
-            await asyncio.gather(pipe(reader, upstream_writer, True), pipe(upstream_reader, writer, False))
-        writer.close()
-        upstream_writer.close()
+        try:
+            with contextlib.suppress(OSError):
+                await asyncio.gather(pipe(reader, upstream_writer, True), pipe(upstream_reader, writer, False))
+        finally:
+            for end in (writer, upstream_writer):
+                end.close()
+                with contextlib.suppress(OSError):
+                    await end.wait_closed()
 
     async def close(self) -> None:
         assert self.server is not None
         self.server.close()
+        for task in self.handlers:
+            task.cancel()
+        await asyncio.gather(*self.handlers, return_exceptions=True)
+        await self.server.wait_closed()
 
 
 async def test_silent_pubsub_connection_is_replaced_and_the_gap_filled(redis_server: RedisServer) -> None:
