@@ -161,6 +161,26 @@ async def test_unavailable_redis_answers_503_and_streams_recover(hub_factory: Hu
     assert (event["data"], event["offset"]) == ("after", 1)
 
 
+async def test_redis_restart_with_aof_keeps_the_epoch_and_resume_exact(
+        hub_factory: HubFactory, tmp_path_factory: pytest.TempPathFactory) -> None:
+    server = RedisServer(str(tmp_path_factory.mktemp("aof-redis")), "--appendonly", "yes", "--appendfsync", "always")
+    with running(server):
+        hub = hub_factory("--redis", server.url, backend=None)
+        async with httpx.AsyncClient(base_url=hub.url, timeout=TIMEOUT) as client, \
+                sse_stream(hub.url, ["aof"]) as live:
+            sent = [await publish(client, "aof", "t", i) for i in range(3)]
+            await live.events(3)
+            server.restart()
+            sent += [await publish_when_up(client, "aof", i) for i in range(3, 5)]
+            after_restart = await live.events(2)
+            async with sse_stream(hub.url, ["aof"], last_event_id=sent[1]["cursor"]) as resumed:
+                rest = await resumed.events(3)
+                await resumed.quiet(0.2)
+    assert {e["epoch"] for e in sent} == {sent[0]["epoch"]}
+    assert [(e["data"], e["offset"]) for e in after_restart] == [(3, 4), (4, 5)]
+    assert [e["data"] for e in rest] == [2, 3, 4]
+
+
 def _channels_on_every_shard(cluster: RedisClusterServers) -> list[str]:
     """One channel name per master, by the cluster's slot ranges (created in node order)."""
     ranges = [(0, 5460), (5461, 10922), (10923, 16383)]
