@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import subprocess
 from collections.abc import AsyncIterator
 
 import pytest
@@ -16,7 +18,7 @@ from hub.errors import Unavailable
 from hub.events import Event, EventDraft
 from hub.retention import Retention, RetentionPolicy
 
-from .redis_servers import RedisServer
+from .redis_servers import RedisClusterServers, RedisServer, running
 from .utils import TIMEOUT, free_port
 
 
@@ -173,3 +175,30 @@ async def test_silent_pubsub_connection_is_replaced_and_the_gap_filled(redis_ser
         await listener.close()
         await publisher.close()
         await proxy.close()
+
+
+async def test_follows_a_channel_whose_slot_moves_to_another_shard(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    cluster = RedisClusterServers(str(tmp_path_factory.mktemp("moving-cluster")))
+    with running(cluster):
+        channel = next(f"m{n}" for n in itertools.count() if key_slot(redis_keys.live_channel(0, f"m{n}")) == 0)
+        received: asyncio.Queue[Event] = asyncio.Queue()
+        listener = RedisBroker(cluster.url, RetentionPolicy(), cluster=True)
+        publisher = RedisBroker(cluster.url, RetentionPolicy(), cluster=True)
+        await listener.start(lambda channel, events: [received.put_nowait(e) for e in events])
+        await publisher.start(lambda channel, events: None)
+        try:
+            await listener.subscribe(channel)
+            await publisher.publish(channel, [draft(1)])
+            assert (await asyncio.wait_for(received.get(), TIMEOUT)).data == 1
+            source, target = (node.cli("cluster", "myid") for node in cluster.nodes[:2])
+            command = ["redis-cli", "--cluster", "reshard", f"127.0.0.1:{cluster.nodes[0].port}", "--cluster-from",
+                       source, "--cluster-to", target, "--cluster-slots", "1", "--cluster-yes"]
+            await asyncio.to_thread(subprocess.run, command, capture_output=True, check=True, timeout=8 * TIMEOUT)
+            assert cluster.nodes[1].cli("cluster", "countkeysinslot", "0") == "2"  # slot 0 moved
+            await publisher.publish(channel, [draft(2)])
+            event = await asyncio.wait_for(received.get(), TIMEOUT)
+            assert (event.offset, event.data) == (2, 2)
+        finally:
+            await listener.close()
+            await publisher.close()
