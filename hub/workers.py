@@ -24,12 +24,13 @@ from .errors import PushHubError
 logger = logging.getLogger("pushhub")
 
 
-def listening_socket(settings: Settings) -> socket.socket:
-    """A socket bound to the hub's address that other workers may bind too."""
+def listening_socket(settings: Settings, *, shared: bool = True) -> socket.socket:
+    """A socket bound to the hub's address that other workers may bind too (if ``shared``)."""
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((settings.host, settings.port))
     except OSError as exc:
@@ -64,7 +65,8 @@ class Supervisor:
                 worker.terminate()
 
     def run(self) -> int:
-        listening_socket(self.settings).close()  # fail here, clearly, if the port is taken
+        # Fail here, clearly, if anything holds the port (even another hub's workers).
+        listening_socket(self.settings, shared=False).close()
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         self.workers = [self._start_worker() for _ in range(self.settings.workers)]

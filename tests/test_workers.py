@@ -62,3 +62,13 @@ async def test_workers_share_a_port_and_replace_a_killed_one(hub_factory: Callab
             last = await stream.next()
             assert last.event == "disconnect"
             assert orjson.loads(last.data)["reason"] == "shutdown"
+
+
+def test_workers_refuse_a_port_other_workers_hold(hub_factory: Callable[..., HubProcess],
+                                                  redis_server: RedisServer) -> None:
+    hub = hub_factory("--redis", redis_server.fresh_url(), "--workers", "2", backend=None)
+    result = subprocess.run([sys.executable, "-m", "hub", "serve", "--redis", redis_server.fresh_url(),
+                             "--workers", "2", "--port", str(hub.port)],
+                            capture_output=True, text=True, timeout=4 * TIMEOUT)
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{hub.port}" in result.stderr
