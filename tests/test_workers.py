@@ -12,6 +12,10 @@ from collections.abc import Callable
 
 import httpx
 import orjson
+import pytest
+
+from hub.config import load
+from hub.errors import BadRequest
 
 from .redis_servers import RedisServer
 from .utils import TIMEOUT, HubProcess, free_port, publish, sse_stream
@@ -35,6 +39,15 @@ def wait_for(condition: Callable[[], bool]) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
+
+
+def test_settings_need_redis_for_workers_and_cluster() -> None:
+    with pytest.raises(BadRequest, match="--workers 3 needs --redis"):
+        load(environ={"PUSHHUB_WORKERS": "3"})
+    with pytest.raises(BadRequest, match="--redis-cluster needs --redis"):
+        load(environ={"PUSHHUB_REDIS_CLUSTER": "1"})
+    settings = load(environ={"PUSHHUB_WORKERS": "3", "PUSHHUB_REDIS": "redis://h:1/2"})
+    assert (settings.workers, settings.broker_url) == (3, "redis://h:1/2")
 
 
 def test_workers_are_refused_without_redis() -> None:
