@@ -183,9 +183,12 @@ async def test_follows_a_channel_whose_slot_moves_to_another_shard(
     with running(cluster):
         channel = next(f"m{n}" for n in itertools.count() if key_slot(redis_keys.live_channel(0, f"m{n}")) == 0)
         received: asyncio.Queue[Event] = asyncio.Queue()
+        late: asyncio.Queue[Event] = asyncio.Queue()
         listener = RedisBroker(cluster.url, RetentionPolicy(), cluster=True)
+        late_listener = RedisBroker(cluster.url, RetentionPolicy(), cluster=True)  # a stale slot map
         publisher = RedisBroker(cluster.url, RetentionPolicy(), cluster=True)
         await listener.start(lambda channel, events: [received.put_nowait(e) for e in events])
+        await late_listener.start(lambda channel, events: [late.put_nowait(e) for e in events])
         await publisher.start(lambda channel, events: None)
         try:
             await listener.subscribe(channel)
@@ -199,6 +202,10 @@ async def test_follows_a_channel_whose_slot_moves_to_another_shard(
             await publisher.publish(channel, [draft(2)])
             event = await asyncio.wait_for(received.get(), TIMEOUT)
             assert (event.offset, event.data) == (2, 2)
+            await late_listener.subscribe(channel)  # refused (MOVED) by the old owner, then followed
+            await publisher.publish(channel, [draft(3)])
+            assert (await asyncio.wait_for(late.get(), TIMEOUT)).offset == 3
         finally:
+            await late_listener.close()
             await listener.close()
             await publisher.close()

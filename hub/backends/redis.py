@@ -35,7 +35,7 @@ from ..retention import RetentionPolicy
 from . import redis_keys as keys
 from . import redis_scripts as scripts
 from .base import Broker, HistoryPage, OnEvents, StreamState
-from .redis_pubsub import RETRY_MAX, RETRY_MIN, LiveLink
+from .redis_pubsub import RETRY_MAX, RETRY_MIN, LiveLink, Refused
 from .redis_wire import decode_live, decode_page
 
 logger = logging.getLogger("pushhub.redis")
@@ -143,6 +143,13 @@ class RedisBroker(Broker):
 
     async def subscribe(self, channel: str) -> None:
         name = keys.live_channel(self.db, channel)
+        try:
+            await self._subscribe_on_owner(channel, name)
+        except Refused:  # the slot moved since the cluster's slot map was read: read it again, once
+            await self._refresh_slots()
+            await self._subscribe_on_owner(channel, name)
+
+    async def _subscribe_on_owner(self, channel: str, name: bytes) -> None:
         link = self._link_for(name)
         self._link_of[channel] = link
         await link.subscribe(name)
@@ -190,17 +197,21 @@ class RedisBroker(Broker):
         self._spawn(self._recover(keys.channel_of(name)))
 
     def _on_dropped(self, name: bytes) -> None:
-        """The server unsubscribed us (the slot moved to another shard): follow the slot."""
+        """The server unsubscribed us or refused a resubscription (the slot moved to another
+        shard): follow the slot."""
         self._spawn(self._retry(keys.channel_of(name), self._follow_again))
 
     async def _follow_again(self, channel: str) -> None:
+        await self._refresh_slots()
+        await self.subscribe(channel)
+        await self._deliver_newest(channel)
+
+    async def _refresh_slots(self) -> None:
         if isinstance(self.client, RedisCluster):
             try:
                 await self.client.nodes_manager.initialize()
             except UNAVAILABLE as exc:
                 raise Unavailable(f"cannot refresh the Redis Cluster's slots: {exc}") from exc
-        await self.subscribe(channel)
-        await self._deliver_newest(channel)
 
     async def _recover(self, channel: str) -> None:
         """Hand the hub the channel's newest event; it fills any gap before it from the log."""

@@ -4,7 +4,11 @@ Pub/sub is at-most-once: whatever is published while the connection is down is l
 link health-checks its connection (a PING every ``interval``; silence for three intervals, an error,
 or the server killing it counts as dead), reconnects with backoff, resubscribes every channel, and
 reports each channel it *re*subscribed through ``on_resubscribed`` so the broker can recover it
-from the log. A channel the server drops by itself (a cluster slot moved) goes to ``on_dropped``.
+from the log. A channel the server drops or refuses by itself (a cluster slot moved: ``sunsubscribe``
+or ``MOVED``) goes to ``on_dropped``; a new subscription refused that way raises :class:`Refused`.
+
+Every subscription is its own command (``SSUBSCRIBE`` takes channels of one slot only), pipelined,
+so each gets exactly one reply, in order: a confirmation or an error.
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ import contextlib
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from ..errors import Unavailable
 
@@ -26,6 +31,10 @@ logger = logging.getLogger("pushhub.redis")
 
 RETRY_MIN = 0.05
 RETRY_MAX = 2.0
+
+
+class Refused(Unavailable):
+    """The node would not subscribe: another one serves the channel's slot."""
 
 
 class LiveLink:
@@ -42,6 +51,7 @@ class LiveLink:
         self.channels: set[bytes] = set()
         self._waiting: dict[bytes, asyncio.Future[None]] = {}
         self._leaving: set[bytes] = set()
+        self._sent: deque[bytes] = deque()  # subscriptions sent, awaiting their reply
         self._conn: AbstractConnection | None = None
         self._seen = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -68,7 +78,7 @@ class LiveLink:
         waiter = self._waiting.get(name)
         if waiter is None:
             waiter = self._waiting[name] = asyncio.get_running_loop().create_future()
-            await self._send(conn, self._prefix + b"SUBSCRIBE", name)
+            await self._subscribe(conn, [name])
         try:
             await asyncio.wait_for(asyncio.shield(waiter), self.timeout)
         except (TimeoutError, RedisError, OSError) as exc:
@@ -81,11 +91,15 @@ class LiveLink:
         if conn is not None:
             self._leaving.add(name)
             with contextlib.suppress(RedisError, OSError):
-                await self._send(conn, self._prefix + b"UNSUBSCRIBE", name)
+                await self._send(conn, (self._prefix + b"UNSUBSCRIBE", name))
 
-    async def _send(self, conn: AbstractConnection, *args: Any) -> None:
+    async def _subscribe(self, conn: AbstractConnection, names: list[bytes]) -> None:
+        self._sent.extend(names)
+        await self._send(conn, *((self._prefix + b"SUBSCRIBE", name) for name in names))
+
+    async def _send(self, conn: AbstractConnection, *commands: tuple[bytes, ...]) -> None:
         try:
-            await conn.send_command(*args, check_health=False)
+            await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
         except (RedisError, OSError):
             await conn.disconnect(nowait=True)
             raise
@@ -99,7 +113,7 @@ class LiveLink:
                 self._seen = time.monotonic()
                 self._conn = conn
                 if self.channels:
-                    await self._send(conn, self._prefix + b"SUBSCRIBE", *self.channels)
+                    await self._subscribe(conn, list(self.channels))
                 self.tried.set()
                 delay = RETRY_MIN
                 await _first_of(self._read(conn), self._watch(conn))
@@ -117,6 +131,7 @@ class LiveLink:
                         waiter.exception()
                 self._waiting.clear()
                 self._leaving.clear()
+                self._sent.clear()
                 await conn.disconnect(nowait=True)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
@@ -129,11 +144,16 @@ class LiveLink:
             if silent > 3 * self.interval:
                 logger.warning("Redis pub/sub connection silent for %.1fs", silent)
                 return
-            await self._send(conn, b"PING")
+            await self._send(conn, (b"PING",))
 
     async def _read(self, conn: AbstractConnection) -> None:
         while True:
-            reply = await conn.read_response(timeout=math.inf)
+            try:
+                reply = await conn.read_response(timeout=math.inf)
+            except ResponseError as exc:  # only a subscription can fail: MOVED
+                self._seen = time.monotonic()
+                self._refused(exc)
+                continue
             self._seen = time.monotonic()
             if not isinstance(reply, list) or len(reply) < 2:
                 continue
@@ -142,6 +162,8 @@ class LiveLink:
             if kind == b"message":
                 self._on_message(name, reply[2])
             elif kind == b"subscribe":
+                with contextlib.suppress(ValueError):
+                    self._sent.remove(name)
                 waiter = self._waiting.pop(name, None)
                 if waiter is not None:
                     waiter.set_result(None)
@@ -153,6 +175,18 @@ class LiveLink:
                 elif name in self.channels:
                     self.channels.discard(name)
                     self._on_dropped(name)
+
+    def _refused(self, exc: ResponseError) -> None:
+        if not self._sent:
+            logger.warning("unexpected error on the Redis pub/sub connection: %s", exc)
+            return
+        name = self._sent.popleft()
+        self.channels.discard(name)
+        waiter = self._waiting.pop(name, None)
+        if waiter is not None:
+            waiter.set_exception(Refused(f"Redis refused the subscription: {exc}"))
+        else:
+            self._on_dropped(name)
 
 
 async def _first_of(*coros: Coroutine[Any, Any, None]) -> None:
