@@ -209,3 +209,28 @@ async def test_follows_a_channel_whose_slot_moves_to_another_shard(
             await late_listener.close()
             await listener.close()
             await publisher.close()
+
+
+async def test_cluster_link_resubscribes_channels_of_several_slots(redis_cluster: RedisClusterServers) -> None:
+    """After its pub/sub connection is killed, a shard's link subscribes again to every channel it
+    carried, although they hash to different slots (one SSUBSCRIBE per channel)."""
+    first = redis_cluster.nodes[0]
+    names = [f"r{n}" for n in range(200) if key_slot(redis_keys.live_channel(0, f"r{n}")) <= 5460][:3]
+    received: asyncio.Queue[Event] = asyncio.Queue()
+    listener = RedisBroker(redis_cluster.url, RetentionPolicy(), cluster=True)
+    publisher = RedisBroker(redis_cluster.url, RetentionPolicy(), cluster=True)
+    await listener.start(lambda channel, events: [received.put_nowait(e) for e in events])
+    await publisher.start(lambda channel, events: None)
+    try:
+        for name in names:
+            await listener.subscribe(name)
+        await asyncio.to_thread(first.cli, "client", "kill", "type", "pubsub")
+        for name in names:
+            await publisher.publish(name, [draft(name)])
+        got = {(await asyncio.wait_for(received.get(), TIMEOUT)).data for _ in names}
+        assert got == set(names)
+        assert {name.decode() for name in await listener.client.pubsub_shardchannels(target_nodes="primaries")} \
+            >= {redis_keys.live_channel(0, name).decode() for name in names}
+    finally:
+        await listener.close()
+        await publisher.close()
