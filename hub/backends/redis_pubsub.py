@@ -185,6 +185,7 @@ class LiveLink:
         waiter = self._waiting.pop(name, None)
         if waiter is not None:
             waiter.set_exception(Refused(f"Redis refused the subscription: {exc}"))
+            waiter.exception()  # mark retrieved: the subscriber, if still waiting, re-raises it
         else:
             self._on_dropped(name)
 
