@@ -13,11 +13,6 @@ from ..events import Event
 from .base import HistoryPage, StreamState
 
 
-def encode_live(epoch: str, first: int, bodies: Sequence[bytes]) -> bytes:
-    """The message the publish script builds (used by tests and benchmarks to check the format)."""
-    return b"\n".join([epoch.encode(), str(first).encode(), *bodies])
-
-
 def decode_live(channel: str, payload: bytes) -> list[Event]:
     epoch, first, *bodies = payload.split(b"\n")
     start = int(first)
