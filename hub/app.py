@@ -47,7 +47,8 @@ class PushHub:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        broker = create_broker(settings.broker_url, settings.retention_policy(), fsync=settings.fsync)
+        broker = create_broker(settings.broker_url, settings.retention_policy(), fsync=settings.fsync,
+                               cluster=settings.redis_cluster)
         self.hub = Hub(broker, max_backlog=settings.max_backlog)
         access = build_access(settings)
         ingest_sources = sources.load_file(settings.ingest_config) if settings.ingest_config else {}

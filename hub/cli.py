@@ -112,8 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             from .server import serve
 
-            serve(load(args))
-            return 0
+            return serve(load(args))
         if args.command == "publish":
             return publish(args)
         return asyncio.run(listen(args))

@@ -20,6 +20,9 @@ class Settings:
     data_dir: str = field(default="./pushhub-data", metadata={"help": "where the embedded log lives"})
     memory: bool = field(default=False, metadata={"help": "keep logs in memory only (development)"})
     redis: str = field(default="", metadata={"help": "redis://HOST:PORT/DB: log and fan-out in Redis"})
+    redis_cluster: bool = field(default=False, metadata={
+        "help": "--redis names a node of a Redis Cluster (sharded pub/sub)"})
+    workers: int = field(default=1, metadata={"help": "hub processes sharing the port (needs --redis)"})
     fsync: bool = field(default=False, metadata={"help": "fsync every commit (survives power loss)"})
     publisher_keys: list[str] = field(default_factory=list, metadata={
         "help": "API key accepted for publishing (repeat, or comma-separate in the env var)"})
@@ -68,6 +71,14 @@ class Settings:
         self.retention_policy()
         if self.memory and self.redis:
             raise BadRequest("--memory and --redis exclude each other")
+        if self.workers < 1:
+            raise BadRequest("--workers must be at least 1")
+        if self.workers > 1 and not self.redis:
+            raise BadRequest(
+                f"--workers {self.workers} needs --redis: processes share their channels only through Redis "
+                "(the embedded log and fan-out live inside one process)")
+        if self.redis_cluster and not self.redis:
+            raise BadRequest("--redis-cluster needs --redis URL (a node of the cluster)")
         loopback = self.host in ("127.0.0.1", "::1", "localhost")
         if not loopback and not self.insecure and not (
                 self.publisher_keys or self.admin_keys or self.jwt_secrets or self.jwt_public_keys):

@@ -30,6 +30,8 @@ from .stats import Stats
 logger = logging.getLogger("pushhub")
 
 HISTORY_PAGE = 500
+RECOVER_RETRY_MIN = 0.05  # seconds before retrying a recovery the log could not serve; doubles
+RECOVER_RETRY_MAX = 2.0
 
 # Reasons carried by ``reset``: the resume could not be exact on that channel.
 HISTORY_TRIMMED = "history_trimmed"
@@ -47,7 +49,7 @@ class Group:
 
 
 class ChannelState:
-    __slots__ = ("groups", "name", "pending", "ready", "recovering", "refs")
+    __slots__ = ("groups", "name", "pending", "ready", "recovering", "recovery", "refs")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -56,6 +58,7 @@ class ChannelState:
         self.refs = 0
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.recovering: list[Event] | None = None
+        self.recovery: asyncio.Task[None] | None = None
 
 
 class Hub:
@@ -67,6 +70,7 @@ class Hub:
         self.connections: dict[Connection, None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.stats = Stats()
+        self._leaving: dict[str, asyncio.Task[None]] = {}  # broker unsubscriptions still running
 
     async def start(self) -> None:
         await self.broker.start(self._on_events)
@@ -125,6 +129,9 @@ class Hub:
             state = self.channels[channel] = ChannelState(channel)
             state.refs += 1
             try:
+                leaving = self._leaving.get(channel)
+                if leaving is not None:  # the broker must leave the channel before it follows it again
+                    await asyncio.wait([leaving])
                 await self.broker.subscribe(channel)
                 stream = await self.broker.state(channel)
             except BaseException as exc:
@@ -152,12 +159,12 @@ class Hub:
         if state.refs == 0 and self.channels.get(state.name) is state:
             del self.channels[state.name]
             self.tops.pop(state.name, None)
-            self._spawn(self._unsubscribe_if_unused(state.name))
+            task = self._leaving[state.name] = self._spawn(self.broker.unsubscribe(state.name))
+            task.add_done_callback(lambda done: self._left(state.name, done))
 
-    async def _unsubscribe_if_unused(self, channel: str) -> None:
-        # Runs later than the release: the channel may have been subscribed again meanwhile.
-        if channel not in self.channels:
-            await self.broker.unsubscribe(channel)
+    def _left(self, channel: str, task: asyncio.Task[None]) -> None:
+        if self._leaving.get(channel) is task:
+            del self._leaving[channel]
 
     async def subscribe(self, sub: Subscription, cursor: str | None,
                         announce: Callable[[Subscription], None] | None = None) -> None:
@@ -233,6 +240,13 @@ class Hub:
         sub.live = False
 
     async def _catch_up(self, sub: Subscription) -> None:
+        try:
+            await self._read_up(sub)
+        except PushHubError as exc:
+            logger.warning("closing a stream that cannot catch up: %s", exc.message)
+            sub.conn.close(disconnect.INTERNAL_ERROR)
+
+    async def _read_up(self, sub: Subscription) -> None:
         conn = sub.conn
         while conn.closed is None:
             for channel in sub.channels:
@@ -245,6 +259,8 @@ class Hub:
                     if conn.closed is not None:
                         return
                     self._deliver_history(sub, channel, page)
+                    if conn.closed is None and page.state.epoch != self.tops[channel].epoch:
+                        await self._resync(self.channels[channel])
                     if not page.events:
                         break
             if conn.closed is not None or self._drain(sub):
@@ -346,9 +362,11 @@ class Hub:
                     return
                 first = events[0]
             if first.offset > top.offset + 1:
-                state.recovering = events
-                self._spawn(self._recover(state, top))
+                self._start_recovery(state, events)
                 return
+        elif first.offset > 1:
+            self._start_recovery(state, events)  # a new epoch whose first events this process missed
+            return
         else:
             self._epoch_changed(state, first)
         self._fan_out(state, events)
@@ -385,40 +403,69 @@ class Hub:
                         sub.pos = {c: self.tops[c] for c in sub.channels}
                         self._reset(sub, state.name, reason)
 
-    async def _recover(self, state: ChannelState, top: Position) -> None:
-        """Fill a gap in live delivery from the log, then release what arrived meanwhile."""
-        try:
-            after = top.offset
-            while True:
-                page = await self.broker.history(state.name, after, HISTORY_PAGE)
-                fresh = [e for e in page.events if e.epoch == top.epoch and e.offset > self.tops[state.name].offset]
-                if page.state.epoch != top.epoch or (page.events and page.events[0].offset > after + 1):
-                    self._reset_all(state, page)
-                    break
-                if fresh:
-                    self._fan_out(state, fresh)
-                if len(page.events) < HISTORY_PAGE:
-                    break
-                after = page.events[-1].offset
-        except PushHubError:
-            logger.exception("could not recover channel %s from its log", state.name)
-        pending, state.recovering = state.recovering or [], None
+    def _start_recovery(self, state: ChannelState, events: list[Event]) -> asyncio.Task[None]:
+        """Recover the channel from its log; live events are buffered until that is done."""
+        if state.recovery is None:
+            state.recovering = events
+            state.recovery = self._spawn(self._recover(state))
+        return state.recovery
+
+    async def _resync(self, state: ChannelState) -> None:
+        """The log is in an epoch this process has not seen live (Redis lost data): move to it."""
+        await asyncio.shield(self._start_recovery(state, []))
+
+    async def _recover(self, state: ChannelState) -> None:
+        """Bring the channel up to its log (fill a gap in live delivery, or move to the log's new
+        epoch), then release what arrived meanwhile. Retries while the log is unavailable."""
+        delay = RECOVER_RETRY_MIN
+        while self.channels.get(state.name) is state:
+            try:
+                await self._fill(state)
+                break
+            except PushHubError as exc:
+                logger.warning("cannot recover channel %s from its log yet: %s", state.name, exc.message)
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, RECOVER_RETRY_MAX)
+        pending, state.recovering, state.recovery = state.recovering or [], None, None
+        if self.channels.get(state.name) is not state:
+            return
         if pending:
             self._on_events(state.name, pending)
+        for sub in list(state.pending):
+            if sub.waiting and not self._drain(sub):
+                self._spawn(self._catch_up(sub))
 
-    def _reset_all(self, state: ChannelState, page: HistoryPage) -> None:
-        first = page.events[0] if page.events else None
+    async def _fill(self, state: ChannelState) -> None:
+        name = state.name
+        while self.channels.get(name) is state:
+            top = self.tops[name]
+            page = await self.broker.history(name, top.offset, HISTORY_PAGE)
+            if page.state.epoch != top.epoch:
+                page = await self.broker.history(name, page.state.earliest - 1, HISTORY_PAGE)
+            if self.channels.get(name) is not state:
+                return
+            self._adopt(state, page)
+            if len(page.events) < HISTORY_PAGE:
+                return
+
+    def _adopt(self, state: ChannelState, page: HistoryPage) -> None:
+        """Fan out a page read after the hub's top; first reset live subscribers if it does not
+        continue exactly from there (the log changed epoch, or trimmed what was missed)."""
+        top = self.tops[state.name]
         epoch = page.state.epoch
-        reason = HISTORY_TRIMMED if epoch == self.tops[state.name].epoch else EPOCH_CHANGED
-        self.tops[state.name] = Position(epoch, (first.offset - 1) if first else page.state.top)
-        self._reset_live(state, reason)
-        if page.events:
-            self._fan_out(state, page.events)
+        first = page.events[0].offset if page.events else page.state.top + 1
+        if epoch != top.epoch or first > top.offset + 1:
+            self.tops[state.name] = Position(epoch, first - 1)
+            self._reset_live(state, EPOCH_CHANGED if epoch != top.epoch else HISTORY_TRIMMED)
+        fresh = [e for e in page.events if e.offset > self.tops[state.name].offset]
+        if fresh:
+            self._fan_out(state, fresh)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
 
 def _resume_point(position: Position, epoch: str, top: int, earliest: int) -> tuple[int, str | None]:

@@ -43,10 +43,24 @@ def uvicorn_config(app: PushHub, settings: Settings) -> uvicorn.Config:
     )
 
 
-def serve(settings: Settings) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def run(settings: Settings, sock: socket.socket | None = None) -> None:
+    """One hub process, on ``sock`` if given (a worker), else on the configured address."""
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     app = PushHub(settings)
+    HubServer(uvicorn_config(app, settings), app).run(sockets=None if sock is None else [sock])
+
+
+def serve(settings: Settings) -> int:
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     if not (settings.publisher_keys or settings.jwt_secrets or settings.jwt_public_keys):
         logging.getLogger("pushhub").warning(
             "no publisher key configured: anyone who can reach %s:%s can publish", settings.host, settings.port)
-    HubServer(uvicorn_config(app, settings), app).run()
+    if settings.workers > 1:
+        from .workers import Supervisor
+
+        return Supervisor(settings).run()
+    run(settings)
+    return 0

@@ -5,25 +5,48 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import httpx
 import pytest
 
+from .redis_servers import RedisClusterServers, RedisServer, running
 from .utils import TIMEOUT, HubProcess
 
-BACKENDS = ["sqlite", "memory"]
+BACKENDS = ["sqlite", "memory", "redis"]
 
 
-def backend_args(backend: str, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One throwaway redis-server for the session; each hub gets a database of its own."""
+    server = RedisServer(str(tmp_path_factory.mktemp("redis")))
+    with running(server):
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """A local Redis Cluster of three masters for the session."""
+    cluster = RedisClusterServers(str(tmp_path_factory.mktemp("cluster")))
+    with running(cluster):
+        yield cluster
+
+
+def backend_args(backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> list[str]:
     if backend == "memory":
         return ["--memory"]
+    if backend == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        return ["--redis", server.fresh_url()]
     return ["--data-dir", str(tmp_path_factory.mktemp("data"))]
 
 
 @pytest.fixture
-def hub_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., HubProcess]]:
-    """Start hub processes; each is stopped at the end of the test."""
+def hub_factory(tmp_path_factory: pytest.TempPathFactory,
+                request: pytest.FixtureRequest) -> Iterator[Callable[..., HubProcess]]:
+    """Start hub processes; each is stopped at the end of the test. ``backend="redis"`` gives each
+    hub a fresh database; pass ``--redis URL`` in ``args`` (and ``backend=None``) to share one."""
     started: list[HubProcess] = []
 
-    def start(*args: str, backend: str = "sqlite", env: dict[str, str] | None = None) -> HubProcess:
+    def start(*args: str, backend: str | None = "sqlite", env: dict[str, str] | None = None) -> HubProcess:
         log = str(tmp_path_factory.mktemp("log") / "hub.log")
-        hub = HubProcess([*backend_args(backend, tmp_path_factory), *args], env=env or {}, log_path=log)
+        chosen = backend_args(backend, tmp_path_factory, request) if backend else []
+        hub = HubProcess([*chosen, *args], env=env or {}, log_path=log)
         started.append(hub)
         return hub.start()
 

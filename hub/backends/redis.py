@@ -1,0 +1,240 @@
+"""The Redis broker: each channel's log in a Redis Stream, live fan-out through Redis pub/sub.
+
+Publishing is one Lua script (:mod:`.redis_scripts`) that assigns offsets, appends, trims and
+publishes atomically, so live messages and history always agree. Every process subscribes to the
+channels its clients follow, through one pub/sub connection per Redis node (:mod:`.redis_pubsub`).
+
+Pub/sub may lose messages; the hub notices a gap by offset continuity and fills it from the log.
+After a pub/sub reconnect nothing new may arrive to reveal a gap, so the broker hands the hub each
+resubscribed channel's newest event: if the hub had missed anything before it, that is a gap too.
+
+With Redis Cluster (``cluster=True``) the keys of a channel share a hash tag and live fan-out uses
+sharded pub/sub (``SPUBLISH``/``SSUBSCRIBE``), so both spread over the shards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import AbstractConnection
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from ..cursor import new_epoch
+from ..errors import BadRequest, Unavailable
+from ..events import Event, EventDraft
+from ..retention import RetentionPolicy
+from . import redis_keys as keys
+from . import redis_scripts as scripts
+from .base import Broker, HistoryPage, OnEvents, StreamState
+from .redis_pubsub import RETRY_MAX, RETRY_MIN, LiveLink, Refused
+from .redis_wire import decode_live, decode_page
+
+logger = logging.getLogger("pushhub.redis")
+
+HEALTH_INTERVAL = 1.0  # seconds between PINGs on a pub/sub connection
+TIMEOUT = 5.0  # seconds for one Redis command
+UNAVAILABLE = (RedisError, OSError)
+
+
+class RedisBroker(Broker):
+    def __init__(self, url: str, retention: RetentionPolicy, *, cluster: bool = False,
+                 clock: Callable[[], float] = time.time, health_interval: float = HEALTH_INTERVAL) -> None:
+        self.url = url
+        self.retention = retention
+        self.clock = clock
+        self.health_interval = health_interval
+        self._use(cluster)
+        self._on_events: OnEvents | None = None
+        self._links: dict[tuple[str, int], LiveLink] = {}
+        self._link_of: dict[str, LiveLink] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _use(self, cluster: bool) -> None:
+        # No retries: a retried publish could append twice. RESP2: pub/sub replies arrive as plain
+        # replies on the pub/sub connection, which reads them itself.
+        options: dict[str, Any] = {"socket_timeout": TIMEOUT, "socket_connect_timeout": TIMEOUT,
+                                   "retry": Retry(NoBackoff(), 0), "protocol": 2}
+        try:
+            self.client: Redis | RedisCluster = (RedisCluster.from_url(self.url, **options) if cluster
+                                                 else Redis.from_url(self.url, **options))
+        except ValueError as exc:
+            raise BadRequest(f"invalid Redis URL {self.url!r}: {exc}") from exc
+        self.cluster = cluster
+        self.db = 0 if isinstance(self.client, RedisCluster) else int(
+            self.client.connection_pool.connection_kwargs.get("db", 0))
+        self._publish = self.client.register_script(scripts.PUBLISH)
+        self._read = self.client.register_script(scripts.READ)
+
+    # Lifecycle ------------------------------------------------------------------------------------
+
+    async def start(self, on_events: OnEvents) -> None:
+        self._on_events = on_events
+        if not self.cluster and await self._is_cluster_node():
+            logger.info("%s is a Redis Cluster node: using the cluster and sharded pub/sub", self.url)
+            await self.client.aclose()
+            self._use(True)
+        if isinstance(self.client, RedisCluster):
+            try:
+                await self.client.initialize()
+            except UNAVAILABLE as exc:
+                raise Unavailable(f"cannot reach the Redis Cluster at {self.url}: {exc}") from exc
+        else:
+            self._link(("", 0), self.client.connection_pool.make_connection)
+
+    async def _is_cluster_node(self) -> bool:
+        """Whether the server answers that it runs in cluster mode (False if it does not answer)."""
+        try:
+            info = await self.client.info("cluster")
+        except UNAVAILABLE:
+            return False
+        return bool(info.get("cluster_enabled"))
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for link in self._links.values():
+            await link.close()
+        with contextlib.suppress(*UNAVAILABLE):
+            await self.client.aclose()
+
+    async def healthy(self) -> bool:
+        try:
+            return bool(await self.client.ping())
+        except UNAVAILABLE:
+            return False
+
+    # The log ------------------------------------------------------------------------------------
+
+    async def publish(self, channel: str, drafts: Sequence[EventDraft]) -> list[Event]:
+        retention = self.retention.for_channel(channel)
+        bodies = [draft.stored() for draft in drafts]
+        args: list[bytes | str | int] = [
+            new_epoch(), keys.live_channel(self.db, channel), int(self.cluster), int(self.clock() * 1000),
+            retention.max_events, int(retention.max_age * 1000), *bodies]
+        try:
+            epoch, first = await self._publish(keys=[keys.meta_key(channel), keys.log_key(channel)], args=args)
+        except UNAVAILABLE as exc:
+            raise Unavailable(f"Redis did not store the events: {exc}") from exc
+        text = epoch.decode()
+        return [Event(channel, text, int(first) + index, draft) for index, draft in enumerate(drafts)]
+
+    async def history(self, channel: str, after: int, limit: int) -> HistoryPage:
+        max_age = int(self.retention.for_channel(channel).max_age * 1000)
+        args: list[str | int] = [new_epoch(), after, limit, int(self.clock() * 1000), max_age]
+        try:
+            reply = await self._read(keys=[keys.meta_key(channel), keys.log_key(channel)], args=args)
+        except UNAVAILABLE as exc:
+            raise Unavailable(f"cannot read the log from Redis: {exc}") from exc
+        return decode_page(channel, reply)
+
+    async def state(self, channel: str) -> StreamState:
+        return (await self.history(channel, 0, 0)).state
+
+    # Live fan-out -------------------------------------------------------------------------------
+
+    async def subscribe(self, channel: str) -> None:
+        name = keys.live_channel(self.db, channel)
+        try:
+            await self._subscribe_on_owner(channel, name)
+        except Refused:  # the slot moved since the cluster's slot map was read: read it again, once
+            await self._refresh_slots()
+            await self._subscribe_on_owner(channel, name)
+
+    async def _subscribe_on_owner(self, channel: str, name: bytes) -> None:
+        link = self._link_for(name)
+        self._link_of[channel] = link
+        await link.subscribe(name)
+
+    async def unsubscribe(self, channel: str) -> None:
+        link = self._link_of.pop(channel, None)
+        if link is not None:
+            await link.unsubscribe(keys.live_channel(self.db, channel))
+
+    def _link_for(self, name: bytes) -> LiveLink:
+        """The pub/sub link that carries ``name``: the only one, or the one to its shard's master."""
+        if not isinstance(self.client, RedisCluster):
+            return self._links[("", 0)]
+        try:
+            node = self.client.get_node_from_key(name.decode())
+        except UNAVAILABLE as exc:
+            raise Unavailable(f"no Redis Cluster node serves {name!r}: {exc}") from exc
+        if node is None:
+            raise Unavailable(f"no Redis Cluster node serves {name!r}")
+        address = (str(node.host), int(node.port))
+        link = self._links.get(address)
+        if link is None:
+            link = self._link(address, lambda: node.connection_class(**node.connection_kwargs))
+        return link
+
+    def _link(self, address: tuple[str, int], connect: Callable[[], AbstractConnection]) -> LiveLink:
+        link = self._links[address] = LiveLink(
+            connect, sharded=self.cluster, on_message=self._on_message, on_resubscribed=self._on_resubscribed,
+            on_dropped=self._on_dropped, interval=self.health_interval, timeout=TIMEOUT)
+        link.start()
+        return link
+
+    def _on_message(self, name: bytes, payload: bytes) -> None:
+        channel = keys.channel_of(name)
+        if self._on_events is None or channel not in self._link_of:
+            return
+        try:
+            events = decode_live(channel, payload)
+        except (ValueError, KeyError, TypeError):
+            logger.warning("ignoring a malformed message on %r (the next event fills the gap)", name)
+            return
+        self._on_events(channel, events)
+
+    def _on_resubscribed(self, name: bytes) -> None:
+        self._spawn(self._recover(keys.channel_of(name)))
+
+    def _on_dropped(self, name: bytes) -> None:
+        """The server unsubscribed us or refused a resubscription (the slot moved to another
+        shard): follow the slot."""
+        self._spawn(self._retry(keys.channel_of(name), self._follow_again))
+
+    async def _follow_again(self, channel: str) -> None:
+        await self._refresh_slots()
+        await self.subscribe(channel)
+        await self._deliver_newest(channel)
+
+    async def _refresh_slots(self) -> None:
+        if isinstance(self.client, RedisCluster):
+            try:
+                await self.client.nodes_manager.initialize()
+            except UNAVAILABLE as exc:
+                raise Unavailable(f"cannot refresh the Redis Cluster's slots: {exc}") from exc
+
+    async def _recover(self, channel: str) -> None:
+        """Hand the hub the channel's newest event; it fills any gap before it from the log."""
+        await self._retry(channel, self._deliver_newest)
+
+    async def _deliver_newest(self, channel: str) -> None:
+        state = await self.state(channel)
+        if state.top and self._on_events is not None and channel in self._link_of:
+            page = await self.history(channel, state.top - 1, 1)
+            self._on_events(channel, page.events)
+
+    async def _retry(self, channel: str, action: Callable[[str], Any]) -> None:
+        delay = RETRY_MIN
+        while channel in self._link_of:
+            try:
+                await action(channel)
+                return
+            except Unavailable as exc:
+                logger.warning("cannot recover channel %s yet (%s); retrying in %.2fs", channel, exc.message, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

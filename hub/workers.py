@@ -1,0 +1,90 @@
+"""``--workers N``: N hub processes on one machine, sharing one port.
+
+Every worker is a whole hub (its own :class:`~hub.server.HubServer`, so SIGTERM still closes its
+streams with reconnect advice) listening on the port with ``SO_REUSEPORT``: the kernel spreads new
+connections over the workers. Workers share channels only through Redis, which is why ``--workers``
+needs ``--redis``. This supervisor forwards SIGTERM and SIGINT to the workers, waits for them, and
+restarts a worker killed by a signal (a worker that exits with an error stops them all: it would
+fail again).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import multiprocessing.connection
+import signal
+import socket
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+from .config import Settings
+from .errors import PushHubError
+
+logger = logging.getLogger("pushhub")
+
+
+def listening_socket(settings: Settings, *, shared: bool = True) -> socket.socket:
+    """A socket bound to the hub's address that other workers may bind too (if ``shared``)."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        sock.close()
+        raise PushHubError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from exc
+    return sock
+
+
+def run_worker(settings: Settings) -> None:
+    from .server import run
+
+    run(settings, listening_socket(settings))
+
+
+class Supervisor:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.context = multiprocessing.get_context("spawn")
+        self.workers: list[BaseProcess] = []
+        self.stopping = False
+        self.failed = 0  # the exit code of a worker that failed by itself
+
+    def _start_worker(self) -> BaseProcess:
+        worker = self.context.Process(target=run_worker, args=(self.settings,), name="pushhub-worker")
+        worker.start()
+        return worker
+
+    def _stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+        for worker in self.workers:
+            if worker.is_alive() and worker.pid is not None:
+                worker.terminate()
+
+    def run(self) -> int:
+        # Fail here, clearly, if anything holds the port (even another hub's workers).
+        listening_socket(self.settings, shared=False).close()
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        self.workers = [self._start_worker() for _ in range(self.settings.workers)]
+        logger.info("started %d workers on %s:%s", len(self.workers), self.settings.host, self.settings.port)
+        while any(worker.is_alive() for worker in self.workers):
+            multiprocessing.connection.wait([w.sentinel for w in self.workers if w.is_alive()], timeout=1.0)
+            if self.stopping:
+                continue
+            for index, worker in enumerate(self.workers):
+                if worker.is_alive():
+                    continue
+                if worker.exitcode is not None and worker.exitcode > 0:
+                    logger.error("worker %s failed with exit code %s; stopping", worker.pid, worker.exitcode)
+                    self.failed = worker.exitcode
+                    self._stop(signal.SIGTERM, None)
+                    break
+                logger.warning("worker %s was killed (%s); starting another", worker.pid, worker.exitcode)
+                self.workers[index] = self._start_worker()
+        for worker in self.workers:
+            worker.join()
+        return self.failed
