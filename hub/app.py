@@ -52,7 +52,7 @@ class PushHub:
         self.hub = Hub(broker, max_backlog=settings.max_backlog)
         access = build_access(settings)
         ingest_sources = sources.load_file(settings.ingest_config) if settings.ingest_config else {}
-        self.dedupe = create_dedupe(settings.broker_url, settings.data_dir, fsync=settings.fsync)
+        self.dedupe = create_dedupe(broker, settings.data_dir, fsync=settings.fsync)
         self.streams = Streams(self.hub, access=access, cors_origins=settings.cors_origins,
                                max_queue_bytes=settings.max_queue_bytes, sse_retry_ms=settings.sse_retry_ms)
         api = HttpApi(self.hub, access, settings.max_body_bytes, self.dedupe, settings.dedupe_window,

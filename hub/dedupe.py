@@ -5,20 +5,22 @@ only after the durable append it stands for (:func:`once`), so a crash between t
 worst publish the same request again when the sender retries; it can never lose one.
 
 ``memory://`` keeps records in this process; the embedded default keeps them in ``dedupe.db``
-next to the log, so they survive restarts. A Redis store (issue 3) implements the same three
-methods.
+next to the log, so they survive restarts; with Redis they are shared by every hub process.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
-import logging
 import os
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+from redis.exceptions import RedisError
+
+from .backends.base import Broker
 from .errors import Unavailable
 
 Clock = Callable[[], float]
@@ -127,13 +129,66 @@ class SqliteDedupe(DedupeStore):
         self._db.close()
 
 
-def create_dedupe(broker_url: str, data_dir: str, clock: Clock = time.time, *, fsync: bool = False) -> DedupeStore:
-    """The store that matches the log backend: in memory with ``memory://``, else on disk."""
-    if broker_url.startswith("memory://"):
+class RedisDedupe(DedupeStore):
+    """Records shared by every hub process through Redis.
+
+    A key is first claimed with ``SET NX`` (a lease of ``CLAIM_SECONDS``), so two processes handed
+    the same request at once run it only once: the second waits for the first one's answer. If
+    the claimant dies, its lease expires and the request can be run again (at least once).
+    """
+
+    PENDING = b"\x00pending"
+    CLAIM_SECONDS = 30.0
+    POLL_SECONDS = 0.05
+
+    def __init__(self, client: Callable[[], Any], clock: Clock = time.time) -> None:
+        super().__init__(clock)
+        self._client = client  # called each time: the broker may switch to a cluster client at start
+
+    @staticmethod
+    def _key(key: str) -> str:
+        return f"pushhub:dedupe:{{{key}}}"
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await getattr(self._client(), method)(*args, **kwargs)
+        except (RedisError, OSError) as exc:
+            raise Unavailable(f"dedupe store: {exc}") from exc
+
+    async def get(self, key: str) -> bytes | None:
+        value = await self._call("get", self._key(key))
+        return None if value is None or value == self.PENDING else bytes(value)
+
+    async def put(self, key: str, value: bytes, ttl: float) -> None:
+        await self._call("set", self._key(key), value, px=max(1, int(ttl * 1000)))
+
+    async def once(self, key: str, ttl: float, action: Callable[[], Awaitable[bytes]]) -> tuple[bytes, bool]:
+        deadline = self.clock() + self.CLAIM_SECONDS
+        while True:
+            if await self._call("set", self._key(key), self.PENDING, nx=True, px=int(self.CLAIM_SECONDS * 1000)):
+                break
+            answer = await self.get(key)
+            if answer is not None:
+                return answer, True
+            if self.clock() > deadline:
+                raise Unavailable("the same request is still being handled by another process")
+            await asyncio.sleep(self.POLL_SECONDS)
+        try:
+            answer = await action()
+        except BaseException:
+            await self._call("delete", self._key(key))
+            raise
+        await self.put(key, answer, ttl)
+        return answer, False
+
+
+def create_dedupe(broker: Broker, data_dir: str, clock: Clock = time.time, *, fsync: bool = False) -> DedupeStore:
+    """The store that matches the log backend: in memory, in Redis, or on disk next to the log."""
+    from .backends.embedded import EmbeddedBroker, MemoryStore
+    from .backends.redis import RedisBroker
+
+    if isinstance(broker, RedisBroker):
+        return RedisDedupe(lambda: broker.client, clock)
+    if isinstance(broker, EmbeddedBroker) and isinstance(broker.store, MemoryStore):
         return MemoryDedupe(clock)
-    if not broker_url.startswith("sqlite://"):
-        # Until the Redis store exists (issue 3), each process remembers on its own disk.
-        logging.getLogger("pushhub").warning(
-            "dedupe and Idempotency-Key records are kept per process in %s, not shared through %s",
-            data_dir, broker_url.partition("://")[0])
     return SqliteDedupe(os.path.join(data_dir, "dedupe.db"), clock, fsync=fsync)

@@ -217,3 +217,17 @@ async def test_cluster_publish_subscribe_across_shards_and_resume(hub_factory: H
             await resumed.quiet(0.2)
     assert sorted((e["channel"], e["data"]) for e in got) == sorted((c, i) for i, c in enumerate(channels))
     assert sorted((e["channel"], e["data"]) for e in rest) == sorted((c, 10 + i) for i, c in enumerate(channels))
+
+
+async def test_idempotency_key_holds_across_processes(hub_factory: HubFactory, redis_server: RedisServer) -> None:
+    url = redis_server.fresh_url()
+    one, two = hub_factory("--redis", url, backend=None), hub_factory("--redis", url, backend=None)
+    body = {"type": "payment.created", "data": {"amount": 1}}
+    headers = {"idempotency-key": "order-77"}
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+        answers = await asyncio.gather(*(client.post(f"{hub.url}/v1/channels/pay/events", json=body, headers=headers)
+                                         for hub in (one, two, one, two)))
+        history = (await client.get(f"{one.url}/v1/channels/pay/events")).json()
+    assert {a.status_code for a in answers} == {202}
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert len(history["events"]) == 1
