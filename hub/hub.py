@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Hashable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from . import cursor as cursors
 from . import disconnect
@@ -57,6 +57,15 @@ class ChannelState:
         self.recovering: list[Event] | None = None
 
 
+class PublishListener(Protocol):
+    """Told about every publish of this process: before the append (to take note of the channel
+    durably) and after it (the events are in the log)."""
+
+    async def before_publish(self, channel: str) -> None: ...
+
+    def published(self, channel: str, events: list[Event]) -> None: ...
+
+
 class Hub:
     def __init__(self, broker: Broker, *, max_backlog: int = 10_000) -> None:
         self.broker = broker
@@ -66,6 +75,7 @@ class Hub:
         self.connections: dict[Connection, None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.delivered = 0
+        self.publish_listeners: list[PublishListener] = []
 
     async def start(self) -> None:
         await self.broker.start(self._on_events)
@@ -83,7 +93,12 @@ class Hub:
     # Publishing and history -------------------------------------------------------------------
 
     async def publish(self, channel: str, drafts: Sequence[EventDraft]) -> list[Event]:
-        return await self.broker.publish(channel, drafts)
+        for listener in self.publish_listeners:
+            await listener.before_publish(channel)
+        events = await self.broker.publish(channel, drafts)
+        for listener in self.publish_listeners:
+            listener.published(channel, events)
+        return events
 
     async def history(self, channel: str, after: str | None, limit: int) -> tuple[HistoryPage, str | None]:
         """A page of ``channel``'s events after the cursor ``after``, and the reason a reset is due

@@ -136,6 +136,11 @@ class Breaker:
         elif self.state is BreakerState.CLOSED and self.failures >= self.threshold:
             self._open(now, self.cooldown)
 
+    def cancel_probe(self) -> None:
+        """The probe did not happen (nothing was due): the next request may probe instead."""
+        if self.state is BreakerState.HALF_OPEN:
+            self.state = BreakerState.OPEN
+
     def _open(self, now: float, cooldown: float) -> None:
         self.state = BreakerState.OPEN
         self.current_cooldown = cooldown
