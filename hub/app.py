@@ -17,6 +17,9 @@ from .errors import PushHubError
 from .http_api import HttpApi, error_response
 from .hub import Hub
 from .streams import Streams
+from .webhooks.api import WebhookApi
+from .webhooks.dispatcher import Dispatcher, config_from_settings
+from .webhooks.store import create_store
 
 
 class PushHub:
@@ -29,8 +32,11 @@ class PushHub:
         self.streams = Streams(self.hub, publisher_keys=settings.publisher_keys,
                                max_queue_bytes=settings.max_queue_bytes, sse_retry_ms=settings.sse_retry_ms)
         api = HttpApi(self.hub, settings.publisher_keys, settings.max_body_bytes)
+        self.webhooks = Dispatcher(self.hub, create_store(settings.broker_url, settings.data_dir, fsync=settings.fsync),
+                                   config_from_settings(settings))
+        webhook_api = WebhookApi(self.webhooks, settings.publisher_keys, settings.max_body_bytes)
         self.api = Starlette(
-            routes=api.routes(),
+            routes=api.routes() + webhook_api.routes(),
             exception_handlers={PushHubError: self._error, 404: self._not_found, 405: self._not_allowed},
             lifespan=self._lifespan,
         )
@@ -46,11 +52,13 @@ class PushHub:
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         await self.hub.start()
+        await self.webhooks.start()
         heartbeat = asyncio.get_running_loop().create_task(self._heartbeat())
         try:
             yield
         finally:
             heartbeat.cancel()
+            await self.webhooks.close()
             await self.hub.close()
 
     async def _heartbeat(self) -> None:

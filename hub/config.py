@@ -38,6 +38,25 @@ class Settings:
     sse_retry_ms: int = field(default=2000, metadata={"help": "EventSource reconnect delay sent to clients"})
     shutdown_timeout: float = field(default=5.0, metadata={"help": "seconds to wait for connections on exit"})
     access_log: bool = field(default=False, metadata={"help": "log every HTTP request"})
+    webhook_retry_schedule: str = field(default="5s,5m,30m,2h,5h,10h,10h", metadata={
+        "help": "outgoing webhooks: waits before each retry (units ms, s, m, h, d)"})
+    webhook_jitter: float = field(default=0.2, metadata={"help": "outgoing webhooks: retry jitter, a fraction"})
+    webhook_timeout: float = field(default=15.0, metadata={"help": "outgoing webhooks: seconds per attempt"})
+    webhook_max_concurrency: int = field(default=4, metadata={
+        "help": "outgoing webhooks: requests in flight per endpoint (an endpoint may set its own)"})
+    webhook_allow_networks: list[str] = field(default_factory=list, metadata={
+        "help": "outgoing webhooks: a private network (CIDR) deliveries may reach (repeat)"})
+    webhook_https_only: bool = field(default=False, metadata={"help": "outgoing webhooks: refuse http:// URLs"})
+    webhook_disable_after: str = field(default="5d", metadata={
+        "help": "outgoing webhooks: disable an endpoint failing without a success this long"})
+    webhook_breaker_threshold: int = field(default=10, metadata={
+        "help": "outgoing webhooks: consecutive failures that pause an endpoint"})
+    webhook_breaker_cooldown: str = field(default="30s", metadata={
+        "help": "outgoing webhooks: pause before probing a paused endpoint (doubles up to 10m)"})
+    webhook_retention: str = field(default="30d", metadata={
+        "help": "outgoing webhooks: how long attempts and finished deliveries are kept"})
+    webhook_secret_overlap: str = field(default="24h", metadata={
+        "help": "outgoing webhooks: how long a rotated-out secret keeps signing"})
 
     @property
     def broker_url(self) -> str:
@@ -68,7 +87,7 @@ def _flag(name: str) -> str:
     return flag.removesuffix("s") if name in _REPEATABLE else flag
 
 
-_REPEATABLE = ("publisher_keys", "retention_rules")
+_REPEATABLE = ("publisher_keys", "retention_rules", "webhook_allow_networks")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -99,9 +99,12 @@ class Receiver:
 
     async def wait_for(self, count: int, timeout: float = TIMEOUT) -> list[Received]:
         """Until ``count`` requests have arrived; returns them all."""
+        return await self.wait_until(lambda requests: len(requests) >= count, timeout)
+
+    async def wait_until(self, check: Callable[[list[Received]], bool], timeout: float = TIMEOUT) -> list[Received]:
         async def arrived() -> None:
             async with self._changed:
-                await self._changed.wait_for(lambda: len(self.requests) >= count)
+                await self._changed.wait_for(lambda: check(self.requests))
         await asyncio.wait_for(arrived(), timeout)
         return self.requests
 

@@ -28,9 +28,12 @@ from typing import Any
 import httpx
 
 from .. import __version__
+from ..config import Settings
 from ..cursor import Position
+from ..errors import BadRequest
 from ..events import Event, format_time
 from ..hub import Hub
+from ..retention import parse_duration
 from . import message, signing
 from .clock import Clock, SystemClock
 from .endpoints import Endpoint
@@ -44,9 +47,10 @@ from .retry import (
     classify,
     next_delay,
     parse_retry_after,
+    parse_schedule,
     should_disable,
 )
-from .ssrf import IPNetwork, check_url
+from .ssrf import GuardedTransport, IPNetwork, check_url, parse_networks
 from .store import FAILED, SUCCEEDED, Attempt, Delivery, DeliveryStore, new_delivery_id
 
 logger = logging.getLogger("pushhub.webhooks")
@@ -72,6 +76,27 @@ class DispatchConfig:
     https_only: bool = False
     allow: tuple[IPNetwork, ...] = ()
     user_agent: str = f"pushhub/{__version__}"
+
+
+def config_from_settings(settings: Settings) -> DispatchConfig:
+    """The dispatcher's configuration from the hub's settings; bad values raise :class:`BadRequest`."""
+    if not 0 <= settings.webhook_jitter < 1:
+        raise BadRequest("webhook_jitter must be a fraction from 0 to below 1")
+    if settings.webhook_timeout <= 0 or settings.webhook_max_concurrency < 1 or settings.webhook_breaker_threshold < 1:
+        raise BadRequest("webhook_timeout, webhook_max_concurrency and webhook_breaker_threshold must be positive")
+    return DispatchConfig(
+        schedule=parse_schedule(settings.webhook_retry_schedule),
+        jitter=settings.webhook_jitter,
+        timeout=settings.webhook_timeout,
+        max_concurrency=settings.webhook_max_concurrency,
+        breaker_threshold=settings.webhook_breaker_threshold,
+        breaker_cooldown=parse_duration(settings.webhook_breaker_cooldown),
+        disable_after=parse_duration(settings.webhook_disable_after),
+        retention=parse_duration(settings.webhook_retention),
+        secret_overlap=parse_duration(settings.webhook_secret_overlap),
+        https_only=settings.webhook_https_only,
+        allow=tuple(parse_networks(settings.webhook_allow_networks)),
+    )
 
 
 def event_seconds(event_time: str) -> float:
@@ -173,8 +198,6 @@ class Worker:
 class Dispatcher:
     def __init__(self, hub: Hub, store: DeliveryStore, config: DispatchConfig, *, clock: Clock | None = None,
                  rand: Callable[[], float] = random.random, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        from .ssrf import GuardedTransport
-
         self.hub = hub
         self.store = store
         self.config = config
