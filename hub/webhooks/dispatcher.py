@@ -114,6 +114,10 @@ class Worker:
         self.bucket: TokenBucket | None = None
         self.wake = asyncio.Event()
         self.inflight: dict[str, asyncio.Task[None]] = {}
+        # A connection pool per endpoint: one endpoint's connections never queue behind another's.
+        self.client = httpx.AsyncClient(transport=dispatcher.transport(), follow_redirects=False,
+                                        timeout=httpx.Timeout(config.timeout),
+                                        headers={"user-agent": config.user_agent})
         self.configure(endpoint)
         self.task = asyncio.get_running_loop().create_task(self.run())
 
@@ -139,6 +143,7 @@ class Worker:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.client.aclose()
 
     async def _wait(self, delay: float | None) -> None:
         """Until ``delay`` seconds pass on the clock or something wakes this worker."""
@@ -197,15 +202,18 @@ class Worker:
 
 class Dispatcher:
     def __init__(self, hub: Hub, store: DeliveryStore, config: DispatchConfig, *, clock: Clock | None = None,
-                 rand: Callable[[], float] = random.random, transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 rand: Callable[[], float] = random.random,
+                 transport: Callable[[], httpx.AsyncBaseTransport] | None = None) -> None:
+        """``transport`` makes the HTTP transport of each endpoint (by default a :class:`GuardedTransport`)."""
         self.hub = hub
         self.store = store
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self.rand = rand
-        self.client = httpx.AsyncClient(
-            transport=transport or GuardedTransport(config.allow), follow_redirects=False,
-            timeout=httpx.Timeout(config.timeout), headers={"user-agent": config.user_agent})
+        if transport is None:
+            ssl_context = httpx.create_ssl_context(trust_env=False)
+            transport = lambda: GuardedTransport(config.allow, ssl_context=ssl_context)  # noqa: E731
+        self.transport = transport
         self.endpoints: dict[str, Endpoint] = {}
         self.workers: dict[str, Worker] = {}
         self._retired: list[Worker] = []  # disabled endpoints' workers, finishing what they started
@@ -240,7 +248,6 @@ class Dispatcher:
         for worker in [*self.workers.values(), *self._retired]:
             await worker.stop()
         self.workers.clear()
-        await self.client.aclose()
         self.store.close()
 
     # Intake -----------------------------------------------------------------------------------
@@ -324,7 +331,7 @@ class Dispatcher:
         try:
             check_url(endpoint.url, https_only=config.https_only, allow=config.allow)
             async with asyncio.timeout(config.timeout), \
-                    self.client.stream("POST", endpoint.url, content=body, headers=headers) as response:
+                    worker.client.stream("POST", endpoint.url, content=body, headers=headers) as response:
                 status = response.status_code
                 retry_after = parse_retry_after(response.headers.get("retry-after"), clock.now())
                 received = bytearray()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 import typing
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
@@ -135,13 +136,14 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     """An httpx transport whose every connection goes through :class:`GuardedBackend`."""
 
     def __init__(self, allow: Sequence[IPNetwork], resolver: Resolver = system_resolver,
-                 limits: httpx.Limits | None = None) -> None:
-        limits = limits or httpx.Limits(max_connections=None, max_keepalive_connections=200)
-        super().__init__(trust_env=False, limits=limits)
+                 limits: httpx.Limits | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
+        limits = limits or httpx.Limits(max_connections=None, max_keepalive_connections=100)
+        ssl_context = ssl_context or httpx.create_ssl_context(trust_env=False)
+        super().__init__(verify=ssl_context, trust_env=False, limits=limits)
         # httpx offers no public hook for the network backend: replace the pool it built with an
         # equivalent one that connects through the guard.
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
+            ssl_context=ssl_context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
