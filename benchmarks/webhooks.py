@@ -131,7 +131,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--endpoints", type=int, default=1)
-    parser.add_argument("--concurrency", type=int, default=16, help="requests in flight per endpoint")
+    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight per endpoint (the default is 4)")
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--rate", type=float, default=100.0)
     with tempfile.TemporaryDirectory(prefix="pushhub-bench-") as data_dir:
