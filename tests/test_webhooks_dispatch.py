@@ -4,6 +4,8 @@ test moves, isolation, circuit breaker, ordering, SSRF at connect time, durabili
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import ipaddress
 import itertools
 from collections.abc import AsyncIterator
@@ -13,15 +15,17 @@ from typing import Any
 
 import httpx
 import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from hub.backends import create_broker
 from hub.events import Event, EventDraft, format_time
 from hub.hub import Hub
 from hub.retention import RetentionPolicy
-from hub.webhooks import endpoints
+from hub.webhooks import endpoints, signing
 from hub.webhooks.clock import Clock
 from hub.webhooks.dispatcher import DispatchConfig, Dispatcher
 from hub.webhooks.endpoints import Endpoint
+from hub.webhooks.errors import Blocked, InvalidEndpoint
 from hub.webhooks.retry import SVIX_SCHEDULE
 from hub.webhooks.ssrf import GuardedBackend, GuardedTransport, parse_networks
 from hub.webhooks.store import FAILED, PENDING, SUCCEEDED, Delivery, SqliteDeliveryStore
@@ -83,7 +87,6 @@ async def test_delivers_signed_event(tmp_path: Path) -> None:
         assert request.headers["webhook-id"] == event.id
         assert request.headers["user-agent"].startswith("pushhub/")
         assert request.headers["content-type"] == "application/json"
-        from standardwebhooks.webhooks import Webhook
         Webhook(endpoint.secret).verify(request.body, request.headers)
         await h.publish("orders", "payment.created", 4)
         await server.wait_for(2)
@@ -287,7 +290,7 @@ async def test_rate_limit(tmp_path: Path) -> None:
 
 async def test_ssrf_refuses_names_resolving_to_private_addresses(tmp_path: Path) -> None:
     async with receiver() as server, dispatching(tmp_path, allow=()) as h:
-        with pytest.raises(endpoints.InvalidEndpoint, match="loopback"):
+        with pytest.raises(InvalidEndpoint, match="loopback"):
             h.add(server.url)  # a literal address is refused when the endpoint is defined
         endpoint = h.add(f"http://localhost:{server.port}/hook")
         await h.publish("orders")
@@ -302,7 +305,7 @@ async def test_guard_checks_the_address_it_connects_to() -> None:
         return ["93.184.215.14", "10.0.0.7"]  # one public, one private answer
 
     async with httpx.AsyncClient(transport=GuardedTransport([], resolver=rebinding)) as client:
-        with pytest.raises(endpoints.Blocked, match=r"10\.0\.0\.7 is a private address"):
+        with pytest.raises(Blocked, match=r"10\.0\.0\.7 is a private address"):
             await client.get("http://rebind.example/")
     backend = GuardedBackend(parse_networks(["10.0.0.0/8"]), resolver=rebinding)
     assert backend.allow == [ipaddress.ip_network("10.0.0.0/8")]
@@ -373,11 +376,9 @@ async def test_replay_one_failed_and_since(tmp_path: Path) -> None:
 
 
 async def test_rotation_signs_with_both_secrets(tmp_path: Path) -> None:
-    from standardwebhooks.webhooks import Webhook, WebhookVerificationError
-
     async with receiver() as server, dispatching(tmp_path) as h:
         endpoint = h.add(server.url)
-        new_secret = endpoints.signing.generate_secret()
+        new_secret = signing.generate_secret()
         h.dispatcher.save(endpoints.rotate(endpoint, new_secret, 3600.0, h.dispatcher.clock.now()))
         await h.publish("orders")
         (request,) = await server.wait_for(1)
@@ -385,13 +386,10 @@ async def test_rotation_signs_with_both_secrets(tmp_path: Path) -> None:
         Webhook(endpoint.secret).verify(request.body, request.headers)
         Webhook(new_secret).verify(request.body, request.headers)
         with pytest.raises(WebhookVerificationError):
-            Webhook(endpoints.signing.generate_secret()).verify(request.body, request.headers)
+            Webhook(signing.generate_secret()).verify(request.body, request.headers)
 
 
 async def test_simple_signature_form(tmp_path: Path) -> None:
-    import hashlib
-    import hmac
-
     async with receiver() as server, dispatching(tmp_path) as h:
         endpoint = h.add(server.url, signature="simple", headers={"X-Team": "billing"})
         await h.publish("orders")
