@@ -399,3 +399,19 @@ async def test_simple_signature_form(tmp_path: Path) -> None:
         assert request.headers["x-webhook-timestamp"].isdigit()
         assert request.headers["x-team"] == "billing"
         assert "webhook-signature" not in request.headers
+
+
+async def test_paused_ordered_endpoint_probes_when_its_next_delivery_is_due(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with receiver(lambda n: Reply(500 if n == 0 else 200)) as server, \
+            dispatching(tmp_path, clock=clock, breaker_threshold=1, breaker_cooldown=10.0) as h:
+        endpoint = h.add(server.url, ordered=True, retry_schedule="1h")
+        await h.publish("orders")
+        await server.wait_for(1)
+        start = clock.now()
+        await clock.sleeping_until(start + 10)
+        clock.advance(10)  # the pause is over, but the only delivery is not due for an hour
+        await clock.sleeping_until(start + 3600)
+        clock.advance(3590)
+        await server.wait_for(2)
+        await eventually(lambda: h.deliveries(endpoint)[0].status == SUCCEEDED)

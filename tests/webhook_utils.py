@@ -139,12 +139,12 @@ class FakeClock:
     def now(self) -> float:
         return self.time
 
-    async def sleep(self, seconds: float) -> None:
-        if seconds <= 0:
+    async def sleep_until(self, when: float) -> None:
+        if when <= self.time:
             await asyncio.sleep(0)
             return
         future = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self.time + seconds, next(self._ids), future))
+        heapq.heappush(self._sleepers, (when, next(self._ids), future))
         self._changed.set()
         await future
 

@@ -11,12 +11,14 @@ class Clock(Protocol):
     def now(self) -> float:
         """Seconds since the epoch."""
 
-    async def sleep(self, seconds: float) -> None: ...
+    async def sleep_until(self, when: float) -> None:
+        """Until :meth:`now` reaches ``when`` (a deadline, not a delay, so that a wait computed a moment
+        ago does not drift)."""
 
 
 class SystemClock:
     def now(self) -> float:
         return time.time()
 
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+    async def sleep_until(self, when: float) -> None:
+        await asyncio.sleep(max(0.0, when - time.time()))

@@ -58,6 +58,7 @@ logger = logging.getLogger("pushhub.webhooks")
 PAGE = 500
 PRUNE_INTERVAL = 3600.0
 INTAKE_RETRY = 1.0
+STEP_RETRY = 1.0
 
 
 @dataclass(frozen=True)
@@ -145,12 +146,12 @@ class Worker:
                 await task
         await self.client.aclose()
 
-    async def _wait(self, delay: float | None) -> None:
-        """Until ``delay`` seconds pass on the clock or something wakes this worker."""
+    async def _wait(self, until: float | None) -> None:
+        """Until the clock reaches ``until`` or something wakes this worker."""
         waiter = asyncio.ensure_future(self.wake.wait())
         waits: set[asyncio.Future[Any]] = {waiter}
-        if delay is not None:
-            waits.add(asyncio.ensure_future(self.dispatcher.clock.sleep(max(0.0, delay))))
+        if until is not None:
+            waits.add(asyncio.ensure_future(self.dispatcher.clock.sleep_until(until)))
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -158,37 +159,49 @@ class Worker:
                 future.cancel()
 
     async def run(self) -> None:
-        store, clock = self.dispatcher.store, self.dispatcher.clock
         while self.endpoint.enabled:
-            self.wake.clear()
-            now = clock.now()
-            endpoint = self.endpoint
-            room = self.capacity - len(self.inflight)
-            if room <= 0:
-                await self._wait(None)
-                continue
-            if not self.breaker.allows(now):
-                await self._wait(self.breaker.reopen_at - now if self.breaker.reopen_at > now else None)
-                continue
-            probing = self.breaker.state is BreakerState.HALF_OPEN
-            due = [d for d in store.due(endpoint.id, now, room + len(self.inflight), ordered=endpoint.ordered)
-                   if d.id not in self.inflight][:1 if probing else room]
-            if endpoint.ordered and due and due[0].next_at > now:
-                await self._wait(due[0].next_at - now)
-                continue
-            if not due:
-                if probing:
-                    self.breaker.cancel_probe()
-                upcoming = store.next_due(endpoint.id) if not self.inflight else None
-                await self._wait(None if upcoming is None else upcoming - now)
-                continue
-            for delivery in due:
-                if self.bucket is not None:
-                    wait = self.bucket.take(now)
-                    if wait > 0:
-                        await self._wait(wait)
-                        break
-                self.inflight[delivery.id] = asyncio.get_running_loop().create_task(self._send(delivery))
+            try:
+                await self._step()
+            except Exception:
+                logger.exception("webhook worker of %s failed; retrying", self.endpoint.id)
+                clock = self.dispatcher.clock
+                await clock.sleep_until(clock.now() + STEP_RETRY)
+
+    async def _step(self) -> None:
+        """Start what may be sent now, or wait until something may."""
+        store, clock = self.dispatcher.store, self.dispatcher.clock
+        self.wake.clear()
+        now = clock.now()
+        endpoint = self.endpoint
+        room = self.capacity - len(self.inflight)
+        if room <= 0:
+            await self._wait(None)
+            return
+        if not self.breaker.allows(now):
+            await self._wait(self.breaker.reopen_at if self.breaker.reopen_at > now else None)
+            return
+        probing = self.breaker.state is BreakerState.HALF_OPEN
+        due = [d for d in store.due(endpoint.id, now, room + len(self.inflight), ordered=endpoint.ordered)
+               if d.id not in self.inflight][:1 if probing else room]
+        until: float | None = None
+        if endpoint.ordered and due and due[0].next_at > now:
+            until, due = due[0].next_at, []
+        elif not due and not self.inflight:
+            until = store.next_due(endpoint.id)
+        started = False
+        for delivery in due:
+            if self.bucket is not None:
+                wait = self.bucket.take(now)
+                if wait > 0:
+                    until = now + wait
+                    break
+            self.inflight[delivery.id] = asyncio.get_running_loop().create_task(self._send(delivery))
+            started = True
+        if started:
+            return
+        if probing:
+            self.breaker.cancel_probe()  # nothing went out: the next request will be the probe
+        await self._wait(until)
 
     async def _send(self, delivery: Delivery) -> None:
         try:
@@ -486,5 +499,5 @@ class Dispatcher:
                     logger.info("dropped %d webhook attempts and finished deliveries past retention", dropped)
             except Exception:
                 logger.exception("could not prune webhook history")
-            await self.clock.sleep(PRUNE_INTERVAL)
+            await self.clock.sleep_until(self.clock.now() + PRUNE_INTERVAL)
 
