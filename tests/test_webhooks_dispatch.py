@@ -42,17 +42,24 @@ class Harness:
     dispatcher: Dispatcher
     store: SqliteDeliveryStore
 
-    def add(self, url: str, **fields: Any) -> Endpoint:
+    async def add(self, url: str, **fields: Any) -> Endpoint:
         endpoint = endpoints.create({"url": url, **fields}, https_only=False, allow=self.dispatcher.config.allow,
                                     now=self.dispatcher.clock.now())
-        return self.dispatcher.save(endpoint)
+        return await self.dispatcher.save(endpoint)
 
     async def publish(self, channel: str, type: str = "test.event", data: Any = None) -> Event:
         (event,) = await self.hub.publish(channel, [EventDraft.from_json({"type": type, "data": data})])
         return event
 
-    def deliveries(self, endpoint: Endpoint) -> list[Delivery]:
-        return list(reversed(self.store.deliveries(endpoint_id=endpoint.id)))
+    async def deliveries(self, endpoint: Endpoint) -> list[Delivery]:
+        """The endpoint's deliveries, oldest first."""
+        return list(reversed(await self.store.deliveries(endpoint_id=endpoint.id)))
+
+    async def until_statuses(self, endpoint: Endpoint, *statuses: str) -> list[Delivery]:
+        """Until the endpoint's deliveries, oldest first, have these statuses; returns them."""
+        found: list[Delivery] = await eventually(lambda: self.deliveries(endpoint),
+                                                 lambda ds: [d.status for d in ds] == list(statuses))
+        return found
 
 
 @contextlib.asynccontextmanager
@@ -74,7 +81,7 @@ async def dispatching(path: Path, *, clock: Clock | None = None, allow: tuple[st
 
 async def test_delivers_signed_event(tmp_path: Path) -> None:
     async with receiver() as server, dispatching(tmp_path) as h:
-        endpoint = h.add(server.url, channels=["orders"], types=["payment.*"])
+        endpoint = await h.add(server.url, channels=["orders"], types=["payment.*"])
         await h.publish("orders", "refund.created", 1)
         event = await h.publish("orders", "payment.created", {"amount": 5})
         await h.publish("other", "payment.created", 3)
@@ -90,14 +97,14 @@ async def test_delivers_signed_event(tmp_path: Path) -> None:
         Webhook(endpoint.secret).verify(request.body, request.headers)
         await h.publish("orders", "payment.created", 4)
         await server.wait_for(2)
-        assert [d.status for d in h.deliveries(endpoint)][:1] == [SUCCEEDED]
+        assert [d.status for d in await h.deliveries(endpoint)][:1] == [SUCCEEDED]
 
 
 async def test_svix_schedule_runs_27_hours_then_fails(tmp_path: Path) -> None:
     clock = FakeClock()
     async with receiver(lambda n: Reply(500, body=b"x" * 5000)) as server, \
             dispatching(tmp_path, clock=clock) as h:
-        endpoint = h.add(server.url)
+        endpoint = await h.add(server.url)
         start = clock.now()
         event = await h.publish("orders")
         await server.wait_for(1)
@@ -108,14 +115,14 @@ async def test_svix_schedule_runs_27_hours_then_fails(tmp_path: Path) -> None:
             assert requests[-1].json()["metadata"]["attempt"] == number  # type: ignore[index]
             assert requests[-1].headers["webhook-id"] == event.id
         assert clock.now() - start == sum(SVIX_SCHEDULE) > 27 * 3600
-        await eventually(lambda: h.deliveries(endpoint)[0].status == FAILED)
-        (delivery,) = h.deliveries(endpoint)
+        await h.until_statuses(endpoint, FAILED)
+        (delivery,) = await h.deliveries(endpoint)
         assert delivery.status == FAILED and delivery.attempts == 8 and delivery.last_status == 500
-        attempts = list(reversed(h.store.attempts(delivery_id=delivery.id)))
+        attempts = list(reversed(await h.store.attempts(delivery_id=delivery.id)))
         assert [a.number for a in attempts] == list(range(1, 9))
         assert [b.at - a.at for a, b in itertools.pairwise(attempts)] == list(SVIX_SCHEDULE)
         assert all(a.status == 500 and len(a.response) == 2048 for a in attempts)
-        assert h.store.attempts(event_id=event.id)[0].id == attempts[-1].id
+        assert (await h.store.attempts(event_id=event.id))[0].id == attempts[-1].id
         assert len(server.requests) == 8
         assert h.dispatcher.endpoints[endpoint.id].failing_since == start
 
@@ -124,7 +131,7 @@ async def test_jitter_spreads_retries(tmp_path: Path) -> None:
     clock = FakeClock()
     async with receiver(lambda n: Reply(503)) as server, dispatching(tmp_path, clock=clock) as h:
         h.dispatcher.rand = lambda: 0.0
-        h.add(server.url)
+        await h.add(server.url)
         await h.publish("orders")
         await server.wait_for(1)
         await clock.sleeping_until(clock.now() + 4.0)  # 5 s - 20 %
@@ -134,7 +141,7 @@ async def test_retry_after_is_honoured(tmp_path: Path) -> None:
     clock = FakeClock()
     replies = [Reply(429, {"retry-after": "120"}), Reply(200)]
     async with receiver(lambda n: replies[n]) as server, dispatching(tmp_path, clock=clock) as h:
-        endpoint = h.add(server.url)
+        endpoint = await h.add(server.url)
         await h.publish("orders")
         await server.wait_for(1)
         await clock.sleeping_until(clock.now() + 120)
@@ -142,32 +149,32 @@ async def test_retry_after_is_honoured(tmp_path: Path) -> None:
         assert len(server.requests) == 1
         clock.advance(1)
         await server.wait_for(2)
-        await eventually(lambda: h.deliveries(endpoint)[0].status == SUCCEEDED)
-        assert [a.status for a in h.store.attempts(endpoint_id=endpoint.id)] == [200, 429]
+        await h.until_statuses(endpoint, SUCCEEDED)
+        assert [a.status for a in await h.store.attempts(endpoint_id=endpoint.id)] == [200, 429]
 
 
 async def test_gone_disables_the_endpoint(tmp_path: Path) -> None:
     async with receiver(lambda n: Reply(410)) as server, dispatching(tmp_path) as h:
-        endpoint = h.add(server.url)
+        endpoint = await h.add(server.url)
         await h.publish("orders")
         await server.wait_for(1)
         await eventually(lambda: not h.dispatcher.endpoints[endpoint.id].enabled)
         assert h.dispatcher.endpoints[endpoint.id].disabled_reason == "the endpoint answered 410 Gone"
-        assert h.store.endpoint(endpoint.id).enabled is False  # type: ignore[union-attr]
-        assert h.deliveries(endpoint)[0].status == FAILED
+        assert (await h.store.endpoint(endpoint.id)).enabled is False  # type: ignore[union-attr]
+        assert [d.status for d in await h.deliveries(endpoint)] == [FAILED]
         await h.publish("orders")
-        assert len(h.deliveries(endpoint)) == 1  # a disabled endpoint gets no new deliveries
+        assert len(await h.deliveries(endpoint)) == 1  # a disabled endpoint gets no new deliveries
 
 
 async def test_redirects_are_failures_and_not_followed(tmp_path: Path) -> None:
     clock = FakeClock()
     async with receiver(lambda n: Reply(302, {"location": "/elsewhere"})) as server, \
             dispatching(tmp_path, clock=clock) as h:
-        endpoint = h.add(server.url)
+        endpoint = await h.add(server.url)
         await h.publish("orders")
         await clock.sleeping_until(clock.now() + 5)
         assert [r.path for r in server.requests] == ["/hook"]
-        (delivery,) = h.deliveries(endpoint)
+        (delivery,) = await h.deliveries(endpoint)
         assert delivery.status == PENDING and delivery.last_status == 302 and delivery.tries == 1
 
 
@@ -176,32 +183,32 @@ async def test_timeouts_and_refused_connections_are_retried(tmp_path: Path) -> N
     refused = f"http://127.0.0.1:{free_port()}/hook"
     async with receiver(lambda n: Reply(delay=4 * TIMEOUT if n == 0 else 0)) as slow, \
             dispatching(tmp_path, clock=clock, timeout=0.2) as h:
-        slow_endpoint = h.add(slow.url)
-        refused_endpoint = h.add(refused)
+        slow_endpoint = await h.add(slow.url)
+        refused_endpoint = await h.add(refused)
         await h.publish("orders")
         await clock.sleeping_until(clock.now() + 5)
         await eventually(lambda: len(clock.deadlines()) >= 3)
-        (timed_out,) = h.store.attempts(endpoint_id=slow_endpoint.id)
+        (timed_out,) = await h.store.attempts(endpoint_id=slow_endpoint.id)
         assert timed_out.status is None and timed_out.error == "timed out after 0.2s"
-        (refusal,) = h.store.attempts(endpoint_id=refused_endpoint.id)
+        (refusal,) = await h.store.attempts(endpoint_id=refused_endpoint.id)
         assert refusal.status is None and refusal.error is not None and "ConnectError" in refusal.error
         clock.advance(5)
-        await eventually(lambda: h.deliveries(slow_endpoint)[0].status == SUCCEEDED)
-        assert h.deliveries(refused_endpoint)[0].attempts == 2
+        await h.until_statuses(slow_endpoint, SUCCEEDED)
+        assert (await h.deliveries(refused_endpoint))[0].attempts == 2
 
 
 async def test_a_broken_endpoint_does_not_delay_healthy_ones(tmp_path: Path) -> None:
     hanging = Reply(delay=8 * TIMEOUT)
     async with receiver(lambda n: hanging) as slow, receiver(lambda n: Reply(500)) as failing, \
             receiver() as healthy, dispatching(tmp_path, timeout=8 * TIMEOUT) as h:
-        h.add(slow.url, max_concurrency=2)
-        h.add(failing.url)
-        h.add(f"http://127.0.0.1:{free_port()}/hook")
-        good = h.add(healthy.url)
+        await h.add(slow.url, max_concurrency=2)
+        await h.add(failing.url)
+        await h.add(f"http://127.0.0.1:{free_port()}/hook")
+        good = await h.add(healthy.url)
         for n in range(30):
             await h.publish("orders", data=n)
         await healthy.wait_for(30)
-        await eventually(lambda: all(d.status == SUCCEEDED for d in h.deliveries(good)))
+        await h.until_statuses(good, *[SUCCEEDED] * 30)
         assert slow.max_active == 2  # the concurrency cap: the other 28 wait their turn
         assert slow.active == 2  # still hanging while the healthy endpoint got everything
         assert sorted(r.json()["data"] for r in healthy.requests) == list(range(30))  # type: ignore[type-var]
@@ -216,7 +223,7 @@ async def test_circuit_breaker_pauses_then_probes(tmp_path: Path) -> None:
 
     async with receiver(script) as server, dispatching(tmp_path, clock=clock, breaker_threshold=3,
                                                        breaker_cooldown=60.0) as h:
-        endpoint = h.add(server.url, max_concurrency=1, retry_schedule="1h")
+        endpoint = await h.add(server.url, max_concurrency=1, retry_schedule="1h")
         for n in range(5):
             await h.publish("orders", data=n)
         await server.wait_for(3)
@@ -231,18 +238,17 @@ async def test_circuit_breaker_pauses_then_probes(tmp_path: Path) -> None:
         clock.advance(120)
         await server.wait_for(5)
         assert [r.json()["data"] for r in server.requests] == [0, 1, 2, 3, 4]
-        await eventually(lambda: sum(d.status == SUCCEEDED for d in h.deliveries(endpoint)) == 1)
-        assert [d.status for d in h.deliveries(endpoint)] == [PENDING] * 4 + [SUCCEEDED]
+        await h.until_statuses(endpoint, *[PENDING] * 4, SUCCEEDED)
         clock.advance(3600)  # their retries are due: the breaker is closed
         await server.wait_for(9)
-        await eventually(lambda: all(d.status == SUCCEEDED for d in h.deliveries(endpoint)))
+        await h.until_statuses(endpoint, *[SUCCEEDED] * 5)
 
 
 async def test_disabled_after_failing_continuously(tmp_path: Path) -> None:
     clock = FakeClock()
     async with receiver(lambda n: Reply(500)) as server, \
             dispatching(tmp_path, clock=clock, disable_after=3600.0) as h:
-        endpoint = h.add(server.url, retry_schedule="40m,40m,40m")
+        endpoint = await h.add(server.url, retry_schedule="40m,40m,40m")
         start = clock.now()
         await h.publish("orders")
         await server.wait_for(1)
@@ -253,14 +259,14 @@ async def test_disabled_after_failing_continuously(tmp_path: Path) -> None:
         await eventually(lambda: not h.dispatcher.endpoints[endpoint.id].enabled)
         assert h.dispatcher.endpoints[endpoint.id].disabled_reason == (
             f"failing without a success since {format_time(start)}")
-        assert h.deliveries(endpoint)[0].status == PENDING  # kept: it resumes when the endpoint is enabled
+        assert [d.status for d in await h.deliveries(endpoint)] == [PENDING]  # kept for when it is enabled
 
 
 async def test_ordered_endpoint_waits_for_each_delivery(tmp_path: Path) -> None:
     clock = FakeClock()
     async with receiver(lambda n: Reply(500 if n == 0 else 200)) as server, \
             dispatching(tmp_path, clock=clock) as h:
-        endpoint = h.add(server.url, ordered=True, max_concurrency=8)
+        endpoint = await h.add(server.url, ordered=True, max_concurrency=8)
         for n in range(4):
             await h.publish("orders", data=n)
         await server.wait_for(1)
@@ -270,13 +276,13 @@ async def test_ordered_endpoint_waits_for_each_delivery(tmp_path: Path) -> None:
         await server.wait_for(5)
         assert [r.json()["data"] for r in server.requests] == [0, 0, 1, 2, 3]
         assert server.max_active == 1
-        await eventually(lambda: all(d.status == SUCCEEDED for d in h.deliveries(endpoint)))
+        await h.until_statuses(endpoint, *[SUCCEEDED] * 4)
 
 
 async def test_rate_limit(tmp_path: Path) -> None:
     clock = FakeClock()
     async with receiver() as server, dispatching(tmp_path, clock=clock) as h:
-        h.add(server.url, rate_limit=2)
+        await h.add(server.url, rate_limit=2)
         for n in range(5):
             await h.publish("orders", data=n)
         await server.wait_for(2)
@@ -291,11 +297,10 @@ async def test_rate_limit(tmp_path: Path) -> None:
 async def test_ssrf_refuses_names_resolving_to_private_addresses(tmp_path: Path) -> None:
     async with receiver() as server, dispatching(tmp_path, allow=()) as h:
         with pytest.raises(InvalidEndpoint, match="loopback"):
-            h.add(server.url)  # a literal address is refused when the endpoint is defined
-        endpoint = h.add(f"http://localhost:{server.port}/hook")
+            await h.add(server.url)  # a literal address is refused when the endpoint is defined
+        endpoint = await h.add(f"http://localhost:{server.port}/hook")
         await h.publish("orders")
-        await eventually(lambda: bool(h.store.attempts(endpoint_id=endpoint.id)))
-        (attempt,) = h.store.attempts(endpoint_id=endpoint.id)
+        (attempt,) = await eventually(lambda: h.store.attempts(endpoint_id=endpoint.id))
         assert attempt.error is not None and "is a loopback address" in attempt.error
         assert server.requests == []
 
@@ -315,7 +320,7 @@ async def test_events_appended_while_the_dispatcher_was_down_are_caught_up(tmp_p
     """The crash window between the log append and the intake: the stored cursor covers it."""
     async with receiver() as server:
         async with dispatching(tmp_path) as h:
-            endpoint = h.add(server.url)
+            endpoint = await h.add(server.url)
             await h.publish("orders", data=0)
             await server.wait_for(1)
             h.hub.publish_listeners.clear()  # the dispatcher no longer hears of publishes...
@@ -323,16 +328,15 @@ async def test_events_appended_while_the_dispatcher_was_down_are_caught_up(tmp_p
                 await h.publish("orders", data=n)  # ...as if it crashed right after these appends
         async with dispatching(tmp_path) as h:
             await server.wait_for(4)
-            await eventually(lambda: all(d.status == SUCCEEDED for d in h.deliveries(endpoint)))
+            await h.until_statuses(endpoint, *[SUCCEEDED] * 4)
             assert [r.json()["data"] for r in server.requests] == [0, 1, 2, 3]
-            assert len(h.deliveries(endpoint)) == 4
 
 
 async def test_pending_retries_survive_a_restart(tmp_path: Path) -> None:
     clock = FakeClock()
     async with receiver(lambda n: Reply(500 if n == 0 else 200)) as server:
         async with dispatching(tmp_path, clock=clock) as h:
-            endpoint = h.add(server.url)
+            endpoint = await h.add(server.url)
             event = await h.publish("orders")
             await server.wait_for(1)
             await clock.sleeping_until(clock.now() + 5)
@@ -341,29 +345,27 @@ async def test_pending_retries_survive_a_restart(tmp_path: Path) -> None:
             requests = await server.wait_for(2)
             assert [r.headers["webhook-id"] for r in requests] == [event.id, event.id]
             assert requests[1].json()["metadata"]["attempt"] == 2  # type: ignore[index]
-            await eventually(lambda: h.deliveries(endpoint)[0].status == SUCCEEDED)
+            await h.until_statuses(endpoint, SUCCEEDED)
 
 
 async def test_replay_one_failed_and_since(tmp_path: Path) -> None:
     clock = FakeClock()
     async with receiver(lambda n: Reply(500 if n < 2 else 200)) as server, \
             dispatching(tmp_path, clock=clock) as h:
-        endpoint = h.add(server.url, retry_schedule="")
+        endpoint = await h.add(server.url, retry_schedule="")
         first = await h.publish("orders", data=1)
         await h.publish("orders", data=2)
         await server.wait_for(2)
-        await eventually(lambda: [d.status for d in h.deliveries(endpoint)] == [FAILED, FAILED])
-        one, two = h.deliveries(endpoint)
-        replayed = h.dispatcher.replay_delivery(one.id)
+        one, two = await h.until_statuses(endpoint, FAILED, FAILED)
+        replayed = await h.dispatcher.replay_delivery(one.id)
         assert replayed.status == PENDING and replayed.id == one.id
         await server.wait_for(3)
         assert server.requests[2].headers["webhook-id"] == first.id
         assert server.requests[2].json()["metadata"]["attempt"] == 2  # type: ignore[index]
-        await eventually(lambda: h.deliveries(endpoint)[0].status == SUCCEEDED)
-        assert h.dispatcher.replay_failed(endpoint.id) == 1
+        await h.until_statuses(endpoint, SUCCEEDED, FAILED)
+        assert await h.dispatcher.replay_failed(endpoint.id) == 1
         await server.wait_for(4)
-        await eventually(lambda: all(d.status == SUCCEEDED for d in h.deliveries(endpoint)))
-        assert two.id in {d.id for d in h.deliveries(endpoint)}
+        assert [d.id for d in await h.until_statuses(endpoint, SUCCEEDED, SUCCEEDED)] == [one.id, two.id]
         since = await h.dispatcher.replay_events(endpoint.id, channels=["orders"], after=first.position)
         assert since == 1
         await server.wait_for(5)
@@ -372,14 +374,14 @@ async def test_replay_one_failed_and_since(tmp_path: Path) -> None:
                                                       since=clock.now() - 60)
         assert everything == 2
         await server.wait_for(7)
-        assert len(h.deliveries(endpoint)) == 2  # replays reuse the delivery of each event
+        assert len(await h.deliveries(endpoint)) == 2  # replays reuse the delivery of each event
 
 
 async def test_rotation_signs_with_both_secrets(tmp_path: Path) -> None:
     async with receiver() as server, dispatching(tmp_path) as h:
-        endpoint = h.add(server.url)
+        endpoint = await h.add(server.url)
         new_secret = signing.generate_secret()
-        h.dispatcher.save(endpoints.rotate(endpoint, new_secret, 3600.0, h.dispatcher.clock.now()))
+        await h.dispatcher.save(endpoints.rotate(endpoint, new_secret, 3600.0, h.dispatcher.clock.now()))
         await h.publish("orders")
         (request,) = await server.wait_for(1)
         assert len(request.headers["webhook-signature"].split(" ")) == 2
@@ -391,7 +393,7 @@ async def test_rotation_signs_with_both_secrets(tmp_path: Path) -> None:
 
 async def test_simple_signature_form(tmp_path: Path) -> None:
     async with receiver() as server, dispatching(tmp_path) as h:
-        endpoint = h.add(server.url, signature="simple", headers={"X-Team": "billing"})
+        endpoint = await h.add(server.url, signature="simple", headers={"X-Team": "billing"})
         await h.publish("orders")
         (request,) = await server.wait_for(1)
         expected = hmac.new(endpoint.secret.encode(), request.body, hashlib.sha256).hexdigest()
@@ -405,7 +407,7 @@ async def test_paused_ordered_endpoint_probes_when_its_next_delivery_is_due(tmp_
     clock = FakeClock()
     async with receiver(lambda n: Reply(500 if n == 0 else 200)) as server, \
             dispatching(tmp_path, clock=clock, breaker_threshold=1, breaker_cooldown=10.0) as h:
-        endpoint = h.add(server.url, ordered=True, retry_schedule="1h")
+        endpoint = await h.add(server.url, ordered=True, retry_schedule="1h")
         await h.publish("orders")
         await server.wait_for(1)
         start = clock.now()
@@ -414,4 +416,4 @@ async def test_paused_ordered_endpoint_probes_when_its_next_delivery_is_due(tmp_
         await clock.sleeping_until(start + 3600)
         clock.advance(3590)
         await server.wait_for(2)
-        await eventually(lambda: h.deliveries(endpoint)[0].status == SUCCEEDED)
+        await h.until_statuses(endpoint, SUCCEEDED)

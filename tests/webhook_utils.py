@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import inspect
 import itertools
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -118,12 +120,19 @@ async def receiver(script: Callable[[int], Reply] = lambda n: Reply()) -> AsyncI
         await server.close()
 
 
-async def eventually(check: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    """Until ``check()`` holds: for state the code under test exposes no event for (the store)."""
+async def eventually(probe: Callable[[], Any], check: Callable[[Any], bool] = bool,
+                     timeout: float = TIMEOUT) -> Any:
+    """Until ``check(probe())`` holds (``probe`` may be async); returns the probed value. For state the
+    code under test exposes no event for (what the store holds)."""
     deadline = time.monotonic() + timeout
-    while not check():
+    while True:
+        value = probe()
+        if inspect.isawaitable(value):
+            value = await value
+        if check(value):
+            return value
         if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
+            raise AssertionError(f"condition not reached in time; last value {value!r}")
         await asyncio.sleep(0.01)
 
 

@@ -91,7 +91,7 @@ class WebhookApi:
         config = self.dispatcher.config
         endpoint = endpoints.create(await self._json(request), https_only=config.https_only, allow=config.allow,
                                     now=self.dispatcher.clock.now())
-        return JSONResponse(self.dispatcher.save(endpoint).as_dict(), status_code=201)
+        return JSONResponse((await self.dispatcher.save(endpoint)).as_dict(), status_code=201)
 
     async def list_endpoints(self, request: Request) -> Response:
         return JSONResponse({"data": [e.as_dict(with_secret=False) for e in self.dispatcher.endpoints.values()]})
@@ -104,7 +104,7 @@ class WebhookApi:
         config = self.dispatcher.config
         updated = endpoints.apply(await self._json(request), current, https_only=config.https_only,
                                   allow=config.allow, now=self.dispatcher.clock.now())
-        return JSONResponse(self.dispatcher.save(updated).as_dict())
+        return JSONResponse((await self.dispatcher.save(updated)).as_dict())
 
     async def delete(self, request: Request) -> Response:
         await self.dispatcher.delete(request.path_params["id"])
@@ -122,7 +122,7 @@ class WebhookApi:
             overlap = parse_duration(body["overlap"])
         new_secret = body.get("secret") or signing.generate_secret()
         rotated = endpoints.rotate(current, new_secret, overlap, self.dispatcher.clock.now())
-        return JSONResponse(self.dispatcher.save(rotated).as_dict())
+        return JSONResponse((await self.dispatcher.save(rotated)).as_dict())
 
     async def replay_endpoint(self, request: Request) -> Response:
         """``{"failed": true}``, ``{"since": TIME}``, ``{"channel": C, "after": CURSOR}`` or
@@ -132,7 +132,7 @@ class WebhookApi:
         if not isinstance(body, dict) or set(body) - {"failed", "since", "channel", "after"} or not body:
             raise BadRequest("replay needs {'failed': true}, {'since': TIME}, or {'channel': C, 'after': CURSOR}")
         if body.get("failed") is True and len(body) == 1:
-            return JSONResponse({"replayed": self.dispatcher.replay_failed(endpoint.id)})
+            return JSONResponse({"replayed": await self.dispatcher.replay_failed(endpoint.id)})
         since = event_seconds(parse_time(body["since"])) if "since" in body else None
         channel = validate_channel(body["channel"]) if "channel" in body else None
         after = None
@@ -154,24 +154,24 @@ class WebhookApi:
         if status is not None and status not in STATUSES:
             raise BadRequest(f"'status' must be one of {', '.join(STATUSES)}")
         limit = _limit(request)
-        found = self.dispatcher.store.deliveries(endpoint_id=query.get("endpoint"), event_id=query.get("event"),
+        found = await self.dispatcher.store.deliveries(endpoint_id=query.get("endpoint"), event_id=query.get("event"),
                                                  status=status, before=_before(request), limit=limit)
         return _page([{**d.as_dict(), "seq": d.seq} for d in found], "seq", limit)
 
     async def show_delivery(self, request: Request) -> Response:
-        delivery = self.dispatcher.store.delivery(request.path_params["id"])
+        delivery = await self.dispatcher.store.delivery(request.path_params["id"])
         if delivery is None:
             raise NotFound(f"no delivery {request.path_params['id']!r}")
-        attempts = self.dispatcher.store.attempts(delivery_id=delivery.id, limit=MAX_LIMIT)
+        attempts = await self.dispatcher.store.attempts(delivery_id=delivery.id, limit=MAX_LIMIT)
         return JSONResponse({**delivery.as_dict(), "attempts_log": [a.as_dict() for a in attempts]})
 
     async def replay_delivery(self, request: Request) -> Response:
-        return JSONResponse(self.dispatcher.replay_delivery(request.path_params["id"]).as_dict())
+        return JSONResponse((await self.dispatcher.replay_delivery(request.path_params["id"])).as_dict())
 
     async def list_attempts(self, request: Request) -> Response:
         query = request.query_params
         limit = _limit(request)
-        found = self.dispatcher.store.attempts(endpoint_id=query.get("endpoint"), event_id=query.get("event"),
+        found = await self.dispatcher.store.attempts(endpoint_id=query.get("endpoint"), event_id=query.get("event"),
                                                delivery_id=query.get("delivery"), before=_before(request),
                                                limit=limit)
         return _page([a.as_dict() for a in found], "id", limit)

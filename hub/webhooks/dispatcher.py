@@ -181,13 +181,13 @@ class Worker:
             await self._wait(self.breaker.reopen_at if self.breaker.reopen_at > now else None)
             return
         probing = self.breaker.state is BreakerState.HALF_OPEN
-        due = [d for d in store.due(endpoint.id, now, room + len(self.inflight), ordered=endpoint.ordered)
+        due = [d for d in await store.due(endpoint.id, now, room + len(self.inflight), ordered=endpoint.ordered)
                if d.id not in self.inflight][:1 if probing else room]
         until: float | None = None
         if endpoint.ordered and due and due[0].next_at > now:
             until, due = due[0].next_at, []
         elif not due and not self.inflight:
-            until = store.next_due(endpoint.id)
+            until = await store.next_due(endpoint.id)
         started = False
         for delivery in due:
             if self.bucket is not None:
@@ -239,8 +239,8 @@ class Dispatcher:
 
     async def start(self) -> None:
         self.store.open()
-        self.endpoints = {e.id: e for e in self.store.endpoints()}
-        self.cursors = self.store.cursors()
+        self.endpoints = {e.id: e for e in await self.store.endpoints()}
+        self.cursors = await self.store.cursors()
         self.hub.publish_listeners.append(self)
         self.dirty.update(self.cursors)
         self._intake_wake.set()
@@ -269,8 +269,14 @@ class Dispatcher:
         if channel in self.cursors or not any(e.matches_channel(channel) for e in self.endpoints.values()):
             return
         state = await self.hub.broker.state(channel)
-        position = self.cursors.setdefault(channel, Position(state.epoch, state.top))
-        self.store.track(channel, position)
+        if channel in self.cursors:
+            return
+        position = self.cursors[channel] = Position(state.epoch, state.top)
+        try:
+            await self.store.track(channel, position)
+        except BaseException:
+            del self.cursors[channel]  # the publish fails too: nothing is appended untracked
+            raise
 
     def published(self, channel: str, events: list[Event]) -> None:
         if channel in self.cursors:
@@ -299,7 +305,7 @@ class Dispatcher:
             state = page.state
             if state.epoch != cursor.epoch:
                 logger.warning("channel %s's log changed epoch: delivering from its earliest retained event", channel)
-                self._advance(channel, Position(state.epoch, state.earliest - 1), [])
+                await self._advance(channel, Position(state.epoch, state.earliest - 1), [])
                 continue
             events = page.events
             if not events:
@@ -313,12 +319,12 @@ class Dispatcher:
                          event.json, next_at=now, created_at=now)
                 for event in events for endpoint in self.endpoints.values()
                 if endpoint.enabled and endpoint.matches(channel, event.type)]
-            self._advance(channel, events[-1].position, deliveries)
+            await self._advance(channel, events[-1].position, deliveries)
             if len(events) < PAGE:
                 return
 
-    def _advance(self, channel: str, position: Position, deliveries: list[Delivery]) -> None:
-        self.store.enqueue(channel, position, deliveries)
+    async def _advance(self, channel: str, position: Position, deliveries: list[Delivery]) -> None:
+        await self.store.enqueue(channel, position, deliveries)
         self.cursors[channel] = position
         for endpoint_id in {d.endpoint_id for d in deliveries}:
             worker = self.workers.get(endpoint_id)
@@ -378,32 +384,32 @@ class Dispatcher:
                 delivery.status = FAILED
             else:
                 delivery.next_at = done + delay
-        self.store.finish_attempt(delivery, Attempt(delivery.id, endpoint.id, delivery.event_id, number, now,
+        await self.store.finish_attempt(delivery, Attempt(delivery.id, endpoint.id, delivery.event_id, number, now,
                                                     latency_ms, status, response_text, error))
         worker.breaker.record(outcome is Outcome.SUCCESS, done)
-        self._health(endpoint.id, outcome, done)
+        await self._health(endpoint.id, outcome, done)
 
-    def _health(self, endpoint_id: str, outcome: Outcome, now: float) -> None:
+    async def _health(self, endpoint_id: str, outcome: Outcome, now: float) -> None:
         endpoint = self.endpoints.get(endpoint_id)
         if endpoint is None:
             return
         if outcome is Outcome.GONE:
-            self._save(replace(endpoint, enabled=False, disabled_reason="the endpoint answered 410 Gone",
+            await self.save(replace(endpoint, enabled=False, disabled_reason="the endpoint answered 410 Gone",
                                updated_at=now))
         elif outcome is Outcome.SUCCESS:
             if endpoint.failing_since is not None:
-                self._save(replace(endpoint, failing_since=None))
+                await self.save(replace(endpoint, failing_since=None))
         elif endpoint.failing_since is None:
-            self._save(replace(endpoint, failing_since=now))
+            await self.save(replace(endpoint, failing_since=now))
         elif should_disable(endpoint.failing_since, now, self.config.disable_after):
-            self._save(replace(endpoint, enabled=False, updated_at=now, disabled_reason=(
+            await self.save(replace(endpoint, enabled=False, updated_at=now, disabled_reason=(
                 f"failing without a success since {format_time(endpoint.failing_since)}")))
 
     # Endpoints --------------------------------------------------------------------------------
 
-    def _save(self, endpoint: Endpoint) -> None:
+    async def save(self, endpoint: Endpoint) -> Endpoint:
         """Store ``endpoint`` and bring its worker in line (started, reconfigured or stopping)."""
-        self.store.save_endpoint(endpoint)
+        await self.store.save_endpoint(endpoint)
         self.endpoints[endpoint.id] = endpoint
         worker = self.workers.get(endpoint.id)
         if worker is not None:
@@ -413,15 +419,12 @@ class Dispatcher:
                 self._retired.append(self.workers.pop(endpoint.id))
         elif endpoint.enabled:
             self.workers[endpoint.id] = Worker(self, endpoint)
+        return endpoint
 
     def get(self, endpoint_id: str) -> Endpoint:
         endpoint = self.endpoints.get(endpoint_id)
         if endpoint is None:
             raise NotFound(f"no endpoint {endpoint_id!r}")
-        return endpoint
-
-    def save(self, endpoint: Endpoint) -> Endpoint:
-        self._save(endpoint)
         return endpoint
 
     async def delete(self, endpoint_id: str) -> None:
@@ -430,7 +433,7 @@ class Dispatcher:
         if worker is not None:
             await worker.stop()
         del self.endpoints[endpoint_id]
-        self.store.delete_endpoint(endpoint_id)
+        await self.store.delete_endpoint(endpoint_id)
 
     # Replay -----------------------------------------------------------------------------------
 
@@ -439,24 +442,24 @@ class Dispatcher:
         if worker is not None:
             worker.wake.set()
 
-    def replay_delivery(self, delivery_id: str) -> Delivery:
-        delivery = self.store.delivery(delivery_id)
+    async def replay_delivery(self, delivery_id: str) -> Delivery:
+        delivery = await self.store.delivery(delivery_id)
         if delivery is None:
             raise NotFound(f"no delivery {delivery_id!r}")
-        self.store.resend([delivery], self.clock.now())
+        await self.store.resend([delivery], self.clock.now())
         self._wake(delivery.endpoint_id)
-        found = self.store.delivery(delivery_id)
+        found = await self.store.delivery(delivery_id)
         assert found is not None
         return found
 
-    def replay_failed(self, endpoint_id: str) -> int:
+    async def replay_failed(self, endpoint_id: str) -> int:
         self.get(endpoint_id)
         count = 0
         while True:
-            failed = self.store.deliveries(endpoint_id=endpoint_id, status=FAILED, limit=PAGE)
+            failed = await self.store.deliveries(endpoint_id=endpoint_id, status=FAILED, limit=PAGE)
             if not failed:
                 break
-            count += self.store.resend(failed, self.clock.now())
+            count += await self.store.resend(failed, self.clock.now())
         self._wake(endpoint_id)
         return count
 
@@ -477,7 +480,7 @@ class Dispatcher:
                     break
                 chosen = [e for e in page.events if endpoint.matches(channel, e.type)
                           and (since is None or event_seconds(e.time) >= since)]
-                count += self.store.resend([
+                count += await self.store.resend([
                     Delivery(new_delivery_id(), endpoint.id, channel, e.epoch, e.offset, e.id, e.type, e.json,
                              next_at=now, created_at=now) for e in chosen], now)
                 offset = page.events[-1].offset
@@ -494,7 +497,7 @@ class Dispatcher:
     async def _prune(self) -> None:
         while True:
             try:
-                dropped = self.store.prune(self.clock.now() - self.config.retention)
+                dropped = await self.store.prune(self.clock.now() - self.config.retention)
                 if dropped:
                     logger.info("dropped %d webhook attempts and finished deliveries past retention", dropped)
             except Exception:

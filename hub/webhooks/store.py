@@ -2,9 +2,9 @@
 
 :class:`DeliveryStore` is the short interface; :class:`MemoryDeliveryStore` is its in-process twin
 (for ``--memory`` hubs and tests) and :class:`SqliteDeliveryStore` keeps everything in the same
-SQLite database file as the embedded log. Calls are synchronous and short, made from the event
-loop's thread, like the embedded log's. A Redis implementation fits the same interface: each method
-that says *atomically* maps to one MULTI/EXEC or Lua script.
+SQLite database file as the embedded log. The interface is async so that a networked store fits
+it: a Redis implementation maps each method that says *atomically* to one MULTI/EXEC or Lua
+script. The SQLite one does short synchronous work inside its coroutines, like the embedded log.
 
 A delivery is *pending* (waiting for ``next_at``), *succeeded* or *failed* (the schedule ran out, or
 the endpoint answered 410); failed deliveries stay until retention removes them and can be resent.
@@ -97,66 +97,66 @@ class DeliveryStore(abc.ABC):
 
     # Endpoints
     @abc.abstractmethod
-    def save_endpoint(self, endpoint: Endpoint) -> None: ...
+    async def save_endpoint(self, endpoint: Endpoint) -> None: ...
 
     @abc.abstractmethod
-    def endpoints(self) -> list[Endpoint]: ...
+    async def endpoints(self) -> list[Endpoint]: ...
 
     @abc.abstractmethod
-    def delete_endpoint(self, endpoint_id: str) -> bool:
+    async def delete_endpoint(self, endpoint_id: str) -> bool:
         """Remove the endpoint with its deliveries and attempts; False if there was none."""
 
     # Cursors over the log
     @abc.abstractmethod
-    def cursors(self) -> dict[str, Position]: ...
+    async def cursors(self) -> dict[str, Position]: ...
 
     @abc.abstractmethod
-    def track(self, channel: str, position: Position) -> None:
+    async def track(self, channel: str, position: Position) -> None:
         """Start following ``channel`` after ``position`` unless it is followed already."""
 
     @abc.abstractmethod
-    def enqueue(self, channel: str, position: Position, deliveries: Sequence[Delivery]) -> None:
+    async def enqueue(self, channel: str, position: Position, deliveries: Sequence[Delivery]) -> None:
         """Atomically add ``deliveries`` (skipping any already there) and move ``channel``'s cursor."""
 
     @abc.abstractmethod
-    def resend(self, deliveries: Sequence[Delivery], now: float) -> int:
+    async def resend(self, deliveries: Sequence[Delivery], now: float) -> int:
         """Add ``deliveries``; one that exists already is made pending again, due ``now``, its schedule
         restarted. Returns how many are now pending."""
 
     # Sending
     @abc.abstractmethod
-    def due(self, endpoint_id: str, now: float, limit: int, *, ordered: bool = False) -> list[Delivery]:
+    async def due(self, endpoint_id: str, now: float, limit: int, *, ordered: bool = False) -> list[Delivery]:
         """Pending deliveries due by ``now``, soonest first; with ``ordered``, only the oldest pending
         one, whenever it is due."""
 
     @abc.abstractmethod
-    def next_due(self, endpoint_id: str) -> float | None: ...
+    async def next_due(self, endpoint_id: str) -> float | None: ...
 
     @abc.abstractmethod
-    def finish_attempt(self, delivery: Delivery, attempt: Attempt) -> None:
+    async def finish_attempt(self, delivery: Delivery, attempt: Attempt) -> None:
         """Atomically record ``attempt`` and save ``delivery``'s new state, unless the delivery was
         resent while the attempt was in flight (then it stays pending, only its attempt count moves)."""
 
     # Looking back
     @abc.abstractmethod
-    def delivery(self, delivery_id: str) -> Delivery | None: ...
+    async def delivery(self, delivery_id: str) -> Delivery | None: ...
 
     @abc.abstractmethod
-    def deliveries(self, *, endpoint_id: str | None = None, event_id: str | None = None,
+    async def deliveries(self, *, endpoint_id: str | None = None, event_id: str | None = None,
                    status: str | None = None, before: int | None = None, limit: int = 100) -> list[Delivery]:
         """Newest first; ``before`` is the ``seq`` to page from."""
 
     @abc.abstractmethod
-    def attempts(self, *, endpoint_id: str | None = None, event_id: str | None = None,
+    async def attempts(self, *, endpoint_id: str | None = None, event_id: str | None = None,
                  delivery_id: str | None = None, before: int | None = None, limit: int = 100) -> list[Attempt]:
         """Newest first; ``before`` is the attempt ``id`` to page from."""
 
     @abc.abstractmethod
-    def prune(self, before: float) -> int:
+    async def prune(self, before: float) -> int:
         """Drop attempts, and finished deliveries, last touched before ``before``; return how many."""
 
-    def endpoint(self, endpoint_id: str) -> Endpoint | None:
-        return next((e for e in self.endpoints() if e.id == endpoint_id), None)
+    async def endpoint(self, endpoint_id: str) -> Endpoint | None:
+        return next((e for e in await self.endpoints() if e.id == endpoint_id), None)
 
 
 # The in-process twin ---------------------------------------------------------------------------
@@ -180,16 +180,16 @@ class MemoryDeliveryStore(DeliveryStore):
         self._attempts: list[Attempt] = []
         self._seq = 0
 
-    def save_endpoint(self, endpoint: Endpoint) -> None:
+    async def save_endpoint(self, endpoint: Endpoint) -> None:
         self._endpoints[endpoint.id] = endpoint
 
-    def endpoints(self) -> list[Endpoint]:
+    async def endpoints(self) -> list[Endpoint]:
         return sorted(self._endpoints.values(), key=lambda e: e.created_at)
 
-    def endpoint(self, endpoint_id: str) -> Endpoint | None:
+    async def endpoint(self, endpoint_id: str) -> Endpoint | None:
         return self._endpoints.get(endpoint_id)
 
-    def delete_endpoint(self, endpoint_id: str) -> bool:
+    async def delete_endpoint(self, endpoint_id: str) -> bool:
         if self._endpoints.pop(endpoint_id, None) is None:
             return False
         for delivery in [d for d in self._deliveries.values() if d.endpoint_id == endpoint_id]:
@@ -198,10 +198,10 @@ class MemoryDeliveryStore(DeliveryStore):
         self._attempts = [a for a in self._attempts if a.endpoint_id != endpoint_id]
         return True
 
-    def cursors(self) -> dict[str, Position]:
+    async def cursors(self) -> dict[str, Position]:
         return dict(self._cursors)
 
-    def track(self, channel: str, position: Position) -> None:
+    async def track(self, channel: str, position: Position) -> None:
         self._cursors.setdefault(channel, position)
 
     def _add(self, delivery: Delivery) -> Delivery | None:
@@ -214,12 +214,12 @@ class MemoryDeliveryStore(DeliveryStore):
         self._by_key[stored.key] = stored.id
         return None
 
-    def enqueue(self, channel: str, position: Position, deliveries: Sequence[Delivery]) -> None:
+    async def enqueue(self, channel: str, position: Position, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:
             self._add(delivery)
         self._cursors[channel] = position
 
-    def resend(self, deliveries: Sequence[Delivery], now: float) -> int:
+    async def resend(self, deliveries: Sequence[Delivery], now: float) -> int:
         for delivery in deliveries:
             existing = self._add(delivery)
             if existing is not None:
@@ -230,17 +230,17 @@ class MemoryDeliveryStore(DeliveryStore):
     def _pending(self, endpoint_id: str) -> list[Delivery]:
         return [d for d in self._deliveries.values() if d.endpoint_id == endpoint_id and d.status == PENDING]
 
-    def due(self, endpoint_id: str, now: float, limit: int, *, ordered: bool = False) -> list[Delivery]:
+    async def due(self, endpoint_id: str, now: float, limit: int, *, ordered: bool = False) -> list[Delivery]:
         pending = self._pending(endpoint_id)
         if ordered:
             return [dataclasses.replace(min(pending, key=lambda d: d.seq))] if pending else []
         ready = sorted((d for d in pending if d.next_at <= now), key=lambda d: (d.next_at, d.seq))
         return [dataclasses.replace(d) for d in ready[:limit]]
 
-    def next_due(self, endpoint_id: str) -> float | None:
+    async def next_due(self, endpoint_id: str) -> float | None:
         return min((d.next_at for d in self._pending(endpoint_id)), default=None)
 
-    def finish_attempt(self, delivery: Delivery, attempt: Attempt) -> None:
+    async def finish_attempt(self, delivery: Delivery, attempt: Attempt) -> None:
         current = self._deliveries.get(delivery.id)
         if current is None:
             return
@@ -251,11 +251,11 @@ class MemoryDeliveryStore(DeliveryStore):
                 delivery.attempts, delivery.last_status, delivery.last_error)
         self._attempts.append(dataclasses.replace(attempt, id=len(self._attempts) + 1))
 
-    def delivery(self, delivery_id: str) -> Delivery | None:
+    async def delivery(self, delivery_id: str) -> Delivery | None:
         found = self._deliveries.get(delivery_id)
         return dataclasses.replace(found) if found else None
 
-    def deliveries(self, *, endpoint_id: str | None = None, event_id: str | None = None,
+    async def deliveries(self, *, endpoint_id: str | None = None, event_id: str | None = None,
                    status: str | None = None, before: int | None = None, limit: int = 100) -> list[Delivery]:
         def keep(d: Delivery) -> bool:
             return ((endpoint_id is None or d.endpoint_id == endpoint_id)
@@ -263,7 +263,7 @@ class MemoryDeliveryStore(DeliveryStore):
         return [dataclasses.replace(d) for d in
                 _newest(self._deliveries.values(), keep, lambda d: d.seq, before, limit)]
 
-    def attempts(self, *, endpoint_id: str | None = None, event_id: str | None = None,
+    async def attempts(self, *, endpoint_id: str | None = None, event_id: str | None = None,
                  delivery_id: str | None = None, before: int | None = None, limit: int = 100) -> list[Attempt]:
         def keep(a: Attempt) -> bool:
             return ((endpoint_id is None or a.endpoint_id == endpoint_id)
@@ -271,7 +271,7 @@ class MemoryDeliveryStore(DeliveryStore):
                     and (delivery_id is None or a.delivery_id == delivery_id))
         return _newest(self._attempts, keep, lambda a: a.id, before, limit)
 
-    def prune(self, before: float) -> int:
+    async def prune(self, before: float) -> int:
         count = len(self._attempts)
         self._attempts = [a for a in self._attempts if a.at >= before]
         dropped = count - len(self._attempts)
@@ -400,21 +400,21 @@ class SqliteDeliveryStore(OnDatabase, DeliveryStore):
         except sqlite3.Error as exc:
             raise Unavailable(f"could not read webhook state: {exc}") from exc
 
-    def save_endpoint(self, endpoint: Endpoint) -> None:
+    async def save_endpoint(self, endpoint: Endpoint) -> None:
         self._write(lambda db: db.execute(
             "INSERT INTO webhook_endpoints (id, created_at, body) VALUES (?, ?, ?) "
             "ON CONFLICT (id) DO UPDATE SET body = excluded.body",
             (endpoint.id, endpoint.created_at, _endpoint_record(endpoint))))
 
-    def endpoints(self) -> list[Endpoint]:
+    async def endpoints(self) -> list[Endpoint]:
         return [_endpoint_from_record(body) for (body,) in
                 self._read("SELECT body FROM webhook_endpoints ORDER BY created_at, id")]
 
-    def endpoint(self, endpoint_id: str) -> Endpoint | None:
+    async def endpoint(self, endpoint_id: str) -> Endpoint | None:
         rows = self._read("SELECT body FROM webhook_endpoints WHERE id = ?", (endpoint_id,))
         return _endpoint_from_record(rows[0][0]) if rows else None
 
-    def delete_endpoint(self, endpoint_id: str) -> bool:
+    async def delete_endpoint(self, endpoint_id: str) -> bool:
         deleted = []
 
         def statements(db: sqlite3.Connection) -> None:
@@ -424,11 +424,11 @@ class SqliteDeliveryStore(OnDatabase, DeliveryStore):
         self._write(statements)
         return deleted[0] > 0
 
-    def cursors(self) -> dict[str, Position]:
+    async def cursors(self) -> dict[str, Position]:
         return {channel: Position(epoch, offset) for channel, epoch, offset in
                 self._read("SELECT channel, epoch, offset FROM webhook_cursors")}
 
-    def track(self, channel: str, position: Position) -> None:
+    async def track(self, channel: str, position: Position) -> None:
         self._write(lambda db: db.execute(
             "INSERT OR IGNORE INTO webhook_cursors (channel, epoch, offset) VALUES (?, ?, ?)",
             (channel, position.epoch, position.offset)))
@@ -442,7 +442,7 @@ class SqliteDeliveryStore(OnDatabase, DeliveryStore):
               d.attempts, d.tries, d.next_at, d.created_at, d.updated_at or d.created_at, d.last_status,
               d.last_error) for d in deliveries])
 
-    def enqueue(self, channel: str, position: Position, deliveries: Sequence[Delivery]) -> None:
+    async def enqueue(self, channel: str, position: Position, deliveries: Sequence[Delivery]) -> None:
         def statements(db: sqlite3.Connection) -> None:
             self._insert(db, deliveries)
             db.execute("INSERT INTO webhook_cursors (channel, epoch, offset) VALUES (?, ?, ?) "
@@ -450,7 +450,7 @@ class SqliteDeliveryStore(OnDatabase, DeliveryStore):
                        (channel, position.epoch, position.offset))
         self._write(statements)
 
-    def resend(self, deliveries: Sequence[Delivery], now: float) -> int:
+    async def resend(self, deliveries: Sequence[Delivery], now: float) -> int:
         def statements(db: sqlite3.Connection) -> None:
             self._insert(db, deliveries)
             db.executemany(
@@ -460,7 +460,7 @@ class SqliteDeliveryStore(OnDatabase, DeliveryStore):
         self._write(statements)
         return len(deliveries)
 
-    def due(self, endpoint_id: str, now: float, limit: int, *, ordered: bool = False) -> list[Delivery]:
+    async def due(self, endpoint_id: str, now: float, limit: int, *, ordered: bool = False) -> list[Delivery]:
         if ordered:
             sql = (f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE endpoint_id = ? AND status = ? "
                    "ORDER BY seq LIMIT 1")
@@ -469,12 +469,12 @@ class SqliteDeliveryStore(OnDatabase, DeliveryStore):
                "AND next_at <= ? ORDER BY next_at, seq LIMIT ?")
         return [_delivery(r) for r in self._read(sql, (endpoint_id, PENDING, now, limit))]
 
-    def next_due(self, endpoint_id: str) -> float | None:
+    async def next_due(self, endpoint_id: str) -> float | None:
         rows = self._read("SELECT MIN(next_at) FROM webhook_deliveries WHERE endpoint_id = ? AND status = ?",
                           (endpoint_id, PENDING))
         return rows[0][0] if rows else None
 
-    def finish_attempt(self, delivery: Delivery, attempt: Attempt) -> None:
+    async def finish_attempt(self, delivery: Delivery, attempt: Attempt) -> None:
         d, a = delivery, attempt
 
         def statements(db: sqlite3.Connection) -> None:
@@ -492,11 +492,11 @@ class SqliteDeliveryStore(OnDatabase, DeliveryStore):
                             a.response, a.error))
         self._write(statements)
 
-    def delivery(self, delivery_id: str) -> Delivery | None:
+    async def delivery(self, delivery_id: str) -> Delivery | None:
         rows = self._read(f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = ?", (delivery_id,))
         return _delivery(rows[0]) if rows else None
 
-    def deliveries(self, *, endpoint_id: str | None = None, event_id: str | None = None,
+    async def deliveries(self, *, endpoint_id: str | None = None, event_id: str | None = None,
                    status: str | None = None, before: int | None = None, limit: int = 100) -> list[Delivery]:
         where, params = _filters([("endpoint_id", endpoint_id), ("event_id", event_id), ("status", status)],
                                  ("seq", before))
@@ -504,7 +504,7 @@ class SqliteDeliveryStore(OnDatabase, DeliveryStore):
                           (*params, limit))
         return [_delivery(r) for r in rows]
 
-    def attempts(self, *, endpoint_id: str | None = None, event_id: str | None = None,
+    async def attempts(self, *, endpoint_id: str | None = None, event_id: str | None = None,
                  delivery_id: str | None = None, before: int | None = None, limit: int = 100) -> list[Attempt]:
         where, params = _filters([("endpoint_id", endpoint_id), ("event_id", event_id),
                                   ("delivery_id", delivery_id)], ("id", before))
@@ -513,7 +513,7 @@ class SqliteDeliveryStore(OnDatabase, DeliveryStore):
         return [Attempt(delivery_id=r[1], endpoint_id=r[2], event_id=r[3], number=r[4], at=r[5], latency_ms=r[6],
                         status=r[7], response=r[8], error=r[9], id=r[0]) for r in rows]
 
-    def prune(self, before: float) -> int:
+    async def prune(self, before: float) -> int:
         counts = []
 
         def statements(db: sqlite3.Connection) -> None:
