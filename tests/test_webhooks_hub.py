@@ -137,3 +137,38 @@ async def test_no_accepted_event_is_lost_when_the_hub_is_killed(hub_factory: Cal
         expected = {s["id"] for s in sent}
         await server.wait_until(lambda requests: {r.headers["webhook-id"] for r in requests} >= expected,
                                 timeout=4 * TIMEOUT)
+
+
+async def test_ssrf_without_an_allowlist(hub_factory: Callable[..., HubProcess]) -> None:
+    hub = hub_factory()
+    async with receiver() as server, httpx.AsyncClient(base_url=hub.url, timeout=TIMEOUT) as client:
+        literal = await client.post("/v1/webhooks/endpoints", json={"url": server.url})
+        assert literal.status_code == 422 and "loopback" in literal.json()["error"]["message"]
+        mapped = await client.post("/v1/webhooks/endpoints", json={"url": "http://[::ffff:127.0.0.1]/"})
+        assert mapped.status_code == 422 and "IPv4-mapped" in mapped.json()["error"]["message"]
+        named = (await client.post("/v1/webhooks/endpoints",
+                                   json={"url": f"http://localhost:{server.port}/hook"})).json()
+        sent = await publish(client, "orders")
+
+        async def attempts() -> list[dict[str, Any]]:
+            response = await client.get("/v1/webhooks/attempts", params={"endpoint": named["id"]})
+            return list(response.json()["data"])
+
+        (attempt,) = await eventually(attempts)
+        assert attempt["event_id"] == sent["id"] and attempt["status"] is None
+        assert "is a loopback address" in attempt["error"]
+        assert server.requests == []
+
+
+async def test_https_only(hub_factory: Callable[..., HubProcess]) -> None:
+    hub = hub_factory("--webhook-https-only")
+    async with httpx.AsyncClient(base_url=hub.url, timeout=TIMEOUT) as client:
+        response = await client.post("/v1/webhooks/endpoints", json={"url": "http://example.com/hook"})
+        assert response.status_code == 422 and "only https" in response.json()["error"]["message"]
+        assert (await client.post("/v1/webhooks/endpoints", json={"url": "https://example.com/h"})).status_code == 201
+
+
+def test_bad_webhook_settings_are_refused() -> None:
+    result = subprocess.run([sys.executable, "-m", "hub", "serve", "--memory", "--webhook-retry-schedule", "soon"],
+                            capture_output=True, text=True, timeout=4 * TIMEOUT)
+    assert result.returncode == 2 and "invalid retry step 'soon'" in result.stderr
