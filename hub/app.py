@@ -17,7 +17,7 @@ from .errors import PushHubError
 from .http_api import HttpApi, error_response
 from .hub import Hub
 from .streams import Streams
-from .webhooks.api import WebhookApi
+from .webhooks.api import WebhookApi, publisher_keys_check
 from .webhooks.dispatcher import Dispatcher, config_from_settings
 from .webhooks.store import create_store
 
@@ -34,7 +34,7 @@ class PushHub:
         api = HttpApi(self.hub, settings.publisher_keys, settings.max_body_bytes)
         self.webhooks = Dispatcher(self.hub, create_store(settings.broker_url, settings.data_dir, fsync=settings.fsync),
                                    config_from_settings(settings))
-        webhook_api = WebhookApi(self.webhooks, settings.publisher_keys, settings.max_body_bytes)
+        webhook_api = WebhookApi(self.webhooks, publisher_keys_check(settings.publisher_keys), settings.max_body_bytes)
         self.api = Starlette(
             routes=api.routes() + webhook_api.routes(),
             exception_handlers={PushHubError: self._error, 404: self._not_found, 405: self._not_allowed},

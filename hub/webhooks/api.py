@@ -1,6 +1,7 @@
 """The ``/v1/webhooks/...`` HTTP routes: endpoints, deliveries, attempts, replay.
 
-Every route needs a publisher key (``Authorization: Bearer …``) when any is configured.
+Every route first calls the ``authorize`` function it is given (which raises to refuse); the hub
+passes :func:`publisher_keys_check` until admin keys exist.
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ from .store import STATUSES
 
 MAX_LIMIT = 1000
 Handler = Callable[[Request], Awaitable[Response]]
+Authorize = Callable[[Request], None]
+
+
+def publisher_keys_check(keys: list[str]) -> Authorize:
+    """Admit a request bearing one of the publisher ``keys`` (anyone when none is configured)."""
+    def authorize(request: Request) -> None:
+        check_publisher(keys, bearer_token(request.headers))
+    return authorize
 
 
 def _limit(request: Request) -> int:
@@ -49,15 +58,15 @@ def _page(items: list[dict[str, Any]], key: str, limit: int) -> JSONResponse:
 
 
 class WebhookApi:
-    def __init__(self, dispatcher: Dispatcher, publisher_keys: list[str], max_body_bytes: int) -> None:
+    def __init__(self, dispatcher: Dispatcher, authorize: Authorize, max_body_bytes: int) -> None:
         self.dispatcher = dispatcher
-        self.publisher_keys = publisher_keys
+        self.authorize = authorize
         self.max_body_bytes = max_body_bytes
 
     def routes(self) -> list[Route]:
         def admin(handler: Handler) -> Handler:
             async def checked(request: Request) -> Response:
-                check_publisher(self.publisher_keys, bearer_token(request.headers))
+                self.authorize(request)
                 return await handler(request)
             return checked
 
