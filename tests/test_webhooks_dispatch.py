@@ -417,3 +417,21 @@ async def test_paused_ordered_endpoint_probes_when_its_next_delivery_is_due(tmp_
         clock.advance(3590)
         await server.wait_for(2)
         await h.until_statuses(endpoint, SUCCEEDED)
+
+
+async def test_retention_drops_old_attempts_and_finished_deliveries(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with receiver(lambda n: Reply(200 if n == 0 else 500)) as server, \
+            dispatching(tmp_path, clock=clock, retention=3600.0) as h:
+        endpoint = await h.add(server.url, retry_schedule="3h")
+        await h.publish("orders", data=1)
+        await h.until_statuses(endpoint, SUCCEEDED)
+        await h.publish("orders", data=2)
+        await h.until_statuses(endpoint, SUCCEEDED, PENDING)
+        start = clock.now()
+        for hour in (1, 2):
+            await clock.sleeping_until(start + hour * 3600)  # the hourly pruning
+            clock.advance(3600)
+        (pending,) = await h.until_statuses(endpoint, PENDING)  # the pending delivery stays
+        assert pending.attempts == 1 and pending.last_status == 500
+        await eventually(lambda: h.store.attempts(endpoint_id=endpoint.id), lambda found: found == [])

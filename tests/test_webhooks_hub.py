@@ -73,7 +73,10 @@ async def test_cli_manages_endpoints_and_replays(hub_factory: Callable[..., HubP
         event = await publish(client, "orders", "payment.created", {"n": 1})
         (first,) = await server.wait_for(1)
         assert first.headers["x-team"] == "billing"
-        await eventually(lambda: '"failed"' in cli(hub, "deliveries", "list", "--endpoint", endpoint_id).stdout)
+        await eventually(lambda: deliveries(client, endpoint=endpoint_id),
+                         lambda found: [d["status"] for d in found] == ["failed"])
+        listed = cli(hub, "deliveries", "list", "--endpoint", endpoint_id, "--status", "failed")
+        assert listed.returncode == 0 and event["id"] in listed.stdout
         attempts = cli(hub, "attempts", "list", "--event", event["id"])
         assert '"status": 500' in attempts.stdout
         replayed = cli(hub, "deliveries", "replay", "--endpoint", endpoint_id, "--failed")
@@ -102,8 +105,8 @@ async def test_signatures_verify_with_standardwebhooks(hub_factory: Callable[...
         Webhook(rotated["secret"]).verify(request.body, request.headers)
 
 
-def deliveries(hub: HubProcess) -> list[dict[str, Any]]:
-    return list(httpx.get(hub.url + "/v1/webhooks/deliveries", timeout=TIMEOUT).json()["data"])
+async def deliveries(client: httpx.AsyncClient, **query: str) -> list[dict[str, Any]]:
+    return list((await client.get("/v1/webhooks/deliveries", params=query)).json()["data"])
 
 
 async def test_restart_in_the_middle_of_the_retry_schedule(hub_factory: Callable[..., HubProcess]) -> None:
@@ -113,7 +116,7 @@ async def test_restart_in_the_middle_of_the_retry_schedule(hub_factory: Callable
             httpx.AsyncClient(base_url=hub.url, timeout=TIMEOUT) as client:
         endpoint = (await client.post("/v1/webhooks/endpoints", json={"url": server.url})).json()
         sent = await publish(client, "orders")
-        await eventually(lambda: deliveries(hub)[0]["attempts"] == 1)
+        await eventually(lambda: deliveries(client), lambda found: found[0]["attempts"] == 1)
         hub.stop(9)  # killed mid-schedule: the retry is due in about a second
         healthy.set()
         hub.start()
@@ -121,8 +124,8 @@ async def test_restart_in_the_middle_of_the_retry_schedule(hub_factory: Callable
         assert requests[-1].headers["webhook-id"] == sent["id"]
         assert requests[-1].json()["metadata"]["attempt"] == 2  # type: ignore[index]
         Webhook(endpoint["secret"]).verify(requests[-1].body, requests[-1].headers)
-        await eventually(lambda: deliveries(hub)[0]["status"] == "succeeded")
         async with httpx.AsyncClient(base_url=hub.url, timeout=TIMEOUT) as fresh:
+            await eventually(lambda: deliveries(fresh), lambda found: found[0]["status"] == "succeeded")
             attempts = (await fresh.get("/v1/webhooks/attempts", params={"event": sent["id"]})).json()["data"]
         assert [a["status"] for a in attempts] == [200, 503]
 
@@ -137,6 +140,10 @@ async def test_no_accepted_event_is_lost_when_the_hub_is_killed(hub_factory: Cal
         expected = {s["id"] for s in sent}
         await server.wait_until(lambda requests: {r.headers["webhook-id"] for r in requests} >= expected,
                                 timeout=4 * TIMEOUT)
+        first = (await client.get("/v1/webhooks/deliveries", params={"limit": 25})).json()
+        rest = (await client.get("/v1/webhooks/deliveries", params={"before": first["next_before"]})).json()
+        assert rest["next_before"] is None
+        assert {d["event_id"] for d in first["data"] + rest["data"]} == expected
 
 
 async def test_ssrf_without_an_allowlist(hub_factory: Callable[..., HubProcess]) -> None:
