@@ -10,5 +10,8 @@ The data flow reads in the modules:
 ``retry``      retry schedule, outcome of a response, circuit breaker (pure)
 ``ratelimit``  a token bucket (pure)
 ``ssrf``       which addresses a delivery may reach, checked at connect time
+``clock``      the time source, injected so tests run a day-long schedule in seconds
 ``api``        the ``/v1/webhooks/...`` HTTP routes
+``cli``        ``pushhub endpoints|deliveries|attempts``
+``errors``     the errors this package raises
 """

@@ -166,6 +166,9 @@ class Worker:
                 logger.exception("webhook worker of %s failed; retrying", self.endpoint.id)
                 clock = self.dispatcher.clock
                 await clock.sleep_until(clock.now() + STEP_RETRY)
+        if self.inflight:  # disabled: finish what was started, then let the connections go
+            await asyncio.wait(list(self.inflight.values()))
+        await self.client.aclose()
 
     async def _step(self) -> None:
         """Start what may be sent now, or wait until something may."""
@@ -415,7 +418,7 @@ class Dispatcher:
         if worker is not None:
             worker.configure(endpoint)
             if not endpoint.enabled:
-                self._retired = [w for w in self._retired if not w.task.done() or w.inflight]
+                self._retired = [w for w in self._retired if not w.task.done()]
                 self._retired.append(self.workers.pop(endpoint.id))
         elif endpoint.enabled:
             self.workers[endpoint.id] = Worker(self, endpoint)
