@@ -25,6 +25,9 @@ from .ingest import sources
 from .ingest.endpoint import IngestApi
 from .session import SessionApi
 from .streams import Streams
+from .webhooks.api import WebhookApi, admin_check
+from .webhooks.dispatcher import Dispatcher, config_from_settings
+from .webhooks.store import create_store
 
 CORS_HEADERS = ["authorization", "content-type", "idempotency-key", "last-event-id"]
 
@@ -58,10 +61,14 @@ class PushHub:
         api = HttpApi(self.hub, access, settings.max_body_bytes, self.dedupe, settings.dedupe_window,
                       settings.cors_origins)
         ingest = IngestApi(self.hub, ingest_sources, self.dedupe, settings.dedupe_window, access)
+        self.webhooks = Dispatcher(self.hub, create_store(settings.broker_url, settings.data_dir, fsync=settings.fsync),
+                                   config_from_settings(settings))
+        webhook_api = WebhookApi(self.webhooks, admin_check(access), settings.max_body_bytes)
         self.api = Starlette(
-            routes=api.routes() + ingest.routes() + SessionApi(access).routes(),
+            routes=api.routes() + ingest.routes() + SessionApi(access).routes() + webhook_api.routes(),
             middleware=[Middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
-                                   allow_methods=["GET", "POST", "DELETE"], allow_headers=CORS_HEADERS, max_age=600)],
+                                   allow_methods=["GET", "POST", "PATCH", "DELETE"], allow_headers=CORS_HEADERS,
+                                   max_age=600)],
             exception_handlers={PushHubError: self._error, 404: self._not_found, 405: self._not_allowed},
             lifespan=self._lifespan,
         )
@@ -77,11 +84,13 @@ class PushHub:
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         await self.hub.start()
+        await self.webhooks.start()
         heartbeat = asyncio.get_running_loop().create_task(self._heartbeat())
         try:
             yield
         finally:
             heartbeat.cancel()
+            await self.webhooks.close()
             await self.hub.close()
             await self.dedupe.close()
 

@@ -1,4 +1,5 @@
-"""The ``pushhub`` command: ``serve``, ``publish`` and ``listen``."""
+"""The ``pushhub`` command: ``serve``, ``publish``, ``listen``, and the webhook commands
+(``endpoints``, ``deliveries``, ``attempts``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import orjson
 from . import __version__, sse
 from .config import add_arguments, load
 from .errors import PushHubError
+from .webhooks import cli as webhooks_cli
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -45,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--type", action="append", default=[], help="only these event types (glob, repeat)")
     listen.add_argument("--cursor", default=None, help="resume after this cursor")
     _client_args(listen)
+    webhooks_cli.add_commands(commands, _client_args)
     return parser
 
 
@@ -115,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             return serve(load(args))
         if args.command == "publish":
             return publish(args)
+        if args.command in webhooks_cli.COMMANDS:
+            return webhooks_cli.run(args)
         return asyncio.run(listen(args))
     except PushHubError as exc:
         print(f"pushhub: {exc.message}", file=sys.stderr)

@@ -55,6 +55,25 @@ class Settings:
     ingest_config: str = field(default="", metadata={"help": "TOML or JSON file that defines ingest sources"})
     dedupe_window: float = field(default=72 * 3600.0, metadata={
         "help": "seconds a webhook delivery id or Idempotency-Key is remembered"})
+    webhook_retry_schedule: str = field(default="5s,5m,30m,2h,5h,10h,10h", metadata={
+        "help": "outgoing webhooks: waits before each retry (units ms, s, m, h, d)"})
+    webhook_jitter: float = field(default=0.2, metadata={"help": "outgoing webhooks: retry jitter, a fraction"})
+    webhook_timeout: float = field(default=15.0, metadata={"help": "outgoing webhooks: seconds per attempt"})
+    webhook_max_concurrency: int = field(default=4, metadata={
+        "help": "outgoing webhooks: requests in flight per endpoint (an endpoint may set its own)"})
+    webhook_allow_networks: list[str] = field(default_factory=list, metadata={
+        "help": "outgoing webhooks: a private network (CIDR) deliveries may reach (repeat)"})
+    webhook_https_only: bool = field(default=False, metadata={"help": "outgoing webhooks: refuse http:// URLs"})
+    webhook_disable_after: str = field(default="5d", metadata={
+        "help": "outgoing webhooks: disable an endpoint failing without a success this long"})
+    webhook_breaker_threshold: int = field(default=10, metadata={
+        "help": "outgoing webhooks: consecutive failures that pause an endpoint"})
+    webhook_breaker_cooldown: str = field(default="30s", metadata={
+        "help": "outgoing webhooks: pause before probing a paused endpoint (doubles up to 10m)"})
+    webhook_retention: str = field(default="30d", metadata={
+        "help": "outgoing webhooks: how long attempts and finished deliveries are kept"})
+    webhook_secret_overlap: str = field(default="24h", metadata={
+        "help": "outgoing webhooks: how long a rotated-out secret keeps signing"})
 
     @property
     def broker_url(self) -> str:
@@ -97,7 +116,7 @@ def _flag(name: str) -> str:
 
 
 _REPEATABLE = ("publisher_keys", "retention_rules", "admin_keys", "jwt_secrets", "jwt_public_keys",
-               "public_channels", "cors_origins")
+               "public_channels", "cors_origins", "webhook_allow_networks")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

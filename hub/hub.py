@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Hashable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from . import cursor as cursors
 from . import disconnect
@@ -61,6 +61,15 @@ class ChannelState:
         self.recovery: asyncio.Task[None] | None = None
 
 
+class PublishListener(Protocol):
+    """Told about every publish of this process: before the append (to take note of the channel
+    durably) and after it (the events are in the log)."""
+
+    async def before_publish(self, channel: str) -> None: ...
+
+    def published(self, channel: str, events: list[Event]) -> None: ...
+
+
 class Hub:
     def __init__(self, broker: Broker, *, max_backlog: int = 10_000) -> None:
         self.broker = broker
@@ -71,6 +80,7 @@ class Hub:
         self._tasks: set[asyncio.Task[None]] = set()
         self.stats = Stats()
         self._leaving: dict[str, asyncio.Task[None]] = {}  # broker unsubscriptions still running
+        self.publish_listeners: list[PublishListener] = []
 
     async def start(self) -> None:
         await self.broker.start(self._on_events)
@@ -88,8 +98,12 @@ class Hub:
     # Publishing and history -------------------------------------------------------------------
 
     async def publish(self, channel: str, drafts: Sequence[EventDraft]) -> list[Event]:
+        for listener in self.publish_listeners:
+            await listener.before_publish(channel)
         events = await self.broker.publish(channel, drafts)
         self.stats.published += len(events)
+        for listener in self.publish_listeners:
+            listener.published(channel, events)
         return events
 
     async def history(self, channel: str, after: str | None, limit: int) -> tuple[HistoryPage, str | None]:

@@ -102,6 +102,7 @@ class SSEStream:
         self.parser = sse.Parser()
         self.queue: asyncio.Queue[sse.Message | None] = asyncio.Queue()
         self.raw = bytearray()
+        self.consumed_id: str | None = None  # the id of the last message handed out by next()
         self._started = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._read())
 
@@ -130,6 +131,7 @@ class SSEStream:
         message = await asyncio.wait_for(self.queue.get(), timeout)
         if message is None:
             raise EOFError("stream ended")
+        self.consumed_id = message.id
         return message
 
     async def events(self, count: int, timeout: float = TIMEOUT) -> list[dict[str, Any]]:

@@ -34,21 +34,27 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
-class SqliteStore(Store):
-    def __init__(self, path: str, retention: RetentionPolicy, *, fsync: bool = False) -> None:
-        super().__init__(retention)
+class Database:
+    """One autocommit connection to the WAL database at ``path``, with ``schema`` applied on open.
+
+    Several may share a file (the log and the webhook store do): each waits up to 5 s for another's
+    write to finish instead of failing at once.
+    """
+
+    def __init__(self, path: str, schema: str, *, fsync: bool, name: str) -> None:
         self.path = path
+        self.schema = schema
         self.fsync = fsync
+        self.name = name
         self._db: sqlite3.Connection | None = None
-        self._heads: dict[str, list[object]] = {}  # channel -> [epoch, top]
 
     def open(self) -> None:
-        directory = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(directory, exist_ok=True)
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA busy_timeout=5000")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'FULL' if self.fsync else 'NORMAL'}")
-        db.executescript(SCHEMA)
+        db.executescript(self.schema)
         self._db = db
 
     def close(self) -> None:
@@ -59,8 +65,31 @@ class SqliteStore(Store):
     @property
     def db(self) -> sqlite3.Connection:
         if self._db is None:
-            raise Unavailable("the log store is closed")
+            raise Unavailable(f"the {self.name} is closed")
         return self._db
+
+
+class OnDatabase:
+    """A store kept in one :class:`Database`: opening and closing the store opens and closes it."""
+
+    database: Database
+
+    def open(self) -> None:
+        self.database.open()
+
+    def close(self) -> None:
+        self.database.close()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        return self.database.db
+
+
+class SqliteStore(OnDatabase, Store):
+    def __init__(self, path: str, retention: RetentionPolicy, *, fsync: bool = False) -> None:
+        super().__init__(retention)
+        self.database = Database(path, SCHEMA, fsync=fsync, name="log store")
+        self._heads: dict[str, list[object]] = {}  # channel -> [epoch, top]
 
     def _head(self, channel: str) -> list[object]:
         head = self._heads.get(channel)

@@ -1,0 +1,67 @@
+"""Signing outgoing requests (pure).
+
+Standard Webhooks (the default): the signed content is ``{webhook-id}.{webhook-timestamp}.{body}``,
+the key is the base64-decoded part of the secret after ``whsec_``, and ``webhook-signature`` is
+``v1,`` + base64(HMAC-SHA256); during a secret rotation one signature per live secret, separated by
+spaces.
+
+The simpler form: ``X-Webhook-Signature`` is the hex HMAC-SHA256 of the body alone, keyed with the
+whole secret string as UTF-8, and ``X-Webhook-Timestamp`` carries the send time (several hex
+signatures are separated by spaces during a rotation).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable, Sequence
+
+from .errors import InvalidEndpoint
+
+PREFIX = "whsec_"
+KEY_BYTES = 32
+MIN_KEY_BYTES = 24
+MAX_KEY_BYTES = 64
+
+STANDARD = "standard"
+SIMPLE = "simple"
+SCHEMES = (STANDARD, SIMPLE)
+
+
+def generate_secret(random_bytes: Callable[[int], bytes] = secrets.token_bytes) -> str:
+    return PREFIX + base64.b64encode(random_bytes(KEY_BYTES)).decode()
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_`` secret; raises :class:`InvalidEndpoint` saying what is wrong."""
+    if not isinstance(secret, str) or not secret.startswith(PREFIX):
+        raise InvalidEndpoint(f"a secret must start with {PREFIX!r} followed by base64")
+    try:
+        key = base64.b64decode(secret[len(PREFIX):], validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidEndpoint(f"the part of the secret after {PREFIX!r} is not valid base64") from exc
+    if not MIN_KEY_BYTES <= len(key) <= MAX_KEY_BYTES:
+        raise InvalidEndpoint(f"a secret must decode to {MIN_KEY_BYTES}-{MAX_KEY_BYTES} bytes, not {len(key)}")
+    return key
+
+
+def sign_standard(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    content = b"%s.%d.%s" % (msg_id.encode(), timestamp, body)
+    digest = hmac.new(secret_key(secret), content, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def sign_simple(secret: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def headers(scheme: str, live_secrets: Sequence[str], msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The signature headers of one request, signed with every secret in ``live_secrets``."""
+    if scheme == SIMPLE:
+        return {"x-webhook-id": msg_id, "x-webhook-timestamp": str(timestamp),
+                "x-webhook-signature": " ".join(sign_simple(s, body) for s in live_secrets)}
+    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp),
+            "webhook-signature": " ".join(sign_standard(s, msg_id, timestamp, body) for s in live_secrets)}

@@ -1,0 +1,539 @@
+"""Durable webhook state: endpoints, a cursor per channel over the event log, deliveries, attempts.
+
+:class:`DeliveryStore` is the short interface; :class:`MemoryDeliveryStore` is its in-process twin
+(for ``--memory`` hubs and tests) and :class:`SqliteDeliveryStore` keeps everything in the same
+SQLite database file as the embedded log. The interface is async so that a networked store fits
+it: a Redis implementation maps each method that says *atomically* to one MULTI/EXEC or Lua
+script. The SQLite one does short synchronous work inside its coroutines, like the embedded log.
+
+A delivery is *pending* (waiting for ``next_at``), *succeeded* or *failed* (the schedule ran out, or
+the endpoint answered 410); failed deliveries stay until retention removes them and can be resent.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import os
+import secrets
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import orjson
+
+from ..backends.sqlite import Database, OnDatabase
+from ..cursor import Position
+from ..errors import Unavailable
+from .endpoints import Endpoint, OldSecret
+
+PENDING = "pending"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+STATUSES = (PENDING, SUCCEEDED, FAILED)
+
+
+def new_delivery_id() -> str:
+    return "dl_" + secrets.token_urlsafe(12)
+
+
+@dataclass
+class Delivery:
+    id: str
+    endpoint_id: str
+    channel: str
+    epoch: str
+    offset: int
+    event_id: str
+    event_type: str
+    payload: bytes  # the event as the log stores it
+    next_at: float
+    created_at: float
+    status: str = PENDING
+    attempts: int = 0  # every attempt ever made
+    tries: int = 0  # failed attempts since the schedule last (re)started
+    updated_at: float = 0.0
+    last_status: int | None = None
+    last_error: str | None = None
+    seq: int = 0  # the order deliveries were created in, assigned by the store
+    version: int = 0  # bumped by every resend, so an attempt in flight cannot undo one
+
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        return (self.endpoint_id, self.channel, self.epoch, self.offset)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "endpoint_id": self.endpoint_id, "event_id": self.event_id,
+                "event_type": self.event_type, "channel": self.channel, "cursor": f"{self.epoch}.{self.offset}",
+                "status": self.status, "attempts": self.attempts, "next_attempt_at":
+                self.next_at if self.status == PENDING else None, "created_at": self.created_at,
+                "updated_at": self.updated_at, "last_status": self.last_status, "last_error": self.last_error}
+
+
+@dataclass
+class Attempt:
+    delivery_id: str
+    endpoint_id: str
+    event_id: str
+    number: int
+    at: float
+    latency_ms: float
+    status: int | None = None
+    response: str = ""  # truncated response body
+    error: str | None = None
+    id: int = 0  # assigned by the store
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class DeliveryStore(abc.ABC):
+    def open(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+    # Endpoints
+    @abc.abstractmethod
+    async def save_endpoint(self, endpoint: Endpoint) -> None: ...
+
+    @abc.abstractmethod
+    async def endpoints(self) -> list[Endpoint]: ...
+
+    @abc.abstractmethod
+    async def delete_endpoint(self, endpoint_id: str) -> bool:
+        """Remove the endpoint with its deliveries and attempts; False if there was none."""
+
+    # Cursors over the log
+    @abc.abstractmethod
+    async def cursors(self) -> dict[str, Position]: ...
+
+    @abc.abstractmethod
+    async def track(self, channel: str, position: Position) -> None:
+        """Start following ``channel`` after ``position`` unless it is followed already."""
+
+    @abc.abstractmethod
+    async def enqueue(self, channel: str, position: Position, deliveries: Sequence[Delivery]) -> None:
+        """Atomically add ``deliveries`` (skipping any already there) and move ``channel``'s cursor."""
+
+    @abc.abstractmethod
+    async def resend(self, deliveries: Sequence[Delivery], now: float) -> int:
+        """Add ``deliveries``; one that exists already is made pending again, due ``now``, its schedule
+        restarted. Returns how many are now pending."""
+
+    # Sending
+    @abc.abstractmethod
+    async def due(self, endpoint_id: str, now: float, limit: int, *, ordered: bool = False) -> list[Delivery]:
+        """Pending deliveries due by ``now``, soonest first; with ``ordered``, only the oldest pending
+        one, whenever it is due."""
+
+    @abc.abstractmethod
+    async def next_due(self, endpoint_id: str) -> float | None: ...
+
+    @abc.abstractmethod
+    async def finish_attempt(self, delivery: Delivery, attempt: Attempt) -> None:
+        """Atomically record ``attempt`` and save ``delivery``'s new state, unless the delivery was
+        resent while the attempt was in flight (then it stays pending, only its attempt count moves)."""
+
+    # Looking back
+    @abc.abstractmethod
+    async def delivery(self, delivery_id: str) -> Delivery | None: ...
+
+    @abc.abstractmethod
+    async def deliveries(self, *, endpoint_id: str | None = None, event_id: str | None = None,
+                   status: str | None = None, before: int | None = None, limit: int = 100) -> list[Delivery]:
+        """Newest first; ``before`` is the ``seq`` to page from."""
+
+    @abc.abstractmethod
+    async def attempts(self, *, endpoint_id: str | None = None, event_id: str | None = None,
+                 delivery_id: str | None = None, before: int | None = None, limit: int = 100) -> list[Attempt]:
+        """Newest first; ``before`` is the attempt ``id`` to page from."""
+
+    @abc.abstractmethod
+    async def prune(self, before: float) -> int:
+        """Drop attempts, and finished deliveries, last touched before ``before``; return how many."""
+
+    async def endpoint(self, endpoint_id: str) -> Endpoint | None:
+        return next((e for e in await self.endpoints() if e.id == endpoint_id), None)
+
+
+# The in-process twin ---------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def _newest(items: Iterable[T], keep: Callable[[T], bool], order: Callable[[T], int], before: int | None,
+            limit: int) -> list[T]:
+    chosen = [i for i in items if keep(i) and (before is None or order(i) < before)]
+    chosen.sort(key=order, reverse=True)
+    return chosen[:limit]
+
+
+class MemoryDeliveryStore(DeliveryStore):
+    def __init__(self) -> None:
+        self._endpoints: dict[str, Endpoint] = {}
+        self._cursors: dict[str, Position] = {}
+        self._deliveries: dict[str, Delivery] = {}
+        self._by_key: dict[tuple[str, str, str, int], str] = {}
+        self._attempts: list[Attempt] = []
+        self._seq = 0
+
+    async def save_endpoint(self, endpoint: Endpoint) -> None:
+        self._endpoints[endpoint.id] = endpoint
+
+    async def endpoints(self) -> list[Endpoint]:
+        return sorted(self._endpoints.values(), key=lambda e: e.created_at)
+
+    async def endpoint(self, endpoint_id: str) -> Endpoint | None:
+        return self._endpoints.get(endpoint_id)
+
+    async def delete_endpoint(self, endpoint_id: str) -> bool:
+        if self._endpoints.pop(endpoint_id, None) is None:
+            return False
+        for delivery in [d for d in self._deliveries.values() if d.endpoint_id == endpoint_id]:
+            del self._deliveries[delivery.id]
+            del self._by_key[delivery.key]
+        self._attempts = [a for a in self._attempts if a.endpoint_id != endpoint_id]
+        return True
+
+    async def cursors(self) -> dict[str, Position]:
+        return dict(self._cursors)
+
+    async def track(self, channel: str, position: Position) -> None:
+        self._cursors.setdefault(channel, position)
+
+    def _add(self, delivery: Delivery) -> Delivery | None:
+        existing = self._by_key.get(delivery.key)
+        if existing is not None:
+            return self._deliveries[existing]
+        self._seq += 1
+        stored = dataclasses.replace(delivery, seq=self._seq)
+        self._deliveries[stored.id] = stored
+        self._by_key[stored.key] = stored.id
+        return None
+
+    async def enqueue(self, channel: str, position: Position, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            self._add(delivery)
+        self._cursors[channel] = position
+
+    async def resend(self, deliveries: Sequence[Delivery], now: float) -> int:
+        for delivery in deliveries:
+            existing = self._add(delivery)
+            if existing is not None:
+                existing.status, existing.tries, existing.next_at, existing.updated_at = PENDING, 0, now, now
+                existing.version += 1
+        return len(deliveries)
+
+    def _pending(self, endpoint_id: str) -> list[Delivery]:
+        return [d for d in self._deliveries.values() if d.endpoint_id == endpoint_id and d.status == PENDING]
+
+    async def due(self, endpoint_id: str, now: float, limit: int, *, ordered: bool = False) -> list[Delivery]:
+        pending = self._pending(endpoint_id)
+        if ordered:
+            return [dataclasses.replace(min(pending, key=lambda d: d.seq))] if pending else []
+        ready = sorted((d for d in pending if d.next_at <= now), key=lambda d: (d.next_at, d.seq))
+        return [dataclasses.replace(d) for d in ready[:limit]]
+
+    async def next_due(self, endpoint_id: str) -> float | None:
+        return min((d.next_at for d in self._pending(endpoint_id)), default=None)
+
+    async def finish_attempt(self, delivery: Delivery, attempt: Attempt) -> None:
+        current = self._deliveries.get(delivery.id)
+        if current is None:
+            return
+        if current.version == delivery.version:
+            self._deliveries[delivery.id] = dataclasses.replace(delivery)
+        else:
+            current.attempts, current.last_status, current.last_error = (
+                delivery.attempts, delivery.last_status, delivery.last_error)
+        self._attempts.append(dataclasses.replace(attempt, id=len(self._attempts) + 1))
+
+    async def delivery(self, delivery_id: str) -> Delivery | None:
+        found = self._deliveries.get(delivery_id)
+        return dataclasses.replace(found) if found else None
+
+    async def deliveries(self, *, endpoint_id: str | None = None, event_id: str | None = None,
+                   status: str | None = None, before: int | None = None, limit: int = 100) -> list[Delivery]:
+        def keep(d: Delivery) -> bool:
+            return ((endpoint_id is None or d.endpoint_id == endpoint_id)
+                    and (event_id is None or d.event_id == event_id) and (status is None or d.status == status))
+        return [dataclasses.replace(d) for d in
+                _newest(self._deliveries.values(), keep, lambda d: d.seq, before, limit)]
+
+    async def attempts(self, *, endpoint_id: str | None = None, event_id: str | None = None,
+                 delivery_id: str | None = None, before: int | None = None, limit: int = 100) -> list[Attempt]:
+        def keep(a: Attempt) -> bool:
+            return ((endpoint_id is None or a.endpoint_id == endpoint_id)
+                    and (event_id is None or a.event_id == event_id)
+                    and (delivery_id is None or a.delivery_id == delivery_id))
+        return _newest(self._attempts, keep, lambda a: a.id, before, limit)
+
+    async def prune(self, before: float) -> int:
+        count = len(self._attempts)
+        self._attempts = [a for a in self._attempts if a.at >= before]
+        dropped = count - len(self._attempts)
+        for delivery in [d for d in self._deliveries.values() if d.status != PENDING and d.updated_at < before]:
+            del self._deliveries[delivery.id]
+            del self._by_key[delivery.key]
+            dropped += 1
+        return dropped
+
+
+# SQLite ----------------------------------------------------------------------------------------
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS webhook_endpoints (
+    id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS webhook_cursors (
+    channel TEXT PRIMARY KEY,
+    epoch TEXT NOT NULL,
+    offset INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    endpoint_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    epoch TEXT NOT NULL,
+    offset INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    tries INTEGER NOT NULL,
+    next_at REAL NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    last_status INTEGER,
+    last_error TEXT,
+    version INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (endpoint_id, channel, epoch, offset)
+);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (endpoint_id, status, next_at);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_event ON webhook_deliveries (event_id);
+CREATE TABLE IF NOT EXISTS webhook_attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    delivery_id TEXT NOT NULL,
+    endpoint_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    at REAL NOT NULL,
+    latency_ms REAL NOT NULL,
+    status INTEGER,
+    response TEXT NOT NULL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS webhook_attempts_endpoint ON webhook_attempts (endpoint_id, id);
+CREATE INDEX IF NOT EXISTS webhook_attempts_event ON webhook_attempts (event_id, id);
+CREATE INDEX IF NOT EXISTS webhook_attempts_delivery ON webhook_attempts (delivery_id, id);
+CREATE INDEX IF NOT EXISTS webhook_attempts_at ON webhook_attempts (at);
+"""
+
+_DELIVERY_COLUMNS = ("seq, id, endpoint_id, channel, epoch, offset, event_id, event_type, payload, status, "
+                     "attempts, tries, next_at, created_at, updated_at, last_status, last_error, version")
+_ATTEMPT_COLUMNS = "id, delivery_id, endpoint_id, event_id, number, at, latency_ms, status, response, error"
+
+
+def _endpoint_record(endpoint: Endpoint) -> bytes:
+    body = endpoint.as_dict()
+    body["retry_schedule"] = None if endpoint.retry_schedule is None else list(endpoint.retry_schedule)
+    body["old_secrets"] = [[old.secret, old.expires_at] for old in endpoint.old_secrets]
+    del body["old_secrets_expire_at"]
+    return orjson.dumps(body)
+
+
+def _endpoint_from_record(record: bytes) -> Endpoint:
+    body = orjson.loads(record)
+    schedule = body.pop("retry_schedule")
+    return Endpoint(**{
+        **body,
+        "channels": tuple(body["channels"]), "types": tuple(body["types"]),
+        "headers": tuple(body["headers"].items()),
+        "retry_schedule": None if schedule is None else tuple(schedule),
+        "old_secrets": tuple(OldSecret(secret, expires) for secret, expires in body["old_secrets"]),
+    })
+
+
+def _delivery(row: Sequence[Any]) -> Delivery:
+    (seq, id_, endpoint_id, channel, epoch, offset, event_id, event_type, payload, status, attempts, tries,
+     next_at, created_at, updated_at, last_status, last_error, version) = row
+    return Delivery(id_, endpoint_id, channel, epoch, offset, event_id, event_type, payload, next_at, created_at,
+                    status, attempts, tries, updated_at, last_status, last_error, seq, version)
+
+
+def _filters(pairs: Sequence[tuple[str, Any]], page: tuple[str, int | None]) -> tuple[str, list[Any]]:
+    clauses = [f"{column} = ?" for column, value in pairs if value is not None]
+    params = [value for _, value in pairs if value is not None]
+    if page[1] is not None:
+        clauses.append(f"{page[0]} < ?")
+        params.append(page[1])
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+class SqliteDeliveryStore(OnDatabase, DeliveryStore):
+    def __init__(self, path: str, *, fsync: bool = False) -> None:
+        self.database = Database(path, SCHEMA, fsync=fsync, name="webhook store")
+
+    def _write(self, statements: Callable[[sqlite3.Connection], object]) -> None:
+        db = self.db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                statements(db)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise Unavailable(f"could not write webhook state: {exc}") from exc
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        try:
+            return self.db.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise Unavailable(f"could not read webhook state: {exc}") from exc
+
+    async def save_endpoint(self, endpoint: Endpoint) -> None:
+        self._write(lambda db: db.execute(
+            "INSERT INTO webhook_endpoints (id, created_at, body) VALUES (?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+            (endpoint.id, endpoint.created_at, _endpoint_record(endpoint))))
+
+    async def endpoints(self) -> list[Endpoint]:
+        return [_endpoint_from_record(body) for (body,) in
+                self._read("SELECT body FROM webhook_endpoints ORDER BY created_at, id")]
+
+    async def endpoint(self, endpoint_id: str) -> Endpoint | None:
+        rows = self._read("SELECT body FROM webhook_endpoints WHERE id = ?", (endpoint_id,))
+        return _endpoint_from_record(rows[0][0]) if rows else None
+
+    async def delete_endpoint(self, endpoint_id: str) -> bool:
+        deleted = []
+
+        def statements(db: sqlite3.Connection) -> None:
+            deleted.append(db.execute("DELETE FROM webhook_endpoints WHERE id = ?", (endpoint_id,)).rowcount)
+            db.execute("DELETE FROM webhook_deliveries WHERE endpoint_id = ?", (endpoint_id,))
+            db.execute("DELETE FROM webhook_attempts WHERE endpoint_id = ?", (endpoint_id,))
+        self._write(statements)
+        return deleted[0] > 0
+
+    async def cursors(self) -> dict[str, Position]:
+        return {channel: Position(epoch, offset) for channel, epoch, offset in
+                self._read("SELECT channel, epoch, offset FROM webhook_cursors")}
+
+    async def track(self, channel: str, position: Position) -> None:
+        self._write(lambda db: db.execute(
+            "INSERT OR IGNORE INTO webhook_cursors (channel, epoch, offset) VALUES (?, ?, ?)",
+            (channel, position.epoch, position.offset)))
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, deliveries: Sequence[Delivery]) -> None:
+        db.executemany(
+            f"INSERT OR IGNORE INTO webhook_deliveries ({_DELIVERY_COLUMNS}) "
+            "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+            [(d.id, d.endpoint_id, d.channel, d.epoch, d.offset, d.event_id, d.event_type, d.payload, d.status,
+              d.attempts, d.tries, d.next_at, d.created_at, d.updated_at or d.created_at, d.last_status,
+              d.last_error) for d in deliveries])
+
+    async def enqueue(self, channel: str, position: Position, deliveries: Sequence[Delivery]) -> None:
+        def statements(db: sqlite3.Connection) -> None:
+            self._insert(db, deliveries)
+            db.execute("INSERT INTO webhook_cursors (channel, epoch, offset) VALUES (?, ?, ?) "
+                       "ON CONFLICT (channel) DO UPDATE SET epoch = excluded.epoch, offset = excluded.offset",
+                       (channel, position.epoch, position.offset))
+        self._write(statements)
+
+    async def resend(self, deliveries: Sequence[Delivery], now: float) -> int:
+        def statements(db: sqlite3.Connection) -> None:
+            self._insert(db, deliveries)
+            db.executemany(
+                "UPDATE webhook_deliveries SET status = ?, tries = 0, next_at = ?, updated_at = ?, "
+                "version = version + 1 WHERE endpoint_id = ? AND channel = ? AND epoch = ? AND offset = ?",
+                [(PENDING, now, now, *d.key) for d in deliveries])
+        self._write(statements)
+        return len(deliveries)
+
+    async def due(self, endpoint_id: str, now: float, limit: int, *, ordered: bool = False) -> list[Delivery]:
+        if ordered:
+            sql = (f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE endpoint_id = ? AND status = ? "
+                   "ORDER BY seq LIMIT 1")
+            return [_delivery(r) for r in self._read(sql, (endpoint_id, PENDING))]
+        sql = (f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE endpoint_id = ? AND status = ? "
+               "AND next_at <= ? ORDER BY next_at, seq LIMIT ?")
+        return [_delivery(r) for r in self._read(sql, (endpoint_id, PENDING, now, limit))]
+
+    async def next_due(self, endpoint_id: str) -> float | None:
+        rows = self._read("SELECT MIN(next_at) FROM webhook_deliveries WHERE endpoint_id = ? AND status = ?",
+                          (endpoint_id, PENDING))
+        return rows[0][0] if rows else None
+
+    async def finish_attempt(self, delivery: Delivery, attempt: Attempt) -> None:
+        d, a = delivery, attempt
+
+        def statements(db: sqlite3.Connection) -> None:
+            changed = db.execute(
+                "UPDATE webhook_deliveries SET status = ?, attempts = ?, tries = ?, next_at = ?, updated_at = ?, "
+                "last_status = ?, last_error = ? WHERE id = ? AND version = ?",
+                (d.status, d.attempts, d.tries, d.next_at, d.updated_at, d.last_status, d.last_error, d.id,
+                 d.version)).rowcount or db.execute(
+                "UPDATE webhook_deliveries SET attempts = ?, last_status = ?, last_error = ? WHERE id = ?",
+                (d.attempts, d.last_status, d.last_error, d.id)).rowcount
+            if changed:
+                db.execute(f"INSERT INTO webhook_attempts ({_ATTEMPT_COLUMNS}) "
+                           "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           (a.delivery_id, a.endpoint_id, a.event_id, a.number, a.at, a.latency_ms, a.status,
+                            a.response, a.error))
+        self._write(statements)
+
+    async def delivery(self, delivery_id: str) -> Delivery | None:
+        rows = self._read(f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = ?", (delivery_id,))
+        return _delivery(rows[0]) if rows else None
+
+    async def deliveries(self, *, endpoint_id: str | None = None, event_id: str | None = None,
+                   status: str | None = None, before: int | None = None, limit: int = 100) -> list[Delivery]:
+        where, params = _filters([("endpoint_id", endpoint_id), ("event_id", event_id), ("status", status)],
+                                 ("seq", before))
+        rows = self._read(f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries{where} ORDER BY seq DESC LIMIT ?",
+                          (*params, limit))
+        return [_delivery(r) for r in rows]
+
+    async def attempts(self, *, endpoint_id: str | None = None, event_id: str | None = None,
+                 delivery_id: str | None = None, before: int | None = None, limit: int = 100) -> list[Attempt]:
+        where, params = _filters([("endpoint_id", endpoint_id), ("event_id", event_id),
+                                  ("delivery_id", delivery_id)], ("id", before))
+        rows = self._read(f"SELECT {_ATTEMPT_COLUMNS} FROM webhook_attempts{where} ORDER BY id DESC LIMIT ?",
+                          (*params, limit))
+        return [Attempt(delivery_id=r[1], endpoint_id=r[2], event_id=r[3], number=r[4], at=r[5], latency_ms=r[6],
+                        status=r[7], response=r[8], error=r[9], id=r[0]) for r in rows]
+
+    async def prune(self, before: float) -> int:
+        counts = []
+
+        def statements(db: sqlite3.Connection) -> None:
+            counts.append(db.execute("DELETE FROM webhook_attempts WHERE at < ?", (before,)).rowcount)
+            counts.append(db.execute("DELETE FROM webhook_deliveries WHERE status != ? AND updated_at < ?",
+                                     (PENDING, before)).rowcount)
+        self._write(statements)
+        return sum(counts)
+
+
+def create_store(broker_url: str, data_dir: str, *, fsync: bool = False) -> DeliveryStore:
+    """The store that lives beside the log: in memory for ``memory://``, in the log's own SQLite file for
+    ``sqlite://``; for other backends, a SQLite file in ``data_dir`` until they bring their own."""
+    scheme, _, rest = broker_url.partition("://")
+    if scheme == "memory":
+        return MemoryDeliveryStore()
+    if scheme == "sqlite":
+        return SqliteDeliveryStore(rest, fsync=fsync)
+    return SqliteDeliveryStore(os.path.join(data_dir, "webhooks.db"), fsync=fsync)
+
+
+__all__ = ["FAILED", "PENDING", "STATUSES", "SUCCEEDED", "Attempt", "Delivery", "DeliveryStore",
+           "MemoryDeliveryStore", "SqliteDeliveryStore", "create_store", "new_delivery_id"]

@@ -1,0 +1,437 @@
+"""The dispatcher in this process, against real receivers on loopback: retry schedule on a clock the
+test moves, isolation, circuit breaker, ordering, SSRF at connect time, durability of the outbox."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import ipaddress
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from hub.backends import create_broker
+from hub.events import Event, EventDraft, format_time
+from hub.hub import Hub
+from hub.retention import RetentionPolicy
+from hub.webhooks import endpoints, signing
+from hub.webhooks.clock import Clock
+from hub.webhooks.dispatcher import DispatchConfig, Dispatcher
+from hub.webhooks.endpoints import Endpoint
+from hub.webhooks.errors import Blocked, InvalidEndpoint
+from hub.webhooks.retry import SVIX_SCHEDULE
+from hub.webhooks.ssrf import GuardedBackend, GuardedTransport, parse_networks
+from hub.webhooks.store import FAILED, PENDING, SUCCEEDED, Delivery, SqliteDeliveryStore
+
+from .utils import TIMEOUT, free_port
+from .webhook_utils import FakeClock, Reply, eventually, receiver
+
+LOOPBACK = ("127.0.0.0/8",)
+
+
+@dataclass
+class Harness:
+    hub: Hub
+    dispatcher: Dispatcher
+    store: SqliteDeliveryStore
+
+    async def add(self, url: str, **fields: Any) -> Endpoint:
+        endpoint = endpoints.create({"url": url, **fields}, https_only=False, allow=self.dispatcher.config.allow,
+                                    now=self.dispatcher.clock.now())
+        return await self.dispatcher.save(endpoint)
+
+    async def publish(self, channel: str, type: str = "test.event", data: Any = None) -> Event:
+        (event,) = await self.hub.publish(channel, [EventDraft.from_json({"type": type, "data": data})])
+        return event
+
+    async def deliveries(self, endpoint: Endpoint) -> list[Delivery]:
+        """The endpoint's deliveries, oldest first."""
+        return list(reversed(await self.store.deliveries(endpoint_id=endpoint.id)))
+
+    async def until_statuses(self, endpoint: Endpoint, *statuses: str) -> list[Delivery]:
+        """Until the endpoint's deliveries, oldest first, have these statuses; returns them."""
+        found: list[Delivery] = await eventually(lambda: self.deliveries(endpoint),
+                                                 lambda ds: [d.status for d in ds] == list(statuses))
+        return found
+
+
+@contextlib.asynccontextmanager
+async def dispatching(path: Path, *, clock: Clock | None = None, allow: tuple[str, ...] = LOOPBACK,
+                      **config: Any) -> AsyncIterator[Harness]:
+    db = str(path / "hub.db")
+    hub = Hub(create_broker("sqlite://" + db, RetentionPolicy()))
+    await hub.start()
+    store = SqliteDeliveryStore(db)
+    dispatcher = Dispatcher(hub, store, DispatchConfig(allow=tuple(parse_networks(allow)), **config),
+                            clock=clock, rand=lambda: 0.5)
+    await dispatcher.start()
+    try:
+        yield Harness(hub, dispatcher, store)
+    finally:
+        await dispatcher.close()
+        await hub.close()
+
+
+async def test_delivers_signed_event(tmp_path: Path) -> None:
+    async with receiver() as server, dispatching(tmp_path) as h:
+        endpoint = await h.add(server.url, channels=["orders"], types=["payment.*"])
+        await h.publish("orders", "refund.created", 1)
+        event = await h.publish("orders", "payment.created", {"amount": 5})
+        await h.publish("other", "payment.created", 3)
+        (request,) = await server.wait_for(1)
+        body = request.json()
+        assert body["type"] == "payment.created" and body["data"] == {"amount": 5}
+        assert body["metadata"] == {"event_id": event.id, "channel": "orders", "cursor": event.position.encode(),
+                                    "delivery_id": body["metadata"]["delivery_id"],  # type: ignore[index]
+                                    "endpoint_id": endpoint.id, "attempt": 1}
+        assert request.headers["webhook-id"] == event.id
+        assert request.headers["user-agent"].startswith("pushhub/")
+        assert request.headers["content-type"] == "application/json"
+        Webhook(endpoint.secret).verify(request.body, request.headers)
+        await h.publish("orders", "payment.created", 4)
+        await server.wait_for(2)
+        assert [d.status for d in await h.deliveries(endpoint)][:1] == [SUCCEEDED]
+
+
+async def test_svix_schedule_runs_27_hours_then_fails(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with receiver(lambda n: Reply(500, body=b"x" * 5000)) as server, \
+            dispatching(tmp_path, clock=clock) as h:
+        endpoint = await h.add(server.url)
+        start = clock.now()
+        event = await h.publish("orders")
+        await server.wait_for(1)
+        for number, step in enumerate(SVIX_SCHEDULE, 2):
+            await clock.sleeping_until(clock.now() + step)
+            clock.advance(step)
+            requests = await server.wait_for(number)
+            assert requests[-1].json()["metadata"]["attempt"] == number  # type: ignore[index]
+            assert requests[-1].headers["webhook-id"] == event.id
+        assert clock.now() - start == sum(SVIX_SCHEDULE) > 27 * 3600
+        await h.until_statuses(endpoint, FAILED)
+        (delivery,) = await h.deliveries(endpoint)
+        assert delivery.status == FAILED and delivery.attempts == 8 and delivery.last_status == 500
+        attempts = list(reversed(await h.store.attempts(delivery_id=delivery.id)))
+        assert [a.number for a in attempts] == list(range(1, 9))
+        assert [b.at - a.at for a, b in itertools.pairwise(attempts)] == list(SVIX_SCHEDULE)
+        assert all(a.status == 500 and len(a.response) == 2048 for a in attempts)
+        assert (await h.store.attempts(event_id=event.id))[0].id == attempts[-1].id
+        assert len(server.requests) == 8
+        assert h.dispatcher.endpoints[endpoint.id].failing_since == start
+
+
+async def test_jitter_spreads_retries(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with receiver(lambda n: Reply(503)) as server, dispatching(tmp_path, clock=clock) as h:
+        h.dispatcher.rand = lambda: 0.0
+        await h.add(server.url)
+        await h.publish("orders")
+        await server.wait_for(1)
+        await clock.sleeping_until(clock.now() + 4.0)  # 5 s - 20 %
+
+
+async def test_retry_after_is_honoured(tmp_path: Path) -> None:
+    clock = FakeClock()
+    replies = [Reply(429, {"retry-after": "120"}), Reply(200)]
+    async with receiver(lambda n: replies[n]) as server, dispatching(tmp_path, clock=clock) as h:
+        endpoint = await h.add(server.url)
+        await h.publish("orders")
+        await server.wait_for(1)
+        await clock.sleeping_until(clock.now() + 120)
+        clock.advance(119)
+        assert len(server.requests) == 1
+        clock.advance(1)
+        await server.wait_for(2)
+        await h.until_statuses(endpoint, SUCCEEDED)
+        assert [a.status for a in await h.store.attempts(endpoint_id=endpoint.id)] == [200, 429]
+
+
+async def test_gone_disables_the_endpoint(tmp_path: Path) -> None:
+    async with receiver(lambda n: Reply(410)) as server, dispatching(tmp_path) as h:
+        endpoint = await h.add(server.url)
+        await h.publish("orders")
+        await server.wait_for(1)
+        await eventually(lambda: not h.dispatcher.endpoints[endpoint.id].enabled)
+        assert h.dispatcher.endpoints[endpoint.id].disabled_reason == "the endpoint answered 410 Gone"
+        assert (await h.store.endpoint(endpoint.id)).enabled is False  # type: ignore[union-attr]
+        assert [d.status for d in await h.deliveries(endpoint)] == [FAILED]
+        await h.publish("orders")
+        assert len(await h.deliveries(endpoint)) == 1  # a disabled endpoint gets no new deliveries
+
+
+async def test_redirects_are_failures_and_not_followed(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with receiver(lambda n: Reply(302, {"location": "/elsewhere"})) as server, \
+            dispatching(tmp_path, clock=clock) as h:
+        endpoint = await h.add(server.url)
+        await h.publish("orders")
+        await clock.sleeping_until(clock.now() + 5)
+        assert [r.path for r in server.requests] == ["/hook"]
+        (delivery,) = await h.deliveries(endpoint)
+        assert delivery.status == PENDING and delivery.last_status == 302 and delivery.tries == 1
+
+
+async def test_timeouts_and_refused_connections_are_retried(tmp_path: Path) -> None:
+    clock = FakeClock()
+    refused = f"http://127.0.0.1:{free_port()}/hook"
+    async with receiver(lambda n: Reply(delay=4 * TIMEOUT if n == 0 else 0)) as slow, \
+            dispatching(tmp_path, clock=clock, timeout=0.2) as h:
+        slow_endpoint = await h.add(slow.url)
+        refused_endpoint = await h.add(refused)
+        await h.publish("orders")
+        await clock.sleeping_until(clock.now() + 5)
+        await eventually(lambda: len(clock.deadlines()) >= 3)
+        (timed_out,) = await h.store.attempts(endpoint_id=slow_endpoint.id)
+        assert timed_out.status is None and timed_out.error == "timed out after 0.2s"
+        (refusal,) = await h.store.attempts(endpoint_id=refused_endpoint.id)
+        assert refusal.status is None and refusal.error is not None and "ConnectError" in refusal.error
+        clock.advance(5)
+        await h.until_statuses(slow_endpoint, SUCCEEDED)
+        assert (await h.deliveries(refused_endpoint))[0].attempts == 2
+
+
+async def test_a_broken_endpoint_does_not_delay_healthy_ones(tmp_path: Path) -> None:
+    hanging = Reply(delay=8 * TIMEOUT)
+    async with receiver(lambda n: hanging) as slow, receiver(lambda n: Reply(500)) as failing, \
+            receiver() as healthy, dispatching(tmp_path, timeout=8 * TIMEOUT) as h:
+        await h.add(slow.url, max_concurrency=2)
+        await h.add(failing.url)
+        await h.add(f"http://127.0.0.1:{free_port()}/hook")
+        good = await h.add(healthy.url)
+        for n in range(30):
+            await h.publish("orders", data=n)
+        await healthy.wait_for(30)
+        await h.until_statuses(good, *[SUCCEEDED] * 30)
+        assert slow.max_active == 2  # the concurrency cap: the other 28 wait their turn
+        assert slow.active == 2  # still hanging while the healthy endpoint got everything
+        assert sorted(r.json()["data"] for r in healthy.requests) == list(range(30))  # type: ignore[type-var]
+
+
+async def test_circuit_breaker_pauses_then_probes(tmp_path: Path) -> None:
+    clock = FakeClock()
+    healthy = False
+
+    def script(n: int) -> Reply:
+        return Reply(200 if healthy else 500)
+
+    async with receiver(script) as server, dispatching(tmp_path, clock=clock, breaker_threshold=3,
+                                                       breaker_cooldown=60.0) as h:
+        endpoint = await h.add(server.url, max_concurrency=1, retry_schedule="1h")
+        for n in range(5):
+            await h.publish("orders", data=n)
+        await server.wait_for(3)
+        opened = clock.now()
+        await clock.sleeping_until(opened + 60)  # open: waiting for the cooldown, not sending
+        assert len(server.requests) == 3
+        clock.advance(60)
+        await server.wait_for(4)  # one probe
+        await clock.sleeping_until(opened + 60 + 120)  # the probe failed: twice the cooldown
+        assert len(server.requests) == 4
+        healthy = True
+        clock.advance(120)
+        await server.wait_for(5)
+        assert [r.json()["data"] for r in server.requests] == [0, 1, 2, 3, 4]
+        await h.until_statuses(endpoint, *[PENDING] * 4, SUCCEEDED)
+        clock.advance(3600)  # their retries are due: the breaker is closed
+        await server.wait_for(9)
+        await h.until_statuses(endpoint, *[SUCCEEDED] * 5)
+
+
+async def test_disabled_after_failing_continuously(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with receiver(lambda n: Reply(500)) as server, \
+            dispatching(tmp_path, clock=clock, disable_after=3600.0) as h:
+        endpoint = await h.add(server.url, retry_schedule="40m,40m,40m")
+        start = clock.now()
+        await h.publish("orders")
+        await server.wait_for(1)
+        for count in (2, 3):
+            await clock.sleeping_until(clock.now() + 2400)
+            clock.advance(2400)
+            await server.wait_for(count)
+        await eventually(lambda: not h.dispatcher.endpoints[endpoint.id].enabled)
+        assert h.dispatcher.endpoints[endpoint.id].disabled_reason == (
+            f"failing without a success since {format_time(start)}")
+        assert [d.status for d in await h.deliveries(endpoint)] == [PENDING]  # kept for when it is enabled
+
+
+async def test_ordered_endpoint_waits_for_each_delivery(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with receiver(lambda n: Reply(500 if n == 0 else 200)) as server, \
+            dispatching(tmp_path, clock=clock) as h:
+        endpoint = await h.add(server.url, ordered=True, max_concurrency=8)
+        for n in range(4):
+            await h.publish("orders", data=n)
+        await server.wait_for(1)
+        await clock.sleeping_until(clock.now() + 5)
+        assert len(server.requests) == 1
+        clock.advance(5)
+        await server.wait_for(5)
+        assert [r.json()["data"] for r in server.requests] == [0, 0, 1, 2, 3]
+        assert server.max_active == 1
+        await h.until_statuses(endpoint, *[SUCCEEDED] * 4)
+
+
+async def test_rate_limit(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with receiver() as server, dispatching(tmp_path, clock=clock) as h:
+        await h.add(server.url, rate_limit=2)
+        for n in range(5):
+            await h.publish("orders", data=n)
+        await server.wait_for(2)
+        await clock.sleeping_until(clock.now() + 0.5)
+        assert len(server.requests) == 2
+        clock.advance(0.5)
+        await server.wait_for(3)
+        await clock.sleeping_until(clock.now() + 0.5)
+        assert len(server.requests) == 3
+
+
+async def test_ssrf_refuses_names_resolving_to_private_addresses(tmp_path: Path) -> None:
+    async with receiver() as server, dispatching(tmp_path, allow=()) as h:
+        with pytest.raises(InvalidEndpoint, match="loopback"):
+            await h.add(server.url)  # a literal address is refused when the endpoint is defined
+        endpoint = await h.add(f"http://localhost:{server.port}/hook")
+        await h.publish("orders")
+        (attempt,) = await eventually(lambda: h.store.attempts(endpoint_id=endpoint.id))
+        assert attempt.error is not None and "is a loopback address" in attempt.error
+        assert server.requests == []
+
+
+async def test_guard_checks_the_address_it_connects_to() -> None:
+    async def rebinding(host: str, port: int) -> list[str]:
+        return ["93.184.215.14", "10.0.0.7"]  # one public, one private answer
+
+    async with httpx.AsyncClient(transport=GuardedTransport([], resolver=rebinding)) as client:
+        with pytest.raises(Blocked, match=r"10\.0\.0\.7 is a private address"):
+            await client.get("http://rebind.example/")
+    backend = GuardedBackend(parse_networks(["10.0.0.0/8"]), resolver=rebinding)
+    assert backend.allow == [ipaddress.ip_network("10.0.0.0/8")]
+
+
+async def test_events_appended_while_the_dispatcher_was_down_are_caught_up(tmp_path: Path) -> None:
+    """The crash window between the log append and the intake: the stored cursor covers it."""
+    async with receiver() as server:
+        async with dispatching(tmp_path) as h:
+            endpoint = await h.add(server.url)
+            await h.publish("orders", data=0)
+            await server.wait_for(1)
+            h.hub.publish_listeners.clear()  # the dispatcher no longer hears of publishes...
+            for n in range(1, 4):
+                await h.publish("orders", data=n)  # ...as if it crashed right after these appends
+        async with dispatching(tmp_path) as h:
+            await server.wait_for(4)
+            await h.until_statuses(endpoint, *[SUCCEEDED] * 4)
+            assert [r.json()["data"] for r in server.requests] == [0, 1, 2, 3]
+
+
+async def test_pending_retries_survive_a_restart(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with receiver(lambda n: Reply(500 if n == 0 else 200)) as server:
+        async with dispatching(tmp_path, clock=clock) as h:
+            endpoint = await h.add(server.url)
+            event = await h.publish("orders")
+            await server.wait_for(1)
+            await clock.sleeping_until(clock.now() + 5)
+        clock.advance(5)
+        async with dispatching(tmp_path, clock=clock) as h:
+            requests = await server.wait_for(2)
+            assert [r.headers["webhook-id"] for r in requests] == [event.id, event.id]
+            assert requests[1].json()["metadata"]["attempt"] == 2  # type: ignore[index]
+            await h.until_statuses(endpoint, SUCCEEDED)
+
+
+async def test_replay_one_failed_and_since(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with receiver(lambda n: Reply(500 if n < 2 else 200)) as server, \
+            dispatching(tmp_path, clock=clock) as h:
+        endpoint = await h.add(server.url, retry_schedule="")
+        first = await h.publish("orders", data=1)
+        await h.publish("orders", data=2)
+        await server.wait_for(2)
+        one, two = await h.until_statuses(endpoint, FAILED, FAILED)
+        replayed = await h.dispatcher.replay_delivery(one.id)
+        assert replayed.status == PENDING and replayed.id == one.id
+        await server.wait_for(3)
+        assert server.requests[2].headers["webhook-id"] == first.id
+        assert server.requests[2].json()["metadata"]["attempt"] == 2  # type: ignore[index]
+        await h.until_statuses(endpoint, SUCCEEDED, FAILED)
+        assert await h.dispatcher.replay_failed(endpoint.id) == 1
+        await server.wait_for(4)
+        assert [d.id for d in await h.until_statuses(endpoint, SUCCEEDED, SUCCEEDED)] == [one.id, two.id]
+        since = await h.dispatcher.replay_events(endpoint.id, channels=["orders"], after=first.position)
+        assert since == 1
+        await server.wait_for(5)
+        assert server.requests[4].json()["data"] == 2
+        everything = await h.dispatcher.replay_events(endpoint.id, channels=h.dispatcher.replay_channels(endpoint),
+                                                      since=clock.now() - 60)
+        assert everything == 2
+        await server.wait_for(7)
+        assert len(await h.deliveries(endpoint)) == 2  # replays reuse the delivery of each event
+
+
+async def test_rotation_signs_with_both_secrets(tmp_path: Path) -> None:
+    async with receiver() as server, dispatching(tmp_path) as h:
+        endpoint = await h.add(server.url)
+        new_secret = signing.generate_secret()
+        await h.dispatcher.save(endpoints.rotate(endpoint, new_secret, 3600.0, h.dispatcher.clock.now()))
+        await h.publish("orders")
+        (request,) = await server.wait_for(1)
+        assert len(request.headers["webhook-signature"].split(" ")) == 2
+        Webhook(endpoint.secret).verify(request.body, request.headers)
+        Webhook(new_secret).verify(request.body, request.headers)
+        with pytest.raises(WebhookVerificationError):
+            Webhook(signing.generate_secret()).verify(request.body, request.headers)
+
+
+async def test_simple_signature_form(tmp_path: Path) -> None:
+    async with receiver() as server, dispatching(tmp_path) as h:
+        endpoint = await h.add(server.url, signature="simple", headers={"X-Team": "billing"})
+        await h.publish("orders")
+        (request,) = await server.wait_for(1)
+        expected = hmac.new(endpoint.secret.encode(), request.body, hashlib.sha256).hexdigest()
+        assert request.headers["x-webhook-signature"] == expected
+        assert request.headers["x-webhook-timestamp"].isdigit()
+        assert request.headers["x-team"] == "billing"
+        assert "webhook-signature" not in request.headers
+
+
+async def test_paused_ordered_endpoint_probes_when_its_next_delivery_is_due(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with receiver(lambda n: Reply(500 if n == 0 else 200)) as server, \
+            dispatching(tmp_path, clock=clock, breaker_threshold=1, breaker_cooldown=10.0) as h:
+        endpoint = await h.add(server.url, ordered=True, retry_schedule="1h")
+        await h.publish("orders")
+        await server.wait_for(1)
+        start = clock.now()
+        await clock.sleeping_until(start + 10)
+        clock.advance(10)  # the pause is over, but the only delivery is not due for an hour
+        await clock.sleeping_until(start + 3600)
+        clock.advance(3590)
+        await server.wait_for(2)
+        await h.until_statuses(endpoint, SUCCEEDED)
+
+
+async def test_retention_drops_old_attempts_and_finished_deliveries(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with receiver(lambda n: Reply(200 if n == 0 else 500)) as server, \
+            dispatching(tmp_path, clock=clock, retention=3600.0) as h:
+        endpoint = await h.add(server.url, retry_schedule="3h")
+        await h.publish("orders", data=1)
+        await h.until_statuses(endpoint, SUCCEEDED)
+        await h.publish("orders", data=2)
+        await h.until_statuses(endpoint, SUCCEEDED, PENDING)
+        start = clock.now()
+        for hour in (1, 2):
+            await clock.sleeping_until(start + hour * 3600)  # the hourly pruning
+            clock.advance(3600)
+        (pending,) = await h.until_statuses(endpoint, PENDING)  # the pending delivery stays
+        assert pending.attempts == 1 and pending.last_status == 500
+        await eventually(lambda: h.store.attempts(endpoint_id=endpoint.id), lambda found: found == [])
