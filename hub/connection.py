@@ -135,12 +135,13 @@ class WSConnection(Connection):
     def group_kind(self, sub: Subscription) -> Hashable:
         return ("ws", self.encoder.binary)
 
+    # Unframed, like the SSE renderings: send() frames what it is given.
     def render(self, sub: Subscription, event: Event) -> bytes:
-        return self.encoder.event(event, sub.pos[event.channel].encode())
+        return self.encoder.event_body(event, sub.pos[event.channel].encode())
 
     def render_reset(self, sub: Subscription, channel: str, reason: str) -> bytes:
-        return self.encoder.message({"op": "reset", "channel": channel, "reason": reason,
-                                     "cursor": sub.pos[channel].encode()})
+        return self.encoder.body({"op": "reset", "channel": channel, "reason": reason,
+                                  "cursor": sub.pos[channel].encode()})
 
 
 def render_batch(kind: Hashable, events: list[Event], tops: dict[str, Position]) -> bytes:

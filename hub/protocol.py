@@ -79,13 +79,17 @@ class Encoder:
     def __init__(self, subprotocol: str) -> None:
         self.binary = subprotocol == MSGPACK
 
-    def message(self, payload: dict[str, Any]) -> bytes:
+    def body(self, payload: dict[str, Any]) -> bytes:
+        """One message, not yet framed."""
         body: bytes = msgpack.packb(payload) if self.binary else orjson.dumps(payload)
-        return ws_frame(body, binary=self.binary)
+        return body
 
-    def event(self, event: Event, cursor: str) -> bytes:
-        body = event_msgpack(event, cursor) if self.binary else event_json(event, cursor)
-        return ws_frame(body, binary=self.binary)
+    def message(self, payload: dict[str, Any]) -> bytes:
+        return ws_frame(self.body(payload), binary=self.binary)
+
+    def event_body(self, event: Event, cursor: str) -> bytes:
+        """One ``event`` message, not yet framed."""
+        return event_msgpack(event, cursor) if self.binary else event_json(event, cursor)
 
 
 def event_json(event: Event, cursor: str) -> bytes:
