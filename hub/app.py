@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from . import client_assets
 from .backends import create_broker
 from .config import Settings
 from .errors import PushHubError
@@ -30,7 +31,7 @@ class PushHub:
                                max_queue_bytes=settings.max_queue_bytes, sse_retry_ms=settings.sse_retry_ms)
         api = HttpApi(self.hub, settings.publisher_keys, settings.max_body_bytes)
         self.api = Starlette(
-            routes=api.routes(),
+            routes=api.routes() + client_assets.routes(),
             exception_handlers={PushHubError: self._error, 404: self._not_found, 405: self._not_allowed},
             lifespan=self._lifespan,
         )
