@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from types import TracebackType
+from typing import Self
 
 from ._backoff import Backoff
 from ._errors import Disconnected
@@ -87,7 +88,7 @@ class Subscription:
         if self._iterator is not None:
             await self._iterator.aclose()
 
-    async def __aenter__(self) -> Subscription:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
