@@ -2,7 +2,7 @@
 
 A store *claims* an id before processing (false when it was already claimed and not released) and
 *releases* it when processing failed, so the sender's retry is let through. Ids are kept for
-``ttl`` seconds: longer than the sender retries (pushhub and Svix retry for about a day, Stripe for
+``ttl`` seconds: longer than the sender retries (Svix retries for about a day, Stripe for
 three), or a late retry is processed twice.
 """
 
