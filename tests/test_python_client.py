@@ -121,6 +121,12 @@ async def test_rejections_are_typed(pushhub: Client, hub_factory: Callable[..., 
         assert unauthorized.value.status == 401
         assert (await publisher.publish("x", "t")).offset == 1
 
+    async def key_as_token() -> str:
+        return "s3cret"
+
+    async with Client(guarded.url, token_provider=key_as_token, timeout=TIMEOUT) as provided:
+        assert (await provided.publish("x", "t")).offset == 2
+
     async with Client(f"http://127.0.0.1:{free_port()}", timeout=TIMEOUT) as nowhere:
         with pytest.raises(HubUnreachable):
             await nowhere.publish("x", "t")

@@ -130,3 +130,25 @@ def test_client_needs_channels() -> None:
     for subscribe in (client.subscribe, client.subscribe_ws):
         with pytest.raises(ValueError):
             subscribe([])
+
+
+async def test_token_provider_is_asked_before_every_connection() -> None:
+    transport, requests = scripted(
+        stream("id: k.1\n\n", 'event: disconnect\ndata: {"code":4002,"reason":"token_expired","reconnect":true}\n\n'),
+        stream("id: k.1\n\n", 'event: disconnect\ndata: {"code":4501,"reason":"unauthorized","reconnect":false}\n\n'),
+        httpx.Response(202, json={"id": "e", "channel": "c", "epoch": "k", "offset": 2, "cursor": "k.2"}),
+    )
+    issued = iter(["token-1", "token-2", "token-3"])
+
+    async def fresh_token() -> str:
+        return next(issued)
+
+    async with Client("http://hub.test", transport=transport, token_provider=fresh_token,
+                      backoff=Backoff(initial=0.0, maximum=0.0)) as client:
+        with pytest.raises(Disconnected):
+            async for _ in client.subscribe("c"):
+                pass
+        await client.publish("c", "t")
+    assert [r.headers["authorization"] for r in requests] == ["Bearer token-1", "Bearer token-2", "Bearer token-3"]
+    with pytest.raises(ValueError):
+        Client("http://hub.test", key="k", token_provider=fresh_token)

@@ -40,6 +40,13 @@ export interface Backoff {
   random?: () => number;
 }
 
+/**
+ * A bearer token sent as the `token` query parameter: a string, or a function asked again before
+ * every connection (so an expired short-lived token is replaced when the hub closes the stream
+ * with `token_expired`).
+ */
+export type Token = string | (() => string | Promise<string>);
+
 /** The minimal Storage the SSE client needs: sessionStorage, localStorage or your own. */
 export interface CursorStorage {
   getItem(key: string): string | null;
@@ -68,7 +75,9 @@ export interface EventSourceOptions<T = unknown> {
   storage?: CursorStorage | null;
   /** The storage key (default derived from the URL, channels and types). */
   storageKey?: string;
+  /** Send cookies cross-origin (the hub's session cookie; its `--cors-origin` must allow the page). */
   withCredentials?: boolean;
+  token?: Token;
   backoff?: Backoff;
   onEvent?: (event: PushHubEvent<T>, cursor: string) => void;
   onReset?: (reset: PushHubReset) => void;
@@ -116,6 +125,7 @@ export interface SocketOptions {
   url?: string;
   /** A publisher key, sent as the `key` query parameter (needed to publish when the hub has keys). */
   key?: string;
+  token?: Token;
   backoff?: Backoff;
   onOpen?: () => void;
   onClose?: (info: PushHubDisconnect) => void;

@@ -46,9 +46,45 @@ function baseUrl(url) {
   return (resolved.origin + resolved.pathname).replace(/\/+$/, "");
 }
 
+// The token option's current value: the string itself, or what the function returns (maybe a promise).
+function currentToken(token) {
+  return Promise.resolve(typeof token === "function" ? token() : token);
+}
+
 function list(value) {
   if (value == null) return [];
   return Array.isArray(value) ? [...value] : [value];
+}
+
+// What both clients share: opening a connection with a fresh token, and reopening it later.
+class Reconnecting {
+  constructor(options) {
+    this.options = options;
+    this.closed = false;
+    this.reconnects = 0;
+    this._attempt = 0;
+    this._timer = null;
+  }
+
+  _connect() {
+    currentToken(this.options.token).then(
+      (token) => {
+        if (!this.closed) this._open(token);
+      },
+      (error) => {
+        this.options.onError?.(new PushHubError(`no token: ${error}`, "token_error"));
+        this._reconnectLater();
+      },
+    );
+  }
+
+  _reconnectLater() {
+    if (this.closed) return;
+    this._timer = setTimeout(() => {
+      this.reconnects += 1;
+      this._connect();
+    }, backoffDelay(this._attempt++, this.options.backoff));
+  }
 }
 
 /**
@@ -59,9 +95,9 @@ function list(value) {
  * `lastEventId` query parameter; EventSource itself sends `Last-Event-ID` on its own reconnects.
  * When the browser gives up (EventSource closed), the client opens a new one after a backoff.
  */
-export class PushHubEventSource {
+export class PushHubEventSource extends Reconnecting {
   constructor(options) {
-    this.options = options;
+    super(options);
     this.url = baseUrl(options.url);
     this.channels = list(options.channels);
     this.types = list(options.types);
@@ -70,11 +106,7 @@ export class PushHubEventSource {
     this.storageKey = options.storageKey ??
       `pushhub:cursor:${this.url}|${[...this.channels].sort().join(",")}|${[...this.types].sort().join(",")}`;
     this.cursor = this._load() ?? options.cursor ?? null;
-    this.closed = false;
-    this.reconnects = 0;
     this.source = null;
-    this._attempt = 0;
-    this._timer = null;
     this._connect();
   }
 
@@ -96,17 +128,18 @@ export class PushHubEventSource {
     }
   }
 
-  _streamUrl() {
+  _streamUrl(token) {
     const url = new URL(this.url + "/v1/sse");
     for (const channel of this.channels) url.searchParams.append("channel", channel);
     for (const type of this.types) url.searchParams.append("type", type);
     if (this.cursor) url.searchParams.set("lastEventId", this.cursor);
+    if (token) url.searchParams.set("token", token);
     return url.href;
   }
 
-  _connect() {
+  _open(token) {
     const Source = this.options.EventSource ?? globalThis.EventSource;
-    const source = new Source(this._streamUrl(), { withCredentials: Boolean(this.options.withCredentials) });
+    const source = new Source(this._streamUrl(token), { withCredentials: Boolean(this.options.withCredentials) });
     this.source = source;
     source.onopen = () => {
       this._attempt = 0;
@@ -124,18 +157,20 @@ export class PushHubEventSource {
     source.addEventListener("disconnect", (message) => {
       const advice = JSON.parse(message.data);
       this.options.onDisconnect?.(advice);
-      if (!advice.reconnect) this.close();
+      if (!advice.reconnect) {
+        this.close();
+      } else if (typeof this.options.token === "function") {
+        // The browser would reconnect with the same URL, hence the same (maybe expired) token.
+        source.close();
+        this._reconnectLater();
+      }
     });
     source.onerror = () => {
       if (this.closed || source !== this.source) return;
       this.options.onError?.(new PushHubError("the event stream was interrupted", "stream_interrupted"));
       if (source.readyState === 2) {
         source.close();
-        const delay = backoffDelay(this._attempt++, this.options.backoff);
-        this._timer = setTimeout(() => {
-          this.reconnects += 1;
-          this._connect();
-        }, delay);
+        this._reconnectLater();
       }
     };
   }
@@ -163,22 +198,18 @@ export class PushHubEventSource {
  * subscriptions and publishes. It reconnects with backoff on any close the hub marks resumable
  * (4000-4499) or on a network failure, and resubscribes each channel from its last cursor.
  */
-export class PushHubSocket {
+export class PushHubSocket extends Reconnecting {
   constructor(options = {}) {
-    this.options = options;
+    super(options);
     const url = new URL(baseUrl(options.url) + "/v1/ws");
     url.protocol = url.protocol === "https:" ? "wss:" : url.protocol === "http:" ? "ws:" : url.protocol;
     if (options.key) url.searchParams.set("key", options.key);
     this.url = url.href;
     this.subscriptions = new Map();
-    this.closed = false;
-    this.reconnects = 0;
     this.socket = null;
     this._pending = new Map();
     this._outbox = [];
     this._nextId = 1;
-    this._attempt = 0;
-    this._timer = null;
     this._connect();
   }
 
@@ -186,9 +217,11 @@ export class PushHubSocket {
     return this.socket?.readyState === 1;
   }
 
-  _connect() {
+  _open(token) {
+    const url = new URL(this.url);
+    if (token) url.searchParams.set("token", token);
     const Socket = this.options.WebSocket ?? globalThis.WebSocket;
-    const socket = new Socket(this.url, "pushhub.json");
+    const socket = new Socket(url.href, "pushhub.json");
     this.socket = socket;
     socket.onopen = () => {
       this._attempt = 0;
@@ -265,11 +298,7 @@ export class PushHubSocket {
       this.closed = true;
       return;
     }
-    const delay = backoffDelay(this._attempt++, this.options.backoff);
-    this._timer = setTimeout(() => {
-      this.reconnects += 1;
-      this._connect();
-    }, delay);
+    this._reconnectLater();
   }
 
   /**

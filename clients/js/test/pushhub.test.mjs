@@ -33,9 +33,12 @@ class MemoryStorage {
   removeItem(key) { this.items.delete(key); }
 }
 
-function eventSource(options) {
+// A client, once it has opened its connection (the token, even a fixed one, is awaited first).
+async function eventSource(options) {
   FakeEventSource.instances = [];
-  return new PushHubEventSource({ url: "http://hub.test", EventSource: FakeEventSource, backoff: NO_WAIT, ...options });
+  const client = new PushHubEventSource({ url: "http://hub.test", EventSource: FakeEventSource, backoff: NO_WAIT, ...options });
+  await tick();
+  return client;
 }
 
 test("backoff grows, caps and jitters", () => {
@@ -49,10 +52,10 @@ test("close codes", () => {
   assert.deepEqual([4500, 4501, 4503, 1008, 1003].map(shouldReconnect), [false, false, false, false, false]);
 });
 
-test("the SSE cursor is stored and used as lastEventId by the next instance", () => {
+test("the SSE cursor is stored and used as lastEventId by the next instance", async () => {
   const storage = new MemoryStorage();
   const seen = [];
-  const first = eventSource({ channels: ["a", "b"], types: "pay.*", storage, onEvent: (e, c) => seen.push([e.n, c]) });
+  const first = await eventSource({ channels: ["a", "b"], types: "pay.*", storage, onEvent: (e, c) => seen.push([e.n, c]) });
   const source = FakeEventSource.instances[0];
   assert.deepEqual(source.url.searchParams.getAll("channel"), ["a", "b"]);
   assert.equal(source.url.searchParams.get("type"), "pay.*");
@@ -62,7 +65,7 @@ test("the SSE cursor is stored and used as lastEventId by the next instance", ()
   assert.equal(storage.getItem(first.storageKey), "a@x.1,b@y.0");
   first.close();
 
-  const second = eventSource({ channels: ["b", "a"], types: ["pay.*"], storage, cursor: "ignored" });
+  const second = await eventSource({ channels: ["b", "a"], types: ["pay.*"], storage, cursor: "ignored" });
   assert.equal(second.storageKey, first.storageKey);
   assert.equal(FakeEventSource.instances[0].url.searchParams.get("lastEventId"), "a@x.1,b@y.0");
   second.forgetCursor();
@@ -72,7 +75,7 @@ test("the SSE cursor is stored and used as lastEventId by the next instance", ()
 test("resets move the cursor; a closed EventSource is reopened from the latest cursor", async () => {
   const resets = [];
   const errors = [];
-  const stream = eventSource({ channels: "c", cursor: "x.3", storage: null, onReset: (r) => resets.push(r),
+  const stream = await eventSource({ channels: "c", cursor: "x.3", storage: null, onReset: (r) => resets.push(r),
                                onError: (e) => errors.push(e.code) });
   const source = FakeEventSource.instances[0];
   assert.equal(source.url.searchParams.get("lastEventId"), "x.3");
@@ -91,9 +94,9 @@ test("resets move the cursor; a closed EventSource is reopened from the latest c
   assert.deepEqual(errors, ["stream_interrupted", "stream_interrupted"]);
 });
 
-test("disconnect advice: reconnect is left to the browser, refusal closes for good", () => {
+test("disconnect advice: reconnect is left to the browser, refusal closes for good", async () => {
   const advice = [];
-  const stream = eventSource({ channels: "c", storage: null, onDisconnect: (a) => advice.push(a.code) });
+  const stream = await eventSource({ channels: "c", storage: null, onDisconnect: (a) => advice.push(a.code) });
   const source = FakeEventSource.instances[0];
   source.emit("disconnect", { code: 4000, reason: "shutdown", reconnect: true });
   assert.equal(stream.closed, false);
@@ -119,15 +122,17 @@ class FakeWebSocket {
   drop(code, reason = "") { this.readyState = 3; this.onclose({ code, reason }); }
 }
 
-function socket(options = {}) {
+async function socket(options = {}) {
   FakeWebSocket.instances = [];
-  return new PushHubSocket({ url: "https://hub.test/", WebSocket: FakeWebSocket, backoff: NO_WAIT, ...options });
+  const client = new PushHubSocket({ url: "https://hub.test/", WebSocket: FakeWebSocket, backoff: NO_WAIT, ...options });
+  await tick();
+  return client;
 }
 
 test("the socket subscribes, publishes and resumes each channel from its cursor", async () => {
   const events = [];
   const closes = [];
-  const hub = socket({ key: "k", onClose: (info) => closes.push(info) });
+  const hub = await socket({ key: "k", onClose: (info) => closes.push(info) });
   const ws = FakeWebSocket.instances[0];
   assert.equal(ws.url, "wss://hub.test/v1/ws?key=k");
   assert.equal(ws.protocol, "pushhub.json");
@@ -161,7 +166,7 @@ test("the socket subscribes, publishes and resumes each channel from its cursor"
 });
 
 test("a refused subscription rejects ready; hub errors keep their code", async () => {
-  const hub = socket();
+  const hub = await socket();
   const ws = FakeWebSocket.instances[0];
   ws.open();
   const sub = hub.subscribe("bad name");
@@ -173,4 +178,34 @@ test("a refused subscription rejects ready; hub errors keep their code", async (
   await assert.rejects(publishing, (error) => error.code === "forbidden" && error.message === "no");
   hub.close();
   assert.equal(hub.closed, true);
+});
+
+test("a token function is asked again for every connection, and on disconnect advice", async () => {
+  let issued = 0;
+  const token = async () => `t${++issued}`;
+  const stream = await eventSource({ channels: "c", storage: null, token });
+  const first = FakeEventSource.instances[0];
+  assert.equal(first.url.searchParams.get("token"), "t1");
+  first.emit("message", { n: 1 }, "x.1");
+  first.emit("disconnect", { code: 4002, reason: "token_expired", reconnect: true });
+  assert.equal(first.readyState, 2, "the stale URL is not reused");
+  await tick();
+  await tick();
+  const second = FakeEventSource.instances[1];
+  assert.equal(second.url.searchParams.get("token"), "t2");
+  assert.equal(second.url.searchParams.get("lastEventId"), "x.1");
+  stream.close();
+
+  const hub = await socket({ token: "fixed" });
+  assert.equal(FakeWebSocket.instances[0].url, "wss://hub.test/v1/ws?token=fixed");
+  hub.close();
+});
+
+test("closing before the token arrives opens nothing", async () => {
+  FakeEventSource.instances = [];
+  const stream = new PushHubEventSource({ url: "http://hub.test", channels: "c", storage: null,
+                                          EventSource: FakeEventSource, token: async () => "late" });
+  stream.close();
+  await tick();
+  assert.equal(FakeEventSource.instances.length, 0);
 });

@@ -9,6 +9,7 @@ from typing import Self
 
 import httpx
 
+from ._auth import Credentials, TokenProvider
 from ._backoff import Backoff
 from ._http import HttpApi
 from ._sse_subscription import SSESubscription
@@ -26,13 +27,16 @@ def websocket_url(base_url: str) -> str:
 class Client(HttpApi):
     """A pushhub client.
 
-    ``url`` is the hub's base URL; ``key`` a publisher key (sent as ``Authorization: Bearer``).
+    ``url`` is the hub's base URL. ``key`` is sent as ``Authorization: Bearer`` on every request,
+    stream and WebSocket handshake (a publisher key, or a token); ``token_provider`` instead is
+    awaited for a fresh token before each of them.
     ``backoff`` paces reconnects; ``idle_timeout`` is how long an SSE stream may stay silent before
     it is considered dead (the hub sends a heartbeat every 15 s by default). ``transport`` replaces
     httpx's network transport, and ``sleep`` the wait between reconnects (for tests).
     """
 
-    def __init__(self, url: str, *, key: str | None = None, timeout: float = 10.0,
+    def __init__(self, url: str, *, key: str | None = None, token_provider: TokenProvider | None = None,
+                 timeout: float = 10.0,
                  backoff: Backoff | None = None, idle_timeout: float | None = 60.0,
                  transport: httpx.AsyncBaseTransport | None = None, sleep: Sleep = asyncio.sleep) -> None:
         self.url = url.rstrip("/")
@@ -41,8 +45,8 @@ class Client(HttpApi):
         self.idle_timeout = idle_timeout
         self.sleep = sleep
         self.timeout = timeout
-        self.auth_headers = {"authorization": f"Bearer {key}"} if key else {}
-        super().__init__(httpx.AsyncClient(base_url=self.url, headers=self.auth_headers, timeout=timeout,
+        self.credentials = Credentials(key, token_provider)
+        super().__init__(httpx.AsyncClient(base_url=self.url, auth=self.credentials, timeout=timeout,
                                            transport=transport))
 
     def subscribe(self, channels: str | Sequence[str], *, types: Sequence[str] = (),
@@ -57,7 +61,7 @@ class Client(HttpApi):
                      cursors: Mapping[str, str] | None = None) -> WSSubscription:
         """Follow ``channels`` over one WebSocket; ``cursors`` maps channels to where to resume."""
         names = [channels] if isinstance(channels, str) else list(channels)
-        return WSSubscription(self.ws_url, names, types=types, cursors=cursors, headers=self.auth_headers,
+        return WSSubscription(self.ws_url, names, types=types, cursors=cursors, headers=self.credentials.headers,
                               open_timeout=self.timeout, backoff=self.backoff, sleep=self.sleep)
 
     async def aclose(self) -> None:

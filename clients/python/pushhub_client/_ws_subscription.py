@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from websockets.asyncio.client import connect
@@ -31,7 +31,8 @@ class WSSubscription(Subscription):
     exactly where this one stopped."""
 
     def __init__(self, url: str, channels: Sequence[str], *, types: Sequence[str] = (),
-                 cursors: Mapping[str, str] | None = None, headers: Mapping[str, str], open_timeout: float,
+                 cursors: Mapping[str, str] | None = None, headers: Callable[[], Awaitable[dict[str, str]]],
+                 open_timeout: float,
                  backoff: Backoff, sleep: Sleep) -> None:
         super().__init__(backoff, sleep)
         if not channels:
@@ -40,12 +41,13 @@ class WSSubscription(Subscription):
         self.channels = tuple(dict.fromkeys(channels))
         self.types = tuple(types)
         self.cursors: dict[str, str] = dict(cursors or {})
-        self.headers = dict(headers)
+        self.headers = headers
         self.open_timeout = open_timeout
 
     async def _session(self) -> AsyncGenerator[Item, None]:
         try:
-            async with connect(self.url, subprotocols=[SUBPROTOCOL], additional_headers=self.headers,  # type: ignore[list-item]
+            headers = await self.headers()
+            async with connect(self.url, subprotocols=[SUBPROTOCOL], additional_headers=headers,  # type: ignore[list-item]
                                open_timeout=self.open_timeout, close_timeout=self.open_timeout) as ws:
                 waiting = {}
                 for msg_id, channel in enumerate(self.channels, 1):
