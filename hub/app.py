@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from . import client_assets
 from .auth import Access, JWTVerifier
 from .backends import create_broker
 from .config import Settings
@@ -65,7 +66,8 @@ class PushHub:
                                    config_from_settings(settings))
         webhook_api = WebhookApi(self.webhooks, admin_check(access), settings.max_body_bytes)
         self.api = Starlette(
-            routes=api.routes() + ingest.routes() + SessionApi(access).routes() + webhook_api.routes(),
+            routes=(api.routes() + ingest.routes() + SessionApi(access).routes() + webhook_api.routes()
+                    + client_assets.routes()),
             middleware=[Middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
                                    allow_methods=["GET", "POST", "PATCH", "DELETE"], allow_headers=CORS_HEADERS,
                                    max_age=600)],
