@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=1, help="events per publish request")
     parser.add_argument("--flat-out", action="store_true", help="publish as fast as the hub accepts")
     parser.add_argument("--publishers", type=int, default=None,
-                        help="concurrent publisher connections (default 1, or 4 when flat out)")
+                        help="publisher connections; a request waits for a free one (default 4)")
     parser.add_argument("--pad", type=int, default=0, help="extra bytes of data per event")
     parser.add_argument("--procs", type=int, default=1, help="load generator processes")
     parser.add_argument("--storage", choices=("memory", "sqlite"), default="memory")
@@ -62,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-save", action="store_true", help="do not append to benchmarks/results")
     args = parser.parse_args(argv)
     if args.publishers is None:
-        args.publishers = 4 if args.flat_out else 1
+        args.publishers = 4
     return args
 
 

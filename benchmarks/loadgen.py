@@ -33,7 +33,8 @@ from typing import Any, cast
 
 import uvloop
 
-RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the hub under test is this checkout's
+RESULTS_DIR = os.path.join(ROOT, "benchmarks", "results")
 
 # Latency histogram: 0.1 ms buckets up to 30 s (the last bucket collects everything slower).
 BUCKET_S = 1e-4
@@ -94,7 +95,8 @@ class Hub:
         else:
             self.data_dir = tempfile.mkdtemp(prefix="pushhub-bench-")
             args += ["--data-dir", self.data_dir]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(args, cwd=ROOT,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.pid = self.process.pid
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -141,7 +143,7 @@ class Hub:
 
 def machine_facts() -> dict[str, Any]:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=os.path.dirname(RESULTS_DIR), check=False).stdout.strip()
+                            cwd=ROOT, check=False).stdout.strip()
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "nproc": os.cpu_count(),

@@ -8,6 +8,7 @@ uvicorn's ``httptools`` HTTP protocol and ``websockets-sansio`` WebSocket protoc
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -97,21 +98,23 @@ class Streams:
         cursor = header(scope, b"last-event-id") or (query.get("lastEventId") or [""])[-1] or None
         owner, transport = _transport(send)
         await send({"type": "http.response.start", "status": 200, "headers": sse.HEADERS})
+        if transport.is_closing():
+            return
         conn = SSEConnection(transport, self.max_queue_bytes, bool(owner.chunked_encoding))
         self.hub.add_connection(conn)
         self.sse_connections[conn] = None
+        _take_over(owner, transport, _SSEStream(self, conn))
         try:
             sub = Subscription(conn, channels, types, match)
             await self.hub.subscribe(
                 sub, cursor, lambda sub: conn.send(sse.preamble(self.sse_retry_ms, sub.cursor())))
-            while (await receive())["type"] != "http.disconnect":
-                pass
         except PushHubError:
             conn.close(disconnect.INTERNAL_ERROR)
             raise
-        finally:
-            self.sse_connections.pop(conn, None)
-            self.hub.remove_connection(conn)
+
+    def _sse_gone(self, conn: SSEConnection) -> None:
+        self.sse_connections.pop(conn, None)
+        self.hub.remove_connection(conn)
 
     # WebSocket --------------------------------------------------------------------------------
 
@@ -137,6 +140,36 @@ class Streams:
                 await session.handle(message)
         finally:
             self.hub.remove_connection(conn)
+
+
+def _take_over(owner: Any, transport: Any, protocol: asyncio.Protocol) -> None:
+    """Take an SSE socket over from uvicorn once the response headers are out.
+
+    From then on the stream needs nothing from uvicorn: events are written to the transport
+    directly and the client sends nothing. Detaching lets uvicorn's per-request objects (parser,
+    flow control, the request cycle and the handler's task) be freed, which is most of what an idle
+    stream would otherwise cost, and the handler returns once the subscription is live.
+    """
+    server_protocol = transport.get_protocol()
+    owner.disconnected = True  # uvicorn neither waits for nor closes the stream when the handler returns
+    server_protocol.connections.discard(server_protocol)
+    transport.set_protocol(protocol)
+
+
+class _SSEStream(asyncio.Protocol):
+    """The protocol of an SSE socket after :func:`_take_over`: it only learns when the client leaves."""
+
+    __slots__ = ("conn", "streams")
+
+    def __init__(self, streams: Streams, conn: SSEConnection) -> None:
+        self.streams = streams
+        self.conn = conn
+
+    def data_received(self, data: bytes) -> None:
+        """An EventSource sends nothing after its request; anything else is ignored."""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.streams._sse_gone(self.conn)
 
 
 class _WSSession:
