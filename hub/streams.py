@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from . import disconnect, protocol, sse
 from .channels import compile_patterns, validate_channel
-from .connection import SSEConnection, Subscription, WSConnection
+from .connection import Outbox, SSEConnection, Subscription, WSConnection
 from .errors import BadRequest, Forbidden, PushHubError, Unauthorized
 from .events import EventDraft
 from .http_api import check_publisher, positioned
@@ -77,6 +77,7 @@ class Streams:
         self.max_queue_bytes = max_queue_bytes
         self.sse_retry_ms = sse_retry_ms
         self.sse_connections: dict[SSEConnection, None] = {}
+        self.outbox = Outbox()
 
     def heartbeat(self) -> None:
         for conn in list(self.sse_connections):
@@ -100,7 +101,7 @@ class Streams:
         await send({"type": "http.response.start", "status": 200, "headers": sse.HEADERS})
         if transport.is_closing():
             return
-        conn = SSEConnection(transport, self.max_queue_bytes, bool(owner.chunked_encoding))
+        conn = SSEConnection(transport, self.max_queue_bytes, self.outbox, bool(owner.chunked_encoding))
         self.hub.add_connection(conn)
         self.sse_connections[conn] = None
         _take_over(owner, transport, _SSEStream(self, conn))
@@ -129,7 +130,7 @@ class Streams:
             protocol.JSON if protocol.JSON in offered else None)
         await send({"type": "websocket.accept", "subprotocol": chosen})
         _, transport = _transport(send)
-        conn = WSConnection(transport, self.max_queue_bytes, chosen or protocol.JSON)
+        conn = WSConnection(transport, self.max_queue_bytes, self.outbox, chosen or protocol.JSON)
         self.hub.add_connection(conn)
         session = _WSSession(self, conn, scope)
         try:
