@@ -54,9 +54,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             workers.append((process, parent))
         time.sleep(0.5)
         rss_before = hub.rss_kib()
+        cpu_before = hub.cpu_seconds()
         for _, pipe in workers:
             pipe.send("connect")
         reports = [pipe.recv() for _, pipe in workers]
+        cpu_after = hub.cpu_seconds()
         time.sleep(1.0)
         rss_idle = hub.rss_kib()
         for _, pipe in workers:
@@ -89,6 +91,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "per_s": round(connected / elapsed, 1) if elapsed else None,
         "p50_ms": round(delays[connected // 2] * 1000, 2) if delays else None,
         "p99_ms": round(delays[min(connected - 1, int(connected * 0.99))] * 1000, 2) if delays else None,
+        "hub_us_per_connect": round((sum(cpu_after) - sum(cpu_before)) / connected * 1e6, 1)
+        if cpu_before is not None and cpu_after is not None and connected else None,
         "rss_before_kib": rss_before,
         "rss_idle_kib": rss_idle,
         "kib_per_idle_conn": round((rss_idle - rss_before) / connected, 2)
@@ -102,7 +106,7 @@ def summary(r: dict[str, Any]) -> str:
     return "\n".join([
         f"connect {r['transport']}: {r['connected']}/{r['connections']} subscribed in {r['seconds']} s "
         f"({r['per_s']:g}/s, {r['failed']} failed; {r['concurrency']} in flight x {r['procs']} proc(s))",
-        f"  per connection  p50 {r['p50_ms']} ms   p99 {r['p99_ms']} ms",
+        f"  per connection  p50 {r['p50_ms']} ms   p99 {r['p99_ms']} ms   hub CPU {r['hub_us_per_connect']} us",
         f"  hub RSS         {r['rss_before_kib']} KiB -> {r['rss_idle_kib']} KiB ({r['kib_per_idle_conn']} KiB/conn)",
         f"  load average    {r['loadavg_start']:.2f} -> {r['loadavg_end']:.2f} on {r['nproc']} cores",
     ])
