@@ -9,6 +9,7 @@ uvicorn's ``httptools`` HTTP protocol and ``websockets-sansio`` WebSocket protoc
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -25,6 +26,8 @@ from .http_api import check_publisher, positioned
 from .hub import Hub
 
 MAX_CHANNELS = 100
+
+logger = logging.getLogger("pushhub")
 
 
 def _transport(send: Send) -> Any:
@@ -77,11 +80,15 @@ class Streams:
         self.max_queue_bytes = max_queue_bytes
         self.sse_retry_ms = sse_retry_ms
         self.sse_connections: dict[SSEConnection, None] = {}
+        self.ws_streams: dict[_WSStream, None] = {}
         self.outbox = Outbox()
 
     def heartbeat(self) -> None:
+        """Keep idle streams alive through proxies; close WebSockets that stopped answering pings."""
         for conn in list(self.sse_connections):
             conn.send(sse.HEARTBEAT)
+        for stream in list(self.ws_streams):
+            stream.keepalive()
 
     # Server-Sent Events -----------------------------------------------------------------------
 
@@ -104,7 +111,8 @@ class Streams:
         conn = SSEConnection(transport, self.max_queue_bytes, self.outbox, bool(owner.chunked_encoding))
         self.hub.add_connection(conn)
         self.sse_connections[conn] = None
-        _take_over(owner, transport, _SSEStream(self, conn))
+        owner.disconnected = True  # uvicorn neither waits for nor closes the stream when the handler returns
+        _take_over(transport.get_protocol(), transport, _SSEStream(self, conn))
         try:
             sub = Subscription(conn, channels, types, match)
             await self.hub.subscribe(
@@ -129,30 +137,33 @@ class Streams:
         chosen = protocol.MSGPACK if protocol.MSGPACK in offered else (
             protocol.JSON if protocol.JSON in offered else None)
         await send({"type": "websocket.accept", "subprotocol": chosen})
-        _, transport = _transport(send)
+        owner, transport = _transport(send)
+        if transport.is_closing():
+            return
         conn = WSConnection(transport, self.max_queue_bytes, self.outbox, chosen or protocol.JSON)
         self.hub.add_connection(conn)
-        session = _WSSession(self, conn, scope)
-        try:
-            while True:
-                message = await receive()
-                if message["type"] == "websocket.disconnect":
-                    break
-                await session.handle(message)
-        finally:
-            self.hub.remove_connection(conn)
+        stream = _WSStream(self, conn, _WSSession(self, conn, scope))
+        self.ws_streams[stream] = None
+        owner.stop_keepalive()  # the hub's heartbeat pings every WebSocket instead
+        owner.close_timer = _NOT_CLOSING  # uvicorn must not close the socket when the handler returns
+        _take_over(owner, transport, stream)
+
+    def _ws_gone(self, stream: _WSStream) -> None:
+        self.ws_streams.pop(stream, None)
+        self.hub.remove_connection(stream.conn)
 
 
-def _take_over(owner: Any, transport: Any, protocol: asyncio.Protocol) -> None:
-    """Take an SSE socket over from uvicorn once the response headers are out.
+def _take_over(server_protocol: Any, transport: Any, protocol: asyncio.Protocol) -> None:
+    """Take a stream's socket over from uvicorn once the SSE headers or the WebSocket handshake
+    are out.
 
-    From then on the stream needs nothing from uvicorn: events are written to the transport
-    directly and the client sends nothing. Detaching lets uvicorn's per-request objects (parser,
-    flow control, the request cycle and the handler's task) be freed, which is most of what an idle
-    stream would otherwise cost, and the handler returns once the subscription is live.
+    From then on a stream needs nothing from uvicorn: events are written to the transport directly,
+    an SSE client sends nothing, and WebSocket frames are read by :class:`_WSStream`. Detaching lets
+    uvicorn's per-connection objects (parser, queues, flow control, the handler's task and its
+    coroutine frames) be freed, which is most of what an idle stream would otherwise cost. The
+    handler has told uvicorn not to close the socket when it returns; shutdown still closes every
+    stream first (:meth:`hub.server.HubServer.shutdown`).
     """
-    server_protocol = transport.get_protocol()
-    owner.disconnected = True  # uvicorn neither waits for nor closes the stream when the handler returns
     server_protocol.connections.discard(server_protocol)
     transport.set_protocol(protocol)
 
@@ -171,6 +182,91 @@ class _SSEStream(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.streams._sse_gone(self.conn)
+
+
+class _WSStream(asyncio.Protocol):
+    """The protocol of a WebSocket after :func:`_take_over`: reads client frames, answers pings,
+    completes the closing handshake, and hands messages to the session one at a time."""
+
+    __slots__ = ("conn", "heard", "inbox", "pinged", "reader", "session", "streams", "worker")
+
+    def __init__(self, streams: Streams, conn: WSConnection, session: _WSSession) -> None:
+        self.streams = streams
+        self.conn = conn
+        self.session = session
+        self.reader = protocol.FrameReader()
+        self.inbox: list[dict[str, Any]] = []
+        self.worker: asyncio.Task[None] | None = None
+        self.heard = True
+        self.pinged = False
+
+    def data_received(self, data: bytes) -> None:
+        self.heard = True
+        conn = self.conn
+        try:
+            frames = self.reader.feed(data)
+        except protocol.FrameError as exc:
+            conn.close(disconnect.Disconnect(exc.close_code, exc.message))
+            return
+        for opcode, payload in frames:
+            if conn.closed is not None:
+                return
+            if opcode == protocol.OP_TEXT:
+                try:
+                    self._receive({"text": payload.decode()})
+                except UnicodeDecodeError:
+                    conn.close(disconnect.Disconnect(1007, "text frame is not valid UTF-8"))
+            elif opcode == protocol.OP_BINARY:
+                self._receive({"bytes": payload})
+            elif opcode == protocol.OP_PING:
+                conn.write(protocol.pong_frame(payload))
+            elif opcode == protocol.OP_CLOSE:
+                conn.close(CLIENT_CLOSED)
+
+    def _receive(self, message: dict[str, Any]) -> None:
+        self.inbox.append(message)
+        if len(self.inbox) >= MAX_INBOX:
+            self.conn.transport.pause_reading()  # type: ignore[attr-defined]
+        if self.worker is None:
+            self.worker = asyncio.get_running_loop().create_task(self._work())
+
+    async def _work(self) -> None:
+        inbox, conn = self.inbox, self.conn
+        try:
+            while inbox and conn.closed is None:
+                message = inbox.pop(0)
+                if len(inbox) == MAX_INBOX - 1:
+                    conn.transport.resume_reading()  # type: ignore[attr-defined]
+                await self.session.handle(message)
+        except Exception:
+            logger.exception("WebSocket message handler failed")
+            conn.close(disconnect.INTERNAL_ERROR)
+        finally:
+            self.worker = None
+
+    def keepalive(self) -> None:
+        if self.pinged and not self.heard:
+            self.conn.close(disconnect.PING_TIMEOUT)
+            return
+        self.heard, self.pinged = False, True
+        self.conn.write(protocol.PING_FRAME)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.streams._ws_gone(self)
+
+
+MAX_INBOX = 16
+CLIENT_CLOSED = disconnect.Disconnect(1000, "client_gone")
+
+
+class _NotClosing:
+    """Stands in for uvicorn's close timer: a handshake in progress that will close the socket."""
+
+    def cancel(self) -> None:
+        """Nothing to cancel."""
+
+
+_NOT_CLOSING = _NotClosing()
 
 
 class _WSSession:
