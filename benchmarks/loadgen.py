@@ -51,6 +51,15 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def prioritise(pids: list[int | None], niceness: int) -> None:
+    """Give the hub and the generator a scheduling priority over the rest of a shared machine
+    (a negative niceness needs root); 0 leaves them alone."""
+    if niceness:
+        for pid in pids:
+            if pid is not None:
+                os.setpriority(os.PRIO_PROCESS, pid, niceness)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
