@@ -145,12 +145,17 @@ class FrameReader:
 
     def __init__(self, max_size: int = MAX_MESSAGE_BYTES) -> None:
         self.max_size = max_size
-        self._buffer = b""
+        self._buffer: bytearray | None = None  # an incomplete frame, grown in place
         self._fragments: list[bytes] | None = None
         self._opcode = 0
 
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
-        buffer = self._buffer + data if self._buffer else data
+        buffer: bytes | bytearray
+        if self._buffer is None:
+            buffer = data
+        else:
+            buffer = self._buffer
+            buffer += data
         out: list[tuple[int, bytes]] = []
         pos, size = 0, len(buffer)
         while size - pos >= 2:
@@ -176,7 +181,12 @@ class FrameReader:
             payload = apply_mask(buffer[head + 4 : end], buffer[head : head + 4])
             pos = end
             self._frame(first & 0x80, first & 0x0F, payload, out)
-        self._buffer = buffer[pos:] if pos < size else b""
+        if pos == size:
+            self._buffer = None
+        elif isinstance(buffer, bytearray):
+            del buffer[:pos]
+        else:
+            self._buffer = bytearray(buffer[pos:])
         return out
 
     def _frame(self, fin: int, opcode: int, payload: bytes, out: list[tuple[int, bytes]]) -> None:
