@@ -48,7 +48,7 @@ async def test_unmasked_frame_closes_with_1002_and_others_keep_going(hub: HubPro
 
 
 async def test_keepalive_closes_a_client_that_stops_answering(hub_factory: Callable[..., HubProcess]) -> None:
-    hub = hub_factory("--heartbeat", "0.2", backend="memory")
+    hub = hub_factory("--heartbeat", str(TIMEOUT / 10), backend="memory")
     async with ws_client(hub.ws_url) as answering:
         reader, writer = await raw_websocket(hub)
         pings = 0
