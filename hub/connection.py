@@ -1,9 +1,10 @@
 """Client connections and the subscriptions they hold.
 
-A connection writes pre-framed bytes straight to its socket's transport: the fan-out never wakes a
-per-connection task and never copies an event per connection. Its bounded queue is the transport's
-write buffer: past ``limit`` bytes the client is too slow, and is disconnected with
-:data:`~hub.disconnect.SLOW_CONSUMER` after the bytes already queued, so its last cursor is exact.
+A connection writes pre-framed bytes straight to its socket's transport, once per turn of the event
+loop (:class:`Outbox`): the fan-out never wakes a per-connection task and never copies an event per
+connection. Its bounded queue is the transport's write buffer: past ``limit`` bytes the client is too
+slow, and is disconnected with :data:`~hub.disconnect.SLOW_CONSUMER` after the bytes already queued,
+so its last cursor is exact.
 """
 
 from __future__ import annotations
@@ -18,26 +19,68 @@ from .cursor import Position
 from .events import Event
 
 
+class Outbox:
+    """Coalesces what is written to connections during one turn of the event loop.
+
+    Events published in the same turn (concurrent publishers, a batch followed by another) reach
+    a connection as one socket write at the end of the turn instead of one write each: the
+    system call, not the framing, is the main cost of a delivery.
+    """
+
+    __slots__ = ("dirty", "scheduled")
+
+    def __init__(self) -> None:
+        self.dirty: list[Connection] = []
+        self.scheduled = False
+
+    def add(self, conn: Connection) -> None:
+        self.dirty.append(conn)
+        if not self.scheduled:
+            self.scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.scheduled = False
+        dirty, self.dirty = self.dirty, []
+        for conn in dirty:
+            conn.flush()
+
+
 class Connection:
     """Common state of one SSE or WebSocket client.
 
     ``render`` and ``render_reset`` return one message's payload; ``send`` frames it for the wire.
     """
 
-    __slots__ = ("closed", "limit", "on_close", "subscriptions", "transport")
+    __slots__ = ("closed", "limit", "on_close", "outbox", "pending", "subscriptions", "transport")
 
-    def __init__(self, transport: asyncio.WriteTransport, limit: int) -> None:
+    def __init__(self, transport: asyncio.WriteTransport, limit: int, outbox: Outbox) -> None:
         self.transport = transport
         self.limit = limit
+        self.outbox = outbox
+        self.pending: list[bytes] | None = None
         self.closed: disconnect.Disconnect | None = None
         self.subscriptions: list[Subscription] = []
         self.on_close: Callable[[Connection], None] | None = None
 
     def write(self, data: bytes) -> None:
-        """Write bytes that are already framed for this connection's transport."""
+        """Queue bytes that are already framed for this connection's transport; they are written
+        with everything else queued in this turn of the event loop, in order."""
+        pending = self.pending
+        if pending is None:
+            self.pending = [data]
+            self.outbox.add(self)
+        else:
+            pending.append(data)
+
+    def flush(self) -> None:
+        pending = self.pending
+        if pending is None:
+            return
+        self.pending = None
         transport = self.transport
         try:
-            transport.write(data)
+            transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
         except RuntimeError:  # the client went away and the server has not noticed yet
             self.close(disconnect.CLIENT_GONE)
             return
@@ -56,6 +99,7 @@ class Connection:
         if self.on_close is not None:
             self.on_close(self)
         if not self.transport.is_closing():
+            self.flush()
             self._write_goodbye(reason)
             self.transport.close()
 
@@ -101,8 +145,8 @@ class Subscription:
 class SSEConnection(Connection):
     __slots__ = ("chunked",)
 
-    def __init__(self, transport: asyncio.WriteTransport, limit: int, chunked: bool) -> None:
-        super().__init__(transport, limit)
+    def __init__(self, transport: asyncio.WriteTransport, limit: int, outbox: Outbox, chunked: bool) -> None:
+        super().__init__(transport, limit, outbox)
         self.chunked = chunked
 
     def send(self, payload: bytes) -> None:
@@ -126,8 +170,8 @@ class SSEConnection(Connection):
 class WSConnection(Connection):
     __slots__ = ("encoder",)
 
-    def __init__(self, transport: asyncio.WriteTransport, limit: int, subprotocol: str) -> None:
-        super().__init__(transport, limit)
+    def __init__(self, transport: asyncio.WriteTransport, limit: int, outbox: Outbox, subprotocol: str) -> None:
+        super().__init__(transport, limit, outbox)
         self.encoder = protocol.Encoder(subprotocol)
 
     def send(self, payload: bytes) -> None:

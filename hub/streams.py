@@ -1,9 +1,10 @@
 """The streaming endpoints: Server-Sent Events (``GET /v1/sse``) and WebSocket (``/v1/ws``).
 
 Both are plain ASGI handlers in front of the Starlette app, so they receive the server's own ``send``
-and can reach the socket's transport: fan-out writes pre-framed bytes there directly. They need
-uvicorn's ``httptools`` HTTP protocol and ``websockets-sansio`` WebSocket protocol, which
-``pushhub serve`` selects.
+and can reach the socket's transport: fan-out writes pre-framed bytes there directly. Once the SSE
+headers or the WebSocket handshake are out, the socket is taken over from uvicorn (:func:`_take_over`)
+so that an idle stream costs only a few small objects. They need uvicorn's ``httptools`` HTTP
+protocol and ``websockets-sansio`` WebSocket protocol, which ``pushhub serve`` selects.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from starlette.types import Receive, Scope, Send
 from . import cors, disconnect, protocol, sse
 from .auth import Access, Grant, TokenExpired
 from .channels import compile_patterns, validate_channel
-from .connection import Connection, SSEConnection, Subscription, WSConnection
+from .connection import Connection, Outbox, SSEConnection, Subscription, WSConnection
 from .errors import BadRequest, PushHubError
 from .events import EventDraft
 from .http_api import positioned
@@ -95,10 +96,15 @@ class Streams:
         self.max_queue_bytes = max_queue_bytes
         self.sse_retry_ms = sse_retry_ms
         self.sse_connections: dict[SSEConnection, None] = {}
+        self.ws_streams: dict[_WSStream, None] = {}
+        self.outbox = Outbox()
 
     def heartbeat(self) -> None:
+        """Keep idle streams alive through proxies; close WebSockets that stopped answering pings."""
         for conn in list(self.sse_connections):
             conn.send(sse.HEARTBEAT)
+        for stream in list(self.ws_streams):
+            stream.keepalive()
 
     def expire_at(self, grant: Grant, conn: Connection) -> asyncio.TimerHandle | None:
         """One timer per connection: close it with ``token_expired`` when its token does."""
@@ -126,26 +132,24 @@ class Streams:
         owner, transport = _transport(send)
         await send({"type": "http.response.start", "status": 200,
                     "headers": sse.HEADERS + cors.headers(header(scope, b"origin"), self.cors_origins)})
-        conn = SSEConnection(transport, self.max_queue_bytes, bool(owner.chunked_encoding))
+        if transport.is_closing():
+            return
+        conn = SSEConnection(transport, self.max_queue_bytes, self.outbox, bool(owner.chunked_encoding))
         self.hub.add_connection(conn)
         self.sse_connections[conn] = None
-        expiry = self.expire_at(grant, conn)
+        owner.disconnected = True  # uvicorn neither waits for nor closes the stream when the handler returns
+        _take_over(transport.get_protocol(), transport, _SSEStream(self, conn, self.expire_at(grant, conn)))
         try:
             sub = Subscription(conn, channels, types, match)
             await self.hub.subscribe(
                 sub, cursor, lambda sub: conn.send(sse.preamble(self.sse_retry_ms, sub.cursor())))
-            while (await receive())["type"] != "http.disconnect":
-                pass
         except PushHubError as exc:
             logger.warning("SSE subscription to %s failed: %s", ",".join(channels), exc.message)
             conn.close(disconnect.INTERNAL_ERROR)
-            while (await receive())["type"] != "http.disconnect":
-                pass
-        finally:
-            if expiry is not None:
-                expiry.cancel()
-            self.sse_connections.pop(conn, None)
-            self.hub.remove_connection(conn)
+
+    def _sse_gone(self, conn: SSEConnection) -> None:
+        self.sse_connections.pop(conn, None)
+        self.hub.remove_connection(conn)
 
     # WebSocket --------------------------------------------------------------------------------
 
@@ -159,26 +163,148 @@ class Streams:
         chosen = protocol.MSGPACK if protocol.MSGPACK in offered else (
             protocol.JSON if protocol.JSON in offered else None)
         await send({"type": "websocket.accept", "subprotocol": chosen})
-        _, transport = _transport(send)
-        conn = WSConnection(transport, self.max_queue_bytes, chosen or protocol.JSON)
+        owner, transport = _transport(send)
+        if transport.is_closing():
+            return
+        conn = WSConnection(transport, self.max_queue_bytes, self.outbox, chosen or protocol.JSON)
         self.hub.add_connection(conn)
         try:
             grant = scope_grant(self.access, scope, parse_query(scope), self.cors_origins)
         except PushHubError as exc:
-            grant = self.access.anonymous
             conn.close(disconnect.TOKEN_EXPIRED if isinstance(exc, TokenExpired) else disconnect.UNAUTHORIZED)
-        expiry = self.expire_at(grant, conn)
-        session = _WSSession(self, conn, grant)
+            return
+        stream = _WSStream(self, conn, _WSSession(self, conn, grant), self.expire_at(grant, conn))
+        self.ws_streams[stream] = None
+        owner.stop_keepalive()  # the hub's heartbeat pings every WebSocket instead
+        owner.close_timer = _NOT_CLOSING  # uvicorn must not close the socket when the handler returns
+        _take_over(owner, transport, stream)
+
+    def _ws_gone(self, stream: _WSStream) -> None:
+        self.ws_streams.pop(stream, None)
+        self.hub.remove_connection(stream.conn)
+
+
+def _take_over(server_protocol: Any, transport: Any, protocol: asyncio.Protocol) -> None:
+    """Take a stream's socket over from uvicorn once the SSE headers or the WebSocket handshake
+    are out.
+
+    From then on a stream needs nothing from uvicorn: events are written to the transport directly,
+    an SSE client sends nothing, and WebSocket frames are read by :class:`_WSStream`. Detaching lets
+    uvicorn's per-connection objects (parser, queues, flow control, the handler's task and its
+    coroutine frames) be freed, which is most of what an idle stream would otherwise cost. The
+    handler has told uvicorn not to close the socket when it returns; shutdown still closes every
+    stream first (:meth:`hub.server.HubServer.shutdown`).
+    """
+    server_protocol.connections.discard(server_protocol)
+    transport.set_protocol(protocol)
+
+
+class _SSEStream(asyncio.Protocol):
+    """The protocol of an SSE socket after :func:`_take_over`: it only learns when the client leaves."""
+
+    __slots__ = ("conn", "expiry", "streams")
+
+    def __init__(self, streams: Streams, conn: SSEConnection, expiry: asyncio.TimerHandle | None) -> None:
+        self.streams = streams
+        self.conn = conn
+        self.expiry = expiry
+
+    def data_received(self, data: bytes) -> None:
+        """An EventSource sends nothing after its request; anything else is ignored."""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.expiry is not None:
+            self.expiry.cancel()
+        self.streams._sse_gone(self.conn)
+
+
+class _WSStream(asyncio.Protocol):
+    """The protocol of a WebSocket after :func:`_take_over`: reads client frames, answers pings,
+    completes the closing handshake, and hands messages to the session one at a time."""
+
+    __slots__ = ("conn", "expiry", "heard", "inbox", "pinged", "reader", "session", "streams", "worker")
+
+    def __init__(self, streams: Streams, conn: WSConnection, session: _WSSession,
+                 expiry: asyncio.TimerHandle | None) -> None:
+        self.streams = streams
+        self.conn = conn
+        self.session = session
+        self.expiry = expiry
+        self.reader = protocol.FrameReader()
+        self.inbox: list[dict[str, Any]] = []
+        self.worker: asyncio.Task[None] | None = None
+        self.heard = True
+        self.pinged = False
+
+    def data_received(self, data: bytes) -> None:
+        self.heard = True
+        conn = self.conn
         try:
-            while True:
-                message = await receive()
-                if message["type"] == "websocket.disconnect":
-                    break
-                await session.handle(message)
+            frames = self.reader.feed(data)
+        except protocol.FrameError as exc:
+            conn.close(disconnect.Disconnect(exc.close_code, exc.message))
+            return
+        for opcode, payload in frames:
+            if conn.closed is not None:
+                return
+            if opcode == protocol.OP_TEXT:
+                try:
+                    self._receive({"text": payload.decode()})
+                except UnicodeDecodeError:
+                    conn.close(disconnect.Disconnect(1007, "text frame is not valid UTF-8"))
+            elif opcode == protocol.OP_BINARY:
+                self._receive({"bytes": payload})
+            elif opcode == protocol.OP_PING:
+                conn.write(protocol.pong_frame(payload))
+            elif opcode == protocol.OP_CLOSE:
+                conn.close(CLIENT_CLOSED)
+
+    def _receive(self, message: dict[str, Any]) -> None:
+        self.inbox.append(message)
+        if len(self.inbox) >= MAX_INBOX:
+            self.conn.transport.pause_reading()  # type: ignore[attr-defined]
+        if self.worker is None:
+            self.worker = asyncio.get_running_loop().create_task(self._work())
+
+    async def _work(self) -> None:
+        inbox, conn = self.inbox, self.conn
+        try:
+            while inbox and conn.closed is None:
+                message = inbox.pop(0)
+                if len(inbox) == MAX_INBOX - 1:
+                    conn.transport.resume_reading()  # type: ignore[attr-defined]
+                await self.session.handle(message)
+        except Exception:
+            logger.exception("WebSocket message handler failed")
+            conn.close(disconnect.INTERNAL_ERROR)
         finally:
-            if expiry is not None:
-                expiry.cancel()
-            self.hub.remove_connection(conn)
+            self.worker = None
+
+    def keepalive(self) -> None:
+        if self.pinged and not self.heard:
+            self.conn.close(disconnect.PING_TIMEOUT)
+            return
+        self.heard, self.pinged = False, True
+        self.conn.write(protocol.PING_FRAME)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.expiry is not None:
+            self.expiry.cancel()
+        self.streams._ws_gone(self)
+
+
+MAX_INBOX = 16
+CLIENT_CLOSED = disconnect.Disconnect(1000, "client_gone")
+
+
+class _NotClosing:
+    """Stands in for uvicorn's close timer: a handshake in progress that will close the socket."""
+
+    def cancel(self) -> None:
+        """Nothing to cancel."""
+
+
+_NOT_CLOSING = _NotClosing()
 
 
 class _WSSession:

@@ -1,0 +1,140 @@
+"""Connect benchmark: how long N SSE or WebSocket subscriptions take to be established, and what an
+idle one costs the hub in memory.
+
+    python -m benchmarks.connect --transport sse --connections 5000
+    python -m benchmarks.connect --transport ws --connections 5000
+
+A connection counts as established when the hub has confirmed its subscription: the SSE stream's
+starting ``id:`` frame, or the WebSocket ``subscribed`` reply. At most ``--concurrency`` connection
+attempts are in flight per generator process. Prints a summary and one JSON line, and appends the
+JSON to ``benchmarks/results/connect.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import time
+from typing import Any
+
+from benchmarks.loadgen import (
+    Hub,
+    WorkerSpec,
+    fresh_channel,
+    machine_facts,
+    prioritise,
+    raise_fd_limit,
+    save_result,
+    worker_main,
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--transport", choices=("sse", "ws"), default="sse")
+    parser.add_argument("--connections", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=500, help="attempts in flight per process")
+    parser.add_argument("--procs", type=int, default=1, help="load generator processes")
+    parser.add_argument("--storage", choices=("memory", "sqlite"), default="memory")
+    parser.add_argument("--hub-arg", action="append", default=[], help="extra argument for 'hub serve'")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="niceness for the hub and the generator, e.g. -10 to keep other work on a "
+                             "shared machine from dominating the figures (needs root)")
+    parser.add_argument("--url", default=None, help="benchmark a running hub instead of starting one")
+    parser.add_argument("--pid", type=int, default=None, help="PID of the hub at --url, for RSS")
+    parser.add_argument("--no-save", action="store_true", help="do not append to benchmarks/results")
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    raise_fd_limit()
+    facts = machine_facts()
+    hub = Hub(args.url, storage=args.storage, pid=args.pid, extra_args=args.hub_arg).start()
+    context = multiprocessing.get_context("spawn")
+    workers = []
+    try:
+        channel = fresh_channel("connect")
+        shares = [args.connections // args.procs + (i < args.connections % args.procs) for i in range(args.procs)]
+        for share in shares:
+            parent, child = context.Pipe()
+            spec = WorkerSpec(args.transport, hub.host, hub.port, channel, share, concurrency=args.concurrency)
+            process = context.Process(target=worker_main, args=(child, spec), daemon=True)
+            process.start()
+            workers.append((process, parent))
+        prioritise([hub.pid, os.getpid(), *(process.pid for process, _ in workers)], args.nice)
+        time.sleep(0.5)
+        rss_before = hub.rss_kib()
+        cpu_before = hub.cpu_seconds()
+        for _, pipe in workers:
+            pipe.send("connect")
+        reports = [pipe.recv() for _, pipe in workers]
+        cpu_after = hub.cpu_seconds()
+        time.sleep(1.0)
+        rss_idle = hub.rss_kib()
+        for _, pipe in workers:
+            pipe.send(("finish", 0, 0.0))
+        for _, pipe in workers:
+            pipe.recv()
+            pipe.send("close")
+        for process, _ in workers:
+            process.join(10)
+    finally:
+        for process, _ in workers:
+            if process.is_alive():
+                process.terminate()
+        hub.stop()
+
+    delays = sorted(d for r in reports for d in r["delays"])
+    connected = len(delays)
+    elapsed = max(r["done"] for r in reports) - min(r["began"] for r in reports)
+    return {
+        "benchmark": "connect",
+        "transport": args.transport,
+        "storage": args.storage if args.url is None else "external",
+        "connections": args.connections,
+        "connected": connected,
+        "failed": sum(r["failed"] for r in reports),
+        "failures": [f for r in reports for f in r["failures"]][:5],
+        "concurrency": args.concurrency,
+        "procs": args.procs,
+        "nice": args.nice,
+        "seconds": round(elapsed, 3),
+        "per_s": round(connected / elapsed, 1) if elapsed else None,
+        "p50_ms": round(delays[connected // 2] * 1000, 2) if delays else None,
+        "p99_ms": round(delays[min(connected - 1, int(connected * 0.99))] * 1000, 2) if delays else None,
+        "hub_us_per_connect": round((sum(cpu_after) - sum(cpu_before)) / connected * 1e6, 1)
+        if cpu_before is not None and cpu_after is not None and connected else None,
+        "rss_before_kib": rss_before,
+        "rss_idle_kib": rss_idle,
+        "kib_per_idle_conn": round((rss_idle - rss_before) / connected, 2)
+        if rss_idle is not None and rss_before is not None and connected else None,
+        **facts,
+        "loadavg_end": os.getloadavg()[0],
+    }
+
+
+def summary(r: dict[str, Any]) -> str:
+    return "\n".join([
+        f"connect {r['transport']}: {r['connected']}/{r['connections']} subscribed in {r['seconds']} s "
+        f"({r['per_s']:g}/s, {r['failed']} failed; {r['concurrency']} in flight x {r['procs']} proc(s))",
+        f"  per connection  p50 {r['p50_ms']} ms   p99 {r['p99_ms']} ms   hub CPU {r['hub_us_per_connect']} us",
+        f"  hub RSS         {r['rss_before_kib']} KiB -> {r['rss_idle_kib']} KiB ({r['kib_per_idle_conn']} KiB/conn)",
+        f"  load average    {r['loadavg_start']:.2f} -> {r['loadavg_end']:.2f} on {r['nproc']} cores",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    record = run(args)
+    print(summary(record))
+    print(json.dumps(record))
+    if not args.no_save:
+        save_result("connect", record)
+    return 0 if record["failed"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

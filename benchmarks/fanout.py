@@ -1,0 +1,270 @@
+"""Fan-out benchmark: N subscribers on one channel, events published at R/s (or flat out) for D s.
+
+    python -m benchmarks.fanout --transport sse --subscribers 1000 --rate 100 --duration 10
+    python -m benchmarks.fanout --transport ws --subscribers 1000 --rate 100 --duration 10
+    python -m benchmarks.fanout --transport sse --subscribers 100 --flat-out --batch 10 --duration 10
+
+Reports delivered messages/s, publish-to-receive latency (p50/p99/max), lost and duplicated
+messages (by offset, per subscriber), the hub's RSS before and after connecting (KiB per idle
+connection) and the hub's CPU time per delivery, measured from /proc. It starts its own hub
+(``python -m hub serve --memory``, or ``--storage sqlite``) unless ``--url`` names one. Prints a
+summary and one JSON line, and appends the JSON to ``benchmarks/results/fanout.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import sys
+import time
+from typing import Any
+
+import uvloop
+
+from benchmarks.loadgen import (
+    HttpClient,
+    Hub,
+    WorkerSpec,
+    events_body,
+    fresh_channel,
+    last_offset,
+    machine_facts,
+    merge_histograms,
+    percentile,
+    prioritise,
+    raise_fd_limit,
+    save_result,
+    worker_main,
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--transport", choices=("sse", "ws"), default="sse")
+    parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=100.0, help="events per second")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of publishing")
+    parser.add_argument("--batch", type=int, default=1, help="events per publish request")
+    parser.add_argument("--flat-out", action="store_true", help="publish as fast as the hub accepts")
+    parser.add_argument("--publishers", type=int, default=None,
+                        help="publisher connections; a request waits for a free one (default 4)")
+    parser.add_argument("--pad", type=int, default=0, help="extra bytes of data per event")
+    parser.add_argument("--procs", type=int, default=1, help="load generator processes")
+    parser.add_argument("--storage", choices=("memory", "sqlite"), default="memory")
+    parser.add_argument("--hub-arg", action="append", default=[], help="extra argument for 'hub serve'")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="niceness for the hub and the generator, e.g. -10 to keep other work on a "
+                             "shared machine from dominating the figures (needs root)")
+    parser.add_argument("--url", default=None, help="benchmark a running hub instead of starting one")
+    parser.add_argument("--pid", type=int, default=None, help="PID of the hub at --url, for CPU and RSS")
+    parser.add_argument("--key", default=os.environ.get("PUSHHUB_KEY"), help="publisher key")
+    parser.add_argument("--patience", type=float, default=10.0,
+                        help="seconds to wait for stragglers after publishing ends")
+    parser.add_argument("--no-save", action="store_true", help="do not append to benchmarks/results")
+    args = parser.parse_args(argv)
+    if args.publishers is None:
+        args.publishers = 4
+    return args
+
+
+async def publish(hub: Hub, channel: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Publish at ``args.rate`` (or flat out) for ``args.duration`` seconds over a pool of
+    keep-alive connections; a request waits for a free connection rather than opening one."""
+    headers = f"Authorization: Bearer {args.key}\r\n" if args.key else ""
+    pad = b',"pad":"%s"' % (b"x" * args.pad) if args.pad else b""
+    path = f"/v1/channels/{channel}/events"
+    clients = [await HttpClient.open(hub.host, hub.port) for _ in range(args.publishers)]
+    pool: asyncio.Queue[HttpClient] = asyncio.Queue()
+    for client in clients:
+        pool.put_nowait(client)
+    result = {"published": 0, "requests": 0, "errors": 0, "final": 0}
+
+    async def one(client: HttpClient) -> None:
+        try:
+            status, body = await client.post(path, events_body(args.batch, pad), headers)
+        finally:
+            pool.put_nowait(client)
+        result["requests"] += 1
+        if status == 202:
+            result["published"] += args.batch
+            result["final"] = max(result["final"], last_offset(body))
+        else:
+            result["errors"] += 1
+            if result["errors"] == 1:
+                print(f"publish failed: {status} {body[:200]!r}", file=sys.stderr)
+
+    interval = 0.0 if args.flat_out else args.batch / args.rate
+    tasks: set[asyncio.Task[None]] = set()
+    start = time.monotonic()
+    end = start + args.duration
+    sent = 0
+    while True:
+        target = start + sent * interval
+        if target >= end or time.monotonic() >= end:
+            break
+        delay = target - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        client = await pool.get()
+        task = asyncio.get_running_loop().create_task(one(client))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        sent += 1
+    await asyncio.gather(*tasks)
+    result["start"] = start
+    result["elapsed"] = time.monotonic() - start
+    for client in clients:
+        client.close()
+    return result
+
+
+async def warm_up(hub: Hub, key: str | None) -> None:
+    """One publish on another channel, so the baseline RSS includes the code paths used later."""
+    client = await HttpClient.open(hub.host, hub.port)
+    headers = f"Authorization: Bearer {key}\r\n" if key else ""
+    await client.post(f"/v1/channels/{fresh_channel('warmup')}/events", events_body(1), headers)
+    client.close()
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    raise_fd_limit()
+    facts = machine_facts()
+    hub = Hub(args.url, storage=args.storage, pid=args.pid, extra_args=args.hub_arg).start()
+    context = multiprocessing.get_context("spawn")
+    workers = []
+    try:
+        channel = fresh_channel("bench")
+        shares = [args.subscribers // args.procs + (i < args.subscribers % args.procs) for i in range(args.procs)]
+        for share in shares:
+            parent, child = context.Pipe()
+            spec = WorkerSpec(args.transport, hub.host, hub.port, channel, share)
+            process = context.Process(target=worker_main, args=(child, spec), daemon=True)
+            process.start()
+            workers.append((process, parent))
+        prioritise([hub.pid, os.getpid(), *(process.pid for process, _ in workers)], args.nice)
+        uvloop.run(warm_up(hub, args.key))
+        time.sleep(0.5)
+        rss_before = hub.rss_kib()
+        for _, pipe in workers:
+            pipe.send("connect")
+        connects = [pipe.recv() for _, pipe in workers]
+        connect_seconds = max(c["done"] for c in connects) - min(c["began"] for c in connects)
+        time.sleep(1.0)
+        rss_idle = hub.rss_kib()
+        cpu_before = hub.cpu_seconds()
+        published = uvloop.run(publish(hub, channel, args))
+        for _, pipe in workers:
+            pipe.send(("finish", published["final"], args.patience))
+        reports = [pipe.recv() for _, pipe in workers]
+        cpu_after = hub.cpu_seconds()
+        rss_after = hub.rss_kib()
+        for _, pipe in workers:
+            pipe.send("close")
+        for process, _ in workers:
+            process.join(10)
+    finally:
+        for process, _ in workers:
+            if process.is_alive():
+                process.terminate()
+        hub.stop()
+
+    histogram = merge_histograms([r["histogram"] for r in reports])
+    received = sum(r["received"] for r in reports)
+    last_receive = max((r["last_receive"] for r in reports), default=0.0)
+    span = max(last_receive - published["start"], published["elapsed"])
+    connected = sum(len(c["delays"]) for c in connects)
+    record: dict[str, Any] = {
+        "benchmark": "fanout",
+        "transport": args.transport,
+        "storage": args.storage if args.url is None else "external",
+        "subscribers": args.subscribers,
+        "connected": connected,
+        "rate": None if args.flat_out else args.rate,
+        "flat_out": args.flat_out,
+        "batch": args.batch,
+        "publishers": args.publishers,
+        "procs": args.procs,
+        "nice": args.nice,
+        "duration": args.duration,
+        "published": published["published"],
+        "publish_rate": round(published["published"] / published["elapsed"], 1),
+        "publish_errors": published["errors"],
+        "expected": published["published"] * connected,
+        "received": received,
+        "delivered_per_s": round(received / span, 1) if span else None,
+        "p50_ms": round(percentile(histogram, 0.50), 2),
+        "p99_ms": round(percentile(histogram, 0.99), 2),
+        "max_ms": round(percentile(histogram, 1.0), 2),
+        "lost": sum(r["lost"] for r in reports),
+        "duplicated": sum(r["duplicated"] for r in reports),
+        "disconnected": sum(r["disconnected"] for r in reports),
+        "connect_s": round(connect_seconds, 3),
+        "connect_failed": sum(c["failed"] for c in connects),
+        "rss_before_kib": rss_before,
+        "rss_idle_kib": rss_idle,
+        "rss_after_kib": rss_after,
+        "kib_per_idle_conn": round((rss_idle - rss_before) / connected, 2)
+        if rss_idle is not None and rss_before is not None and connected else None,
+        **cpu_figures("hub", cpu_before, cpu_after, received),
+        **cpu_figures("generator", *generator_cpu(connects, reports), received),
+        **facts,
+        "loadavg_end": os.getloadavg()[0],
+    }
+    return record
+
+
+def cpu_figures(who: str, before: tuple[float, float] | None, after: tuple[float, float] | None,
+                deliveries: int) -> dict[str, Any]:
+    """CPU seconds (user, system) spent between two readings, and per delivery (us)."""
+    if before is None or after is None:
+        return {f"{who}_cpu_user_s": None, f"{who}_cpu_sys_s": None, f"{who}_us_per_delivery": None}
+    user, system = after[0] - before[0], after[1] - before[1]
+    return {
+        f"{who}_cpu_user_s": round(user, 2),
+        f"{who}_cpu_sys_s": round(system, 2),
+        f"{who}_us_per_delivery": round((user + system) / deliveries * 1e6, 2) if deliveries else None,
+    }
+
+
+def generator_cpu(connects: list[dict[str, Any]], reports: list[dict[str, Any]]) -> tuple[tuple[float, float], ...]:
+    before = (sum(c["cpu"][0] for c in connects), sum(c["cpu"][1] for c in connects))
+    after = (sum(r["cpu"][0] for r in reports), sum(r["cpu"][1] for r in reports))
+    return before, after
+
+
+def summary(r: dict[str, Any]) -> str:
+    mode = "flat out" if r["flat_out"] else f"{r['rate']:g} events/s"
+    lines = [
+        f"fanout {r['transport']}: {r['connected']}/{r['subscribers']} subscribers, {mode} for {r['duration']:g} s "
+        f"(batch {r['batch']}, {r['publishers']} publisher conn), {r['storage']} log, {r['procs']} generator proc(s)",
+        f"  published  {r['published']} events ({r['publish_rate']:g}/s, {r['publish_errors']} errors)",
+        f"  delivered  {r['received']} of {r['expected']} ({r['delivered_per_s']:g} messages/s)",
+        f"  latency    p50 {r['p50_ms']} ms   p99 {r['p99_ms']} ms   max {r['max_ms']} ms",
+        f"  lost {r['lost']}   duplicated {r['duplicated']}   disconnected {r['disconnected']}",
+        f"  hub CPU    {r['hub_us_per_delivery']} us/delivery (user {r['hub_cpu_user_s']} s,"
+        f" system {r['hub_cpu_sys_s']} s)",
+        f"  hub RSS    {r['rss_before_kib']} KiB -> {r['rss_idle_kib']} KiB idle ({r['kib_per_idle_conn']} KiB/conn)"
+        f" -> {r['rss_after_kib']} KiB after",
+        f"  connect    {r['connected']} in {r['connect_s']} s ({r['connect_failed']} failed)",
+        f"  generator  {r['generator_us_per_delivery']} us/delivery (user {r['generator_cpu_user_s']} s,"
+        f" system {r['generator_cpu_sys_s']} s); load average {r['loadavg_start']:.2f} -> {r['loadavg_end']:.2f}"
+        f" on {r['nproc']} cores",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    record = run(args)
+    print(summary(record))
+    print(json.dumps(record))
+    if not args.no_save:
+        save_result("fanout", record)
+    return 0 if record["lost"] == 0 and record["duplicated"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""The machine's floor for one delivery: the CPU one ``send()`` of an event-sized message costs on a
+loopback TCP socket, measured with no hub at all.
+
+    python -m benchmarks.floor --sockets 1000 --rounds 100 --size 300
+
+A reader process holds the other ends of the sockets and drains them; the sender writes one
+message per socket per round, as a fan-out of one event does. Whatever a server does, a delivery
+written on its own costs at least this much CPU; only writing several events at once goes below it.
+Prints a summary and one JSON line, and appends it to ``benchmarks/results/floor.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import socket
+import sys
+from typing import Any
+
+from benchmarks.loadgen import machine_facts, raise_fd_limit, save_result
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sockets", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=100)
+    parser.add_argument("--size", type=int, default=300, help="bytes per message")
+    parser.add_argument("--no-save", action="store_true", help="do not append to benchmarks/results")
+    return parser.parse_args(argv)
+
+
+def reader(port: int, count: int, ready: int) -> None:
+    """Connect ``count`` sockets, say so on ``ready``, then drain them until the sender hangs up."""
+    sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
+    poller = select.epoll()
+    by_fd = {}
+    for sock in sockets:
+        sock.setblocking(False)
+        poller.register(sock.fileno(), select.EPOLLIN)
+        by_fd[sock.fileno()] = sock
+    os.write(ready, b"x")
+    open_count = count
+    while open_count:
+        for fd, _ in poller.poll():
+            if not by_fd[fd].recv(1 << 16):
+                poller.unregister(fd)
+                open_count -= 1
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    raise_fd_limit()
+    facts = machine_facts()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4096)
+        ready_r, ready_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                reader(listener.getsockname()[1], args.sockets, ready_w)
+            finally:
+                os._exit(0)
+        peers = [listener.accept()[0] for _ in range(args.sockets)]
+    for peer in peers:
+        peer.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    os.read(ready_r, 1)
+    message = b"x" * args.size
+    before = os.times()
+    for _ in range(args.rounds):
+        for peer in peers:
+            peer.send(message)
+    after = os.times()
+    for peer in peers:
+        peer.close()
+    os.waitpid(pid, 0)
+    sends = args.sockets * args.rounds
+    user, system = after.user - before.user, after.system - before.system
+    return {
+        "benchmark": "floor",
+        "sockets": args.sockets,
+        "rounds": args.rounds,
+        "size": args.size,
+        "us_per_send": round((user + system) / sends * 1e6, 2),
+        "user_us_per_send": round(user / sends * 1e6, 2),
+        "sys_us_per_send": round(system / sends * 1e6, 2),
+        **facts,
+        "loadavg_end": os.getloadavg()[0],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    record = run(args)
+    print(f"floor: send() of {record['size']} bytes to {record['sockets']} loopback sockets: "
+          f"{record['us_per_send']} us CPU per send (user {record['user_us_per_send']}, system "
+          f"{record['sys_us_per_send']}); load average {record['loadavg_start']:.2f} on {record['nproc']} cores")
+    print(json.dumps(record))
+    if not args.no_save:
+        save_result("floor", record)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
