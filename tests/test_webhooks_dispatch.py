@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import ipaddress
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from hub.webhooks.dispatcher import DispatchConfig, Dispatcher
 from hub.webhooks.endpoints import Endpoint
 from hub.webhooks.errors import Blocked, InvalidEndpoint
 from hub.webhooks.retry import SVIX_SCHEDULE
-from hub.webhooks.ssrf import GuardedBackend, GuardedTransport, parse_networks
+from hub.webhooks.ssrf import GuardedTransport, parse_networks
 from hub.webhooks.store import FAILED, PENDING, SUCCEEDED, Delivery, SqliteDeliveryStore
 
 from .utils import TIMEOUT, free_port
@@ -312,8 +311,16 @@ async def test_guard_checks_the_address_it_connects_to() -> None:
     async with httpx.AsyncClient(transport=GuardedTransport([], resolver=rebinding)) as client:
         with pytest.raises(Blocked, match=r"10\.0\.0\.7 is a private address"):
             await client.get("http://rebind.example/")
-    backend = GuardedBackend(parse_networks(["10.0.0.0/8"]), resolver=rebinding)
-    assert backend.allow == [ipaddress.ip_network("10.0.0.0/8")]
+
+    async def loopback(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    async with receiver() as server, httpx.AsyncClient(
+            transport=GuardedTransport(parse_networks(["127.0.0.0/8"]), resolver=loopback)) as client:
+        # the name resolves nowhere but through the guard: the connection goes to the address it checked
+        response = await client.post(f"http://hooks.invalid:{server.port}/hook", content=b"{}")
+        assert response.status_code == 200
+        assert server.requests[0].headers["host"] == f"hooks.invalid:{server.port}"
 
 
 async def test_events_appended_while_the_dispatcher_was_down_are_caught_up(tmp_path: Path) -> None:
