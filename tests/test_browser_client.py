@@ -120,10 +120,10 @@ async def test_socket_subscribes_publishes_and_resumes(browser: Any, hub_factory
         await asyncio.wait_for(page.evaluate("window.pushhub.subscription.ready.then(() => true)"), 4 * TIMEOUT)
         await page.fill("#text", "hello from the browser")
         await page.click("button")
-        await publish(client, "room", "chat.message", {"text": "hello from HTTP"})
-        assert [d["text"] for d in await received(page, 2)] == ["hello from the browser", "hello from HTTP"]
         await page.wait_for_function("document.querySelector('#status').textContent === 'sent as #1'",
                                      timeout=WAIT_MS)
+        await publish(client, "room", "chat.message", {"text": "hello from HTTP"})
+        assert [d["text"] for d in await received(page, 2)] == ["hello from the browser", "hello from HTTP"]
 
         await asyncio.to_thread(hub.restart)
         await publish(client, "room", "chat.message", {"text": "sent while reconnecting"})

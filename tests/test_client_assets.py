@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,13 +32,27 @@ async def test_hub_serves_the_client_module(hub_factory: Callable[..., HubProces
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
 
 
+def setuptools(command: str, *args: str, cwd: Path = ROOT) -> None:
+    subprocess.run([sys.executable, "-c", "from setuptools import setup; setup()", "-q", command, *args],
+                   cwd=cwd, check=True, timeout=4 * TIMEOUT, capture_output=True)
+
+
 def test_built_package_ships_the_client(tmp_path: Path) -> None:
-    """What a non-editable install (a wheel) gets: setuptools' build_py copies hub/static, whose
-    entries link to clients/js, as real files."""
-    subprocess.run([sys.executable, "-c", "from setuptools import setup; setup()", "-q", "build_py",
-                    "--build-lib", str(tmp_path)], cwd=ROOT, check=True, timeout=4 * TIMEOUT,
-                   capture_output=True)
-    for name in ("pushhub.js", "pushhub.d.ts"):
-        built = tmp_path / "hub" / "static" / name
-        assert not built.is_symlink()
-        assert built.read_bytes() == (SOURCE / name).read_bytes()
+    """What a non-editable install gets, from the source tree and from an sdist: hub/static, whose
+    entries link to clients/js, holds real copies of the files."""
+    setuptools("build_py", "--build-lib", str(tmp_path / "build"))
+    setuptools("sdist", "--dist-dir", str(tmp_path / "dist"))
+    (sdist,) = (tmp_path / "dist").glob("pushhub-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        archive.extractall(tmp_path / "sdist", filter="data")
+    (unpacked,) = (tmp_path / "sdist").iterdir()
+    for static in (tmp_path / "build" / "hub" / "static", unpacked / "hub" / "static"):
+        for name in ("pushhub.js", "pushhub.d.ts"):
+            assert not (static / name).is_symlink()
+            assert (static / name).read_bytes() == (SOURCE / name).read_bytes()
+
+
+def test_python_client_package_is_typed(tmp_path: Path) -> None:
+    setuptools("build_py", "--build-lib", str(tmp_path), cwd=ROOT / "clients" / "python")
+    assert (tmp_path / "pushhub_client" / "py.typed").exists()
+    assert (tmp_path / "pushhub_client" / "_receiver.py").exists()

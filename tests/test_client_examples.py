@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import time
@@ -18,11 +19,13 @@ import pytest
 from .test_webhook_receiver import reference_signature, serve
 from .utils import TIMEOUT, HubProcess
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "clients" / "python" / "examples"
+CLIENT = Path(__file__).resolve().parent.parent / "clients" / "python"
+EXAMPLES = CLIENT / "examples"
 
 
 def run(*args: str) -> str:
-    done = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=4 * TIMEOUT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(CLIENT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=4 * TIMEOUT, env=env)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

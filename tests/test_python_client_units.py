@@ -4,13 +4,19 @@ transport (httpx.MockTransport) where a real hub cannot be made to misbehave on 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
+import pushhub_client
 import pytest
 from pushhub_client import Backoff, Client, Disconnected, Event, RequestRejected, Reset
 from pushhub_client._client import websocket_url
 from pushhub_client._models import should_reconnect
 from pushhub_client._sse import SSEDecoder, SSEMessage
+
+
+def test_the_client_under_test_is_this_checkout() -> None:
+    assert Path(pushhub_client.__file__).resolve().is_relative_to(Path(__file__).resolve().parent.parent)
 
 
 def test_backoff_grows_caps_and_jitters() -> None:
@@ -124,8 +130,11 @@ async def test_publish_rejection_keeps_hub_error_code() -> None:
     assert (exc.value.status, exc.value.code, exc.value.detail) == (422, "bad_event", "needs a type")
 
 
-def test_client_needs_channels() -> None:
+def test_client_needs_channels_and_takes_single_names() -> None:
     client = Client("http://hub.test")
+    subscription = client.subscribe("orders", types="payment.*")
+    assert (subscription.channels, subscription.types) == (("orders",), ("payment.*",))
+    assert client.subscribe_ws("orders", types="payment.*").types == ("payment.*",)
     subscribe: Callable[..., object]
     for subscribe in (client.subscribe, client.subscribe_ws):
         with pytest.raises(ValueError):

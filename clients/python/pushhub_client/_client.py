@@ -24,6 +24,11 @@ def websocket_url(base_url: str) -> str:
     return ("wss" if scheme == "https" else "ws") + "://" + rest + "/v1/ws"
 
 
+def as_list(names: str | Sequence[str]) -> list[str]:
+    """One name or several: a lone string is one name, not a sequence of characters."""
+    return [names] if isinstance(names, str) else list(names)
+
+
 class Client(HttpApi):
     """A pushhub client.
 
@@ -49,20 +54,19 @@ class Client(HttpApi):
         super().__init__(httpx.AsyncClient(base_url=self.url, auth=self.credentials, timeout=timeout,
                                            transport=transport))
 
-    def subscribe(self, channels: str | Sequence[str], *, types: Sequence[str] = (),
+    def subscribe(self, channels: str | Sequence[str], *, types: str | Sequence[str] = (),
                   cursor: str | None = None) -> SSESubscription:
         """Follow ``channels`` over SSE; only events whose type matches one of ``types`` (globs such
         as ``payment.*``) when given. Without ``cursor``, delivery starts with the next event."""
-        names = [channels] if isinstance(channels, str) else list(channels)
-        return SSESubscription(self.http, names, types=types, cursor=cursor, backoff=self.backoff,
+        return SSESubscription(self.http, as_list(channels), types=as_list(types), cursor=cursor, backoff=self.backoff,
                                idle_timeout=self.idle_timeout, sleep=self.sleep)
 
-    def subscribe_ws(self, channels: str | Sequence[str], *, types: Sequence[str] = (),
+    def subscribe_ws(self, channels: str | Sequence[str], *, types: str | Sequence[str] = (),
                      cursors: Mapping[str, str] | None = None) -> WSSubscription:
         """Follow ``channels`` over one WebSocket; ``cursors`` maps channels to where to resume."""
-        names = [channels] if isinstance(channels, str) else list(channels)
-        return WSSubscription(self.ws_url, names, types=types, cursors=cursors, headers=self.credentials.headers,
-                              open_timeout=self.timeout, backoff=self.backoff, sleep=self.sleep)
+        return WSSubscription(self.ws_url, as_list(channels), types=as_list(types), cursors=cursors,
+                              headers=self.credentials.headers, open_timeout=self.timeout, backoff=self.backoff,
+                              sleep=self.sleep)
 
     async def aclose(self) -> None:
         await self.http.aclose()
