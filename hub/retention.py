@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 from .channels import compile_patterns
 from .errors import BadRequest
+from .numbers import is_decimal
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION_RE = re.compile(r"([0-9]+)([smhd])")
@@ -34,7 +35,7 @@ def parse_duration(text: str) -> float:
 
 def parse_retention(text: str) -> Retention:
     count, sep, age = text.partition("/")
-    if not sep or not count.strip().isdigit() or int(count) < 1:
+    if not sep or not is_decimal(count.strip()) or int(count) < 1:
         raise BadRequest(f"invalid retention {text!r}: use COUNT/AGE, e.g. 1000/24h")
     return Retention(int(count), parse_duration(age))
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import orjson
 
+from .numbers import is_decimal
+
 HEARTBEAT = b":\n\n"
 
 HEADERS = [
@@ -95,6 +97,6 @@ class Parser:
                 self._event = value
             elif name == "id" and "\0" not in value:
                 self.last_id = value
-            elif name == "retry" and value.isdigit():
+            elif name == "retry" and is_decimal(value):
                 self.retry = int(value)
         return messages

@@ -36,6 +36,7 @@ async def test_bad_publish_requests_get_clear_errors(hub: HubProcess, client: ht
     await _error(await client.post("/v1/channels/c/events", json=big), 413, "payload_too_large")
     await _error(await client.get("/v1/channels/c/events", params={"after": "garbage"}), 400, "bad_cursor")
     await _error(await client.get("/v1/channels/c/events", params={"limit": "0"}), 400, "bad_request")
+    await _error(await client.get("/v1/channels/c/events", params={"limit": "²"}), 400, "bad_request")
     await _error(await client.get("/v1/nowhere"), 404, "not_found")
     await _error(await client.get("/v1/sse"), 400, "bad_request")
     await _error(await client.get("/v1/sse", params={"channel": "no spaces"}), 400, "bad_channel")

@@ -189,3 +189,10 @@ def test_stats_rates_between_samples() -> None:
     stats.published, stats.delivered = 5, 500
     stats.sample(12.0)
     assert stats.rates() == [{"time": 12.0, "published": 2.5, "delivered": 250.0}]
+
+
+def test_numbers_from_untrusted_text() -> None:
+    from hub.numbers import is_decimal
+
+    assert is_decimal("0") and is_decimal("1234")
+    assert not is_decimal("²") and not is_decimal("") and not is_decimal("-1") and not is_decimal("١")

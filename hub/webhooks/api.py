@@ -20,6 +20,7 @@ from ..channels import validate_channel
 from ..errors import BadRequest
 from ..events import parse_time
 from ..http_api import read_body
+from ..numbers import is_decimal
 from ..retention import parse_duration
 from . import endpoints, signing
 from .dispatcher import Dispatcher, event_seconds
@@ -40,7 +41,7 @@ def admin_check(access: Access) -> Authorize:
 
 def _limit(request: Request) -> int:
     raw = request.query_params.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not is_decimal(raw) or not 1 <= int(raw) <= MAX_LIMIT:
         raise BadRequest(f"'limit' must be an integer from 1 to {MAX_LIMIT}")
     return int(raw)
 
@@ -49,7 +50,7 @@ def _before(request: Request) -> int | None:
     raw = request.query_params.get("before")
     if raw is None:
         return None
-    if not raw.isdigit():
+    if not is_decimal(raw):
         raise BadRequest("'before' must be the 'next_before' value of the previous page")
     return int(raw)
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 from ..errors import BadRequest
+from ..numbers import is_decimal
 
 SVIX_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 DEFAULT_SCHEDULE_TEXT = "5s,5m,30m,2h,5h,10h,10h"
@@ -70,7 +71,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if is_decimal(value):
         return float(value)
     try:
         when = parsedate_to_datetime(value)
