@@ -28,10 +28,6 @@ SLOW_CONSUMER = Disconnect(4001, "slow_consumer")
 TOKEN_EXPIRED = Disconnect(4002, "token_expired")
 INTERNAL_ERROR = Disconnect(4003, "internal_error")
 PING_TIMEOUT = Disconnect(4004, "ping_timeout")
-BAD_REQUEST = Disconnect(4500, "bad_request")
 UNAUTHORIZED = Disconnect(4501, "unauthorized")
-FORBIDDEN = Disconnect(4503, "forbidden")
-UNSUPPORTED_DATA = Disconnect(4504, "unsupported_data")
 
-ALL = (SHUTDOWN, SLOW_CONSUMER, TOKEN_EXPIRED, INTERNAL_ERROR, PING_TIMEOUT, BAD_REQUEST, UNAUTHORIZED, FORBIDDEN,
-       UNSUPPORTED_DATA)
+ALL = (SHUTDOWN, SLOW_CONSUMER, TOKEN_EXPIRED, INTERNAL_ERROR, PING_TIMEOUT, UNAUTHORIZED)

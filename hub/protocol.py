@@ -39,9 +39,7 @@ from .events import Event
 
 JSON = "pushhub.json"
 MSGPACK = "pushhub.msgpack"
-SUBPROTOCOLS = (JSON, MSGPACK)
 OPS = ("subscribe", "unsubscribe", "publish", "ping")
-MAX_ID = 2**53
 
 
 def ws_frame(payload: bytes, *, binary: bool) -> bytes:

@@ -195,4 +195,14 @@ def test_numbers_from_untrusted_text() -> None:
     from hub.numbers import is_decimal
 
     assert is_decimal("0") and is_decimal("1234")
-    assert not is_decimal("²") and not is_decimal("") and not is_decimal("-1") and not is_decimal("١")
+    assert not is_decimal("²") and not is_decimal("") and not is_decimal("-1") and not is_decimal("\u0661")
+
+
+def test_readme_documents_every_disconnect_code() -> None:
+    import pathlib
+
+    from hub import disconnect
+
+    readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    for code in disconnect.ALL:
+        assert f"| {code.code} | `{code.reason}` | {'yes' if code.reconnect else 'no'} |" in readme, code

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from ..errors import BadRequest, Unauthorized
 
 SCHEMES = ("standard", "github", "stripe", "slack", "shopify", "hmac", "none")
-TIMESTAMPED = ("standard", "stripe", "slack")
 ALGORITHMS = ("sha1", "sha256", "sha512")
 ENCODINGS = ("hex", "base64")
 DEFAULT_TOLERANCE = 300.0

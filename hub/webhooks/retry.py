@@ -23,7 +23,6 @@ from ..errors import BadRequest
 from ..numbers import is_decimal
 
 SVIX_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
-DEFAULT_SCHEDULE_TEXT = "5s,5m,30m,2h,5h,10h,10h"
 MAX_RETRY_AFTER = 86400.0
 MAX_SCHEDULE_STEPS = 50
 
