@@ -41,6 +41,13 @@ def wait_for(condition: Callable[[], bool]) -> None:
         time.sleep(0.05)
 
 
+def serving(hub: HubProcess) -> bool:
+    try:
+        return httpx.get(hub.url + "/healthz", timeout=TIMEOUT).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 def test_settings_need_redis_for_workers_and_cluster() -> None:
     with pytest.raises(BadRequest, match="--workers 3 needs --redis"):
         load(environ={"PUSHHUB_WORKERS": "3"})
@@ -64,6 +71,7 @@ async def test_workers_share_a_port_and_replace_a_killed_one(hub_factory: Callab
     victim = min(workers_of(hub))
     os.kill(victim, signal.SIGKILL)
     wait_for(lambda: len(workers_of(hub) - {victim}) == 2)
+    wait_for(lambda: serving(hub))  # the killed worker may have been the only one listening yet
     async with contextlib.AsyncExitStack() as stack, httpx.AsyncClient(base_url=hub.url, timeout=TIMEOUT) as c:
         streams = [await stack.enter_async_context(sse_stream(hub.url, ["w"])) for _ in range(6)]
         sent = await publish(c, "w", "t", "hello")
