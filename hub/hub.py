@@ -67,7 +67,7 @@ class PublishListener(Protocol):
 
     async def before_publish(self, channel: str) -> None: ...
 
-    def published(self, channel: str, events: list[Event]) -> None: ...
+    async def published(self, channel: str, events: list[Event]) -> None: ...
 
 
 class Hub:
@@ -103,7 +103,7 @@ class Hub:
         events = await self.broker.publish(channel, drafts)
         self.stats.published += len(events)
         for listener in self.publish_listeners:
-            listener.published(channel, events)
+            await listener.published(channel, events)
         return events
 
     async def history(self, channel: str, after: str | None, limit: int) -> tuple[HistoryPage, str | None]:

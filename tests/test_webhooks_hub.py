@@ -179,3 +179,28 @@ def test_bad_webhook_settings_are_refused() -> None:
     result = subprocess.run([sys.executable, "-m", "hub", "serve", "--memory", "--webhook-retry-schedule", "soon"],
                             capture_output=True, text=True, timeout=4 * TIMEOUT)
     assert result.returncode == 2 and "invalid retry step 'soon'" in result.stderr
+
+
+async def test_replay_api(hub_factory: Callable[..., HubProcess]) -> None:
+    hub = hub_factory(*ALLOW)
+    async with receiver() as server, httpx.AsyncClient(base_url=hub.url, timeout=TIMEOUT) as client:
+        endpoint = (await client.post("/v1/webhooks/endpoints", json={"url": server.url})).json()
+        replay = f"/v1/webhooks/endpoints/{endpoint['id']}/replay"
+        sent = [await publish(client, "orders", data=n) for n in range(3)]
+        await server.wait_for(3)
+        after = await client.post(replay, json={"channel": "orders", "after": sent[0]["cursor"]})
+        assert after.json() == {"replayed": 2}
+        requests = await server.wait_for(5)
+        assert [r.headers["webhook-id"] for r in requests[3:]] == [sent[1]["id"], sent[2]["id"]]
+        event_time = (await client.get("/v1/channels/orders/events")).json()["events"][0]["time"]
+        assert (await client.post(replay, json={"since": event_time})).json() == {"replayed": 3}
+        await server.wait_for(8)
+        (newest, *_) = (await client.get("/v1/webhooks/deliveries", params={"event": sent[2]["id"]})).json()["data"]
+        assert (await client.post(f"/v1/webhooks/deliveries/{newest['id']}/replay")).status_code == 200
+        assert (await server.wait_for(9))[-1].headers["webhook-id"] == sent[2]["id"]
+        for body, status, fragment in [({}, 400, "replay needs"), ({"after": sent[0]["cursor"]}, 400, "'channel'"),
+                                       ({"since": "yesterday"}, 422, "invalid time"),
+                                       ({"channel": "orders", "after": "nonsense"}, 400, "cursor")]:
+            response = await client.post(replay, json=body)
+            assert response.status_code == status and fragment in response.json()["error"]["message"], response.text
+        assert (await client.post("/v1/webhooks/deliveries/dl_nope/replay")).status_code == 404

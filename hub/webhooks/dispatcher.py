@@ -2,9 +2,10 @@
 
 Intake (the outbox): the dispatcher keeps a durable cursor per channel over the log. Before the
 first publish to a channel that some endpoint matches, it records the channel's current top as the
-cursor; after each publish it reads the log from the cursor, makes one delivery per matching
-enabled endpoint and moves the cursor, in one store transaction. At start it catches up from every
-stored cursor, so an event appended just before a crash still gets its deliveries.
+cursor; after each append, before the publisher is answered, it reads the log from the cursor,
+makes one delivery per matching enabled endpoint and moves the cursor, in one store transaction. At
+start it catches up from every stored cursor, so an event appended just before a crash still gets
+its deliveries; a background task retries a channel whose intake failed.
 
 Sending: one worker per enabled endpoint takes that endpoint's due deliveries, within its
 concurrency cap, rate limit and circuit breaker, and sends each in its own task. Workers share
@@ -236,6 +237,7 @@ class Dispatcher:
         self.cursors: dict[str, Position] = {}
         self.dirty: set[str] = set()
         self._intake_wake = asyncio.Event()
+        self._locks: dict[str, asyncio.Lock] = {}  # one intake at a time per channel
         self._tasks: list[asyncio.Task[None]] = []
 
     # Lifecycle --------------------------------------------------------------------------------
@@ -281,10 +283,19 @@ class Dispatcher:
             del self.cursors[channel]  # the publish fails too: nothing is appended untracked
             raise
 
-    def published(self, channel: str, events: list[Event]) -> None:
-        if channel in self.cursors:
-            self.dirty.add(channel)
+    async def published(self, channel: str, events: list[Event]) -> None:
+        """Turn the new events into deliveries before the publisher is answered: a publisher can then
+        never outrun the intake far enough for retention to trim events it has not read."""
+        if channel not in self.cursors:
+            return
+        try:
+            await self._take_in(channel)
+        except BaseException as exc:
+            self.dirty.add(channel)  # the intake task retries
             self._intake_wake.set()
+            if not isinstance(exc, Exception):
+                raise
+            logger.exception("could not turn channel %s's events into deliveries; retrying", channel)
 
     async def _intake(self) -> None:
         while True:
@@ -302,6 +313,13 @@ class Dispatcher:
                 self._intake_wake.set()
 
     async def _take_in(self, channel: str) -> None:
+        lock = self._locks.get(channel)
+        if lock is None:
+            lock = self._locks[channel] = asyncio.Lock()
+        async with lock:
+            await self._take_in_locked(channel)
+
+    async def _take_in_locked(self, channel: str) -> None:
         while True:
             cursor = self.cursors[channel]
             page = await self.hub.broker.history(channel, cursor.offset, PAGE)
