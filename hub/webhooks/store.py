@@ -556,7 +556,7 @@ class SqliteDeliveryStore(OnDatabase, DeliveryStore):
         return sum(counts)
 
 
-LEASE_MARGIN = 10.0  # seconds beyond the attempt timeout a process may hold a delivery it sends
+LEASE_MARGIN = 5.0  # seconds beyond the attempt timeout a process may hold a delivery it sends
 
 
 def create_store(broker: Broker, data_dir: str, *, fsync: bool = False, attempt_timeout: float = 15.0) -> DeliveryStore:
