@@ -34,7 +34,7 @@ async def test_each_event_is_delivered_once_whichever_process_publishes_it(
             httpx.AsyncClient(base_url=second.url, timeout=TIMEOUT) as b:
         endpoint = (await a.post("/v1/webhooks/endpoints", json={"url": server.url, "channels": ["orders"]})).json()
         # At once, before any periodic look: the other process learns of the endpoint when it publishes.
-        sent = [await publish(b if n % 2 else a, "orders", data=n) for n in range(40)]
+        sent = [await publish(a if n % 2 else b, "orders", data=n) for n in range(40)]
         expected = {s["id"] for s in sent}
         await server.wait_until(lambda requests: {r.headers["webhook-id"] for r in requests} >= expected)
         found = await eventually(lambda: deliveries(b, endpoint=endpoint["id"]),
