@@ -12,6 +12,12 @@ concurrency cap, rate limit and circuit breaker, and sends each in its own task.
 nothing but the HTTP connection pool (which has no global cap), so a slow or failing endpoint never
 delays another. An ordered endpoint gets one delivery at a time, oldest first, each retried until
 it succeeds or fails for good before the next is sent.
+
+With a store several processes share (Redis), each dispatcher also follows the others: it reloads
+endpoints when their version moves, a cursor move or endpoint change it lost to another process
+makes it read again (the store refuses the outdated write), it claims each delivery before sending
+it, and its workers look at the store at least every :data:`SHARED_POLL` seconds, since deliveries
+other processes add or give up do not wake them.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 :class:`DeliveryStore` is the short interface; :class:`MemoryDeliveryStore` is its in-process twin
 (for ``--memory`` hubs and tests) and :class:`SqliteDeliveryStore` keeps everything in the same
 SQLite database file as the embedded log. The interface is async so that a networked store fits
-it: a Redis implementation maps each method that says *atomically* to one MULTI/EXEC or Lua
-script. The SQLite one does short synchronous work inside its coroutines, like the embedded log.
+it: :class:`~.redis_store.RedisDeliveryStore` maps each method that says *atomically* to one Lua
+script, and is ``shared`` by several hub processes. The SQLite one does short synchronous work
+inside its coroutines, like the embedded log.
 
 A delivery is *pending* (waiting for ``next_at``), *succeeded* or *failed* (the schedule ran out, or
 the endpoint answered 410); failed deliveries stay until retention removes them and can be resent.
