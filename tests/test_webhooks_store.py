@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from hub.cursor import Position
 from hub.webhooks import endpoints
@@ -23,20 +23,25 @@ from hub.webhooks.store import (
     new_delivery_id,
 )
 
-from .redis_servers import RedisServer
+from .redis_servers import RedisClusterServers, RedisServer
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "redis-cluster"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DeliveryStore]:
-    client = None
+    client: Redis | RedisCluster | None = None
     made: DeliveryStore
     if request.param == "memory":
         made = MemoryDeliveryStore()
     elif request.param == "sqlite":
         made = SqliteDeliveryStore(str(tmp_path / "hub.db"))
-    else:
+    elif request.param == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")
         client = Redis.from_url(server.fresh_url())
+        made = RedisDeliveryStore(lambda: client, lease=30.0)
+    else:  # every script must stay in one slot
+        cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+        cluster.flush()
+        client = RedisCluster.from_url(cluster.url)
         made = RedisDeliveryStore(lambda: client, lease=30.0)
     made.open()
     yield made
