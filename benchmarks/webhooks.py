@@ -6,7 +6,7 @@
 * latency: publish ``--samples`` single events at ``--rate`` per second; publish-to-delivery latency
   (the publisher's clock before the POST, the receiver's clock on arrival) p50 / p99 / max.
 
-Usage: python benchmarks/webhooks.py [--events 5000] [--endpoints 1] [--samples 500] [--rate 100]
+Usage: python benchmarks/webhooks.py [--events 5000] [--endpoints 1] [--samples 500] [--rate 100] [--redis URL]
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ async def run(args: argparse.Namespace, data_dir: str) -> dict[str, object]:
     receiver = Receiver()
     server = await asyncio.start_server(receiver.serve, "127.0.0.1", 0)
     url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
-    hub = HubProcess(["--data-dir", data_dir, "--webhook-allow-network", "127.0.0.0/8",
+    backend = ["--redis", args.redis] if args.redis else ["--data-dir", data_dir]
+    hub = HubProcess([*backend, "--webhook-allow-network", "127.0.0.0/8",
                       "--webhook-max-concurrency", str(args.concurrency)])
     await asyncio.to_thread(hub.start)
     try:
@@ -112,6 +113,7 @@ async def run(args: argparse.Namespace, data_dir: str) -> dict[str, object]:
         server.close()
     return {
         "benchmark": "webhooks",
+        "store": "redis" if args.redis else "sqlite",
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, python {platform.python_version()}",
         "endpoints": args.endpoints,
         "concurrency_per_endpoint": args.concurrency,
@@ -134,6 +136,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight per endpoint (the default is 4)")
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--redis", help="keep the log and the webhook state in this Redis (an empty database)")
     with tempfile.TemporaryDirectory(prefix="pushhub-bench-") as data_dir:
         print(json.dumps(asyncio.run(run(parser.parse_args(), data_dir)), indent=2))
 

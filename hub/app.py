@@ -62,8 +62,8 @@ class PushHub:
         api = HttpApi(self.hub, access, settings.max_body_bytes, self.dedupe, settings.dedupe_window,
                       settings.cors_origins)
         ingest = IngestApi(self.hub, ingest_sources, self.dedupe, settings.dedupe_window, access)
-        self.webhooks = Dispatcher(self.hub, create_store(settings.broker_url, settings.data_dir, fsync=settings.fsync),
-                                   config_from_settings(settings))
+        store = create_store(broker, settings.data_dir, fsync=settings.fsync, attempt_timeout=settings.webhook_timeout)
+        self.webhooks = Dispatcher(self.hub, store, config_from_settings(settings))
         webhook_api = WebhookApi(self.webhooks, admin_check(access), settings.max_body_bytes)
         self.api = Starlette(
             routes=(api.routes() + ingest.routes() + SessionApi(access).routes() + webhook_api.routes()

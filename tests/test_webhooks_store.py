@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis, RedisCluster
 
 from hub.cursor import Position
 from hub.webhooks import endpoints
+from hub.webhooks.redis_store import RedisDeliveryStore
 from hub.webhooks.store import (
     FAILED,
     PENDING,
@@ -21,14 +23,31 @@ from hub.webhooks.store import (
     new_delivery_id,
 )
 
+from .redis_servers import RedisClusterServers, RedisServer
 
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DeliveryStore]:
-    made: DeliveryStore = MemoryDeliveryStore() if request.param == "memory" else SqliteDeliveryStore(
-        str(tmp_path / "hub.db"))
+
+@pytest.fixture(params=["memory", "sqlite", "redis", "redis-cluster"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DeliveryStore]:
+    client: Redis | RedisCluster | None = None
+    made: DeliveryStore
+    if request.param == "memory":
+        made = MemoryDeliveryStore()
+    elif request.param == "sqlite":
+        made = SqliteDeliveryStore(str(tmp_path / "hub.db"))
+    elif request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        client = Redis.from_url(server.fresh_url())
+        made = RedisDeliveryStore(lambda: client, lease=30.0)
+    else:  # every script must stay in one slot
+        cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+        cluster.flush()
+        client = RedisCluster.from_url(cluster.url)
+        made = RedisDeliveryStore(lambda: client, lease=30.0)
     made.open()
     yield made
     made.close()
+    if client is not None:
+        await client.aclose()
 
 
 def delivery(endpoint_id: str, offset: int, now: float = 100.0, channel: str = "orders") -> Delivery:
@@ -56,6 +75,11 @@ async def test_cursor_moves_with_its_deliveries(store: DeliveryStore) -> None:
     await store.enqueue("orders", Position("ep0ch", 5), [delivery("ep_a", 5)])  # a duplicate is skipped
     assert await store.cursors() == {"orders": Position("ep0ch", 5)}
     assert [d.offset for d in await store.deliveries(endpoint_id="ep_a")] == [5, 4]
+    # Compare-and-set: a process that read the cursor at 3 is too late, and writes nothing.
+    assert not await store.enqueue("orders", Position("ep0ch", 6), [delivery("ep_a", 6)], after=Position("ep0ch", 3))
+    assert await store.enqueue("orders", Position("ep0ch", 6), [delivery("ep_a", 6)], after=Position("ep0ch", 5))
+    assert await store.cursor("orders") == Position("ep0ch", 6) and await store.cursor("other") is None
+    assert len(await store.deliveries()) == 3
 
 
 async def test_due_order_and_attempts(store: DeliveryStore) -> None:
@@ -97,3 +121,33 @@ async def test_listing_pages_and_prune(store: DeliveryStore) -> None:
     await store.finish_attempt(done, Attempt(done.id, "ep_a", done.event_id, 1, 100.0, 1.0, 200))
     assert await store.prune(before=200.0) == 2  # its attempt and the finished delivery; pending ones stay
     assert len(await store.deliveries()) == 4 and await store.attempts() == []
+
+
+async def test_redis_leases_and_endpoint_versions(redis_server: RedisServer) -> None:
+    """Two stores on one Redis stand for two hub processes."""
+    client = Redis.from_url(redis_server.fresh_url())
+    first, second = (RedisDeliveryStore(lambda: client, lease=30.0) for _ in range(2))
+    try:
+        await first.enqueue("orders", Position("ep0ch", 1), [delivery("ep_a", 1)])
+        (mine,) = await first.due("ep_a", 100.0, 10)
+        (theirs,) = await second.due("ep_a", 100.0, 10)
+        assert await first.claim(mine, 100.0) and not await second.claim(theirs, 100.0)
+        assert await second.due("ep_a", 120.0, 10) == [] and await second.next_due("ep_a") == 130.0
+        (ordered,) = await second.due("ep_a", 120.0, 10, ordered=True)
+        assert ordered.next_at == 130.0  # the ordered view waits for the lease too
+        (expired,) = await second.due("ep_a", 131.0, 10)  # the holder died: the lease ran out
+        assert await second.claim(expired, 131.0)
+        expired.attempts, expired.tries, expired.next_at = 1, 1, 200.0
+        await second.finish_attempt(expired, Attempt(expired.id, "ep_a", expired.event_id, 1, 131.0, 2.0, 500))
+        assert await first.next_due("ep_a") == 200.0 and len(await first.attempts(endpoint_id="ep_a")) == 1
+        resent = await first.resend([delivery("ep_a", 1)], 150.0)  # a replay makes it due again at once
+        (again,) = await second.due("ep_a", 150.0, 10)
+        assert resent == 1 and not await first.claim(mine, 150.0) and await second.claim(again, 150.0)
+        version = await first.endpoints_version()
+        ep = endpoints.create({"url": "https://example.com/h"}, https_only=False, allow=[], now=1.0)
+        await second.save_endpoint(ep)
+        assert await first.endpoints_version() != version and await first.endpoints() == [ep]
+        assert not await first.enqueue("orders", Position("ep0ch", 2), [delivery(ep.id, 2)], version=version)
+        assert await second.delete_endpoint(ep.id) and await first.endpoints() == []
+    finally:
+        await client.aclose()

@@ -69,6 +69,7 @@ class WebhookApi:
         def admin(handler: Handler) -> Handler:
             async def checked(request: Request) -> Response:
                 self.authorize(request)
+                await self.dispatcher.refresh()  # endpoints changed through other processes
                 return await handler(request)
             return checked
 

@@ -12,6 +12,12 @@ concurrency cap, rate limit and circuit breaker, and sends each in its own task.
 nothing but the HTTP connection pool (which has no global cap), so a slow or failing endpoint never
 delays another. An ordered endpoint gets one delivery at a time, oldest first, each retried until
 it succeeds or fails for good before the next is sent.
+
+With a store several processes share (Redis), each dispatcher also follows the others: it reloads
+endpoints when their version moves, a cursor move or endpoint change it lost to another process
+makes it read again (the store refuses the outdated write), it claims each delivery before sending
+it, and its workers look at the store at least every :data:`SHARED_POLL` seconds, since deliveries
+other processes add or give up do not wake them.
 """
 
 from __future__ import annotations
@@ -60,6 +66,8 @@ PAGE = 500
 PRUNE_INTERVAL = 3600.0
 INTAKE_RETRY = 1.0
 STEP_RETRY = 1.0
+SHARED_POLL = 1.0  # with a store other processes share: how often to look at what they changed
+CATCH_UP_ROUNDS = 10  # ... and every this many looks, take in every channel's events (see _follow_others)
 
 
 @dataclass(frozen=True)
@@ -199,12 +207,16 @@ class Worker:
                 if wait > 0:
                     until = now + wait
                     break
+            if not await store.claim(delivery, now):
+                continue  # another process is sending it
             self.inflight[delivery.id] = asyncio.get_running_loop().create_task(self._send(delivery))
             started = True
         if started:
             return
         if probing:
             self.breaker.cancel_probe()  # nothing went out: the next request will be the probe
+        if store.shared:  # other processes add deliveries, and leases run out, without waking this one
+            until = min(until, now + SHARED_POLL) if until is not None else now + SHARED_POLL
         await self._wait(until)
 
     async def _send(self, delivery: Delivery) -> None:
@@ -232,6 +244,8 @@ class Dispatcher:
             transport = lambda: GuardedTransport(config.allow, ssl_context=ssl_context)  # noqa: E731
         self.transport = transport
         self.endpoints: dict[str, Endpoint] = {}
+        self.version: int | None = None  # the store's endpoints version self.endpoints reflects
+        self._endpoints_lock = asyncio.Lock()
         self.workers: dict[str, Worker] = {}
         self._retired: list[Worker] = []  # disabled endpoints' workers, finishing what they started
         self.cursors: dict[str, Position] = {}
@@ -244,6 +258,7 @@ class Dispatcher:
 
     async def start(self) -> None:
         self.store.open()
+        self.version = await self.store.endpoints_version()
         self.endpoints = {e.id: e for e in await self.store.endpoints()}
         self.cursors = await self.store.cursors()
         self.hub.publish_listeners.append(self)
@@ -251,6 +266,8 @@ class Dispatcher:
         self._intake_wake.set()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._intake()), loop.create_task(self._prune())]
+        if self.store.shared:
+            self._tasks.append(loop.create_task(self._follow_others()))
         for endpoint in self.endpoints.values():
             if endpoint.enabled:
                 self.workers[endpoint.id] = Worker(self, endpoint)
@@ -271,6 +288,8 @@ class Dispatcher:
     # Intake -----------------------------------------------------------------------------------
 
     async def before_publish(self, channel: str) -> None:
+        if channel not in self.cursors:
+            await self.refresh()  # an endpoint registered through another process may follow it now
         if channel in self.cursors or not any(e.matches_channel(channel) for e in self.endpoints.values()):
             return
         state = await self.hub.broker.state(channel)
@@ -326,7 +345,7 @@ class Dispatcher:
             state = page.state
             if state.epoch != cursor.epoch:
                 logger.warning("channel %s's log changed epoch: delivering from its earliest retained event", channel)
-                await self._advance(channel, Position(state.epoch, state.earliest - 1), [])
+                await self._advance(channel, cursor, Position(state.epoch, state.earliest - 1), [], self.version)
                 continue
             events = page.events
             if not events:
@@ -335,22 +354,32 @@ class Dispatcher:
                 logger.warning("channel %s: events %d-%d left the log before they were dispatched", channel,
                                cursor.offset + 1, events[0].offset - 1)
             now = self.clock.now()
+            version = self.version  # of the endpoints the deliveries are made for
             deliveries = [
                 Delivery(new_delivery_id(), endpoint.id, channel, event.epoch, event.offset, event.id, event.type,
                          event.json, next_at=now, created_at=now)
                 for event in events for endpoint in self.endpoints.values()
                 if endpoint.enabled and endpoint.matches(channel, event.type)]
-            await self._advance(channel, events[-1].position, deliveries)
-            if len(events) < PAGE:
+            if await self._advance(channel, cursor, events[-1].position, deliveries, version) and len(events) < PAGE:
                 return
 
-    async def _advance(self, channel: str, position: Position, deliveries: list[Delivery]) -> None:
-        await self.store.enqueue(channel, position, deliveries)
+    async def _advance(self, channel: str, cursor: Position, position: Position, deliveries: list[Delivery],
+                       version: int | None) -> bool:
+        """Move the channel's cursor from ``cursor`` to ``position`` with ``deliveries``; if another
+        process moved it, or changed the endpoints, first, take in their view instead (False)."""
+        if not await self.store.enqueue(channel, position, deliveries, after=cursor, version=version):
+            await self.refresh()
+            stored = await self.store.cursor(channel)
+            if stored is None:  # the store lost it (Redis flushed): follow the channel again from here
+                await self.store.track(channel, cursor)
+            self.cursors[channel] = stored or cursor
+            return False
         self.cursors[channel] = position
         for endpoint_id in {d.endpoint_id for d in deliveries}:
             worker = self.workers.get(endpoint_id)
             if worker is not None:
                 worker.wake.set()
+        return True
 
     # Sending ----------------------------------------------------------------------------------
 
@@ -430,7 +459,11 @@ class Dispatcher:
 
     async def save(self, endpoint: Endpoint) -> Endpoint:
         """Store ``endpoint`` and bring its worker in line (started, reconfigured or stopping)."""
-        await self.store.save_endpoint(endpoint)
+        async with self._endpoints_lock:
+            await self.store.save_endpoint(endpoint)
+            return self._apply(endpoint)
+
+    def _apply(self, endpoint: Endpoint) -> Endpoint:
         self.endpoints[endpoint.id] = endpoint
         worker = self.workers.get(endpoint.id)
         if worker is not None:
@@ -450,11 +483,52 @@ class Dispatcher:
 
     async def delete(self, endpoint_id: str) -> None:
         self.get(endpoint_id)
+        async with self._endpoints_lock:
+            await self._forget(endpoint_id)
+            await self.store.delete_endpoint(endpoint_id)
+
+    async def _forget(self, endpoint_id: str) -> None:
         worker = self.workers.pop(endpoint_id, None)
         if worker is not None:
             await worker.stop()
-        del self.endpoints[endpoint_id]
-        await self.store.delete_endpoint(endpoint_id)
+        self.endpoints.pop(endpoint_id, None)
+
+    async def refresh(self) -> None:
+        """Take in the endpoint changes other processes made (nothing to do when the store is this
+        process's own)."""
+        if not self.store.shared or await self.store.endpoints_version() == self.version:
+            return
+        async with self._endpoints_lock:
+            version = await self.store.endpoints_version()  # read first: a change after it is seen next time
+            current = {e.id: e for e in await self.store.endpoints()}
+            for endpoint_id in set(self.endpoints) - set(current):
+                await self._forget(endpoint_id)
+            for endpoint in current.values():
+                if endpoint != self.endpoints.get(endpoint.id):
+                    self._apply(endpoint)
+            self.version = version
+
+    async def _follow_others(self) -> None:
+        """With a store other processes share: take in their endpoint changes and the channels they
+        started following, and every :data:`CATCH_UP_ROUNDS` looks, every channel's new events. The
+        process that appends events turns them into deliveries before answering; this catch-up is
+        for a process that died in between (its own restart would do it too, if it comes back)."""
+        rounds = 0
+        while True:
+            await self.clock.sleep_until(self.clock.now() + SHARED_POLL)
+            rounds += 1
+            try:
+                await self.refresh()
+                for channel, position in (await self.store.cursors()).items():
+                    if channel not in self.cursors:
+                        self.cursors[channel] = position
+                        self.dirty.add(channel)
+                if rounds % CATCH_UP_ROUNDS == 0:
+                    self.dirty.update(self.cursors)
+            except Exception:
+                logger.exception("could not read what other hub processes changed; retrying")
+            if self.dirty:
+                self._intake_wake.set()
 
     # Replay -----------------------------------------------------------------------------------
 

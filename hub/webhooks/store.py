@@ -3,8 +3,9 @@
 :class:`DeliveryStore` is the short interface; :class:`MemoryDeliveryStore` is its in-process twin
 (for ``--memory`` hubs and tests) and :class:`SqliteDeliveryStore` keeps everything in the same
 SQLite database file as the embedded log. The interface is async so that a networked store fits
-it: a Redis implementation maps each method that says *atomically* to one MULTI/EXEC or Lua
-script. The SQLite one does short synchronous work inside its coroutines, like the embedded log.
+it: :class:`~.redis_store.RedisDeliveryStore` maps each method that says *atomically* to one Lua
+script, and is ``shared`` by several hub processes. The SQLite one does short synchronous work
+inside its coroutines, like the embedded log.
 
 A delivery is *pending* (waiting for ``next_at``), *succeeded* or *failed* (the schedule ran out, or
 the endpoint answered 410); failed deliveries stay until retention removes them and can be resent.
@@ -23,6 +24,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from ..backends.base import Broker
 from ..backends.sqlite import Database, OnDatabase
 from ..cursor import Position
 from ..errors import Unavailable
@@ -89,6 +91,8 @@ class Attempt:
 
 
 class DeliveryStore(abc.ABC):
+    shared = False  # whether other hub processes use the same store (then they see each other's changes)
+
     def open(self) -> None:  # noqa: B027 - optional hook
         pass
 
@@ -114,9 +118,20 @@ class DeliveryStore(abc.ABC):
     async def track(self, channel: str, position: Position) -> None:
         """Start following ``channel`` after ``position`` unless it is followed already."""
 
+    async def cursor(self, channel: str) -> Position | None:
+        return (await self.cursors()).get(channel)
+
+    async def endpoints_version(self) -> int | None:
+        """A number that moves whenever any process changes an endpoint; ``None`` when only this
+        process uses the store (it then knows every change)."""
+        return None
+
     @abc.abstractmethod
-    async def enqueue(self, channel: str, position: Position, deliveries: Sequence[Delivery]) -> None:
-        """Atomically add ``deliveries`` (skipping any already there) and move ``channel``'s cursor."""
+    async def enqueue(self, channel: str, position: Position, deliveries: Sequence[Delivery], *,
+                      after: Position | None = None, version: int | None = None) -> bool:
+        """Atomically add ``deliveries`` (skipping any already there) and move ``channel``'s cursor to
+        ``position``; but write nothing and return False if the stored cursor is not ``after`` or the
+        endpoints version is not ``version`` (when given): another process moved on meanwhile."""
 
     @abc.abstractmethod
     async def resend(self, deliveries: Sequence[Delivery], now: float) -> int:
@@ -131,6 +146,11 @@ class DeliveryStore(abc.ABC):
 
     @abc.abstractmethod
     async def next_due(self, endpoint_id: str) -> float | None: ...
+
+    async def claim(self, delivery: Delivery, now: float) -> bool:
+        """Take ``delivery`` (as :meth:`due` returned it) for one attempt; False if it was resent since,
+        or another process is sending it. A store only this process uses has nobody to share with."""
+        return True
 
     @abc.abstractmethod
     async def finish_attempt(self, delivery: Delivery, attempt: Attempt) -> None:
@@ -214,10 +234,14 @@ class MemoryDeliveryStore(DeliveryStore):
         self._by_key[stored.key] = stored.id
         return None
 
-    async def enqueue(self, channel: str, position: Position, deliveries: Sequence[Delivery]) -> None:
+    async def enqueue(self, channel: str, position: Position, deliveries: Sequence[Delivery], *,
+                      after: Position | None = None, version: int | None = None) -> bool:
+        if after is not None and self._cursors.get(channel) != after:
+            return False
         for delivery in deliveries:
             self._add(delivery)
         self._cursors[channel] = position
+        return True
 
     async def resend(self, deliveries: Sequence[Delivery], now: float) -> int:
         for delivery in deliveries:
@@ -442,13 +466,22 @@ class SqliteDeliveryStore(OnDatabase, DeliveryStore):
               d.attempts, d.tries, d.next_at, d.created_at, d.updated_at or d.created_at, d.last_status,
               d.last_error) for d in deliveries])
 
-    async def enqueue(self, channel: str, position: Position, deliveries: Sequence[Delivery]) -> None:
+    async def enqueue(self, channel: str, position: Position, deliveries: Sequence[Delivery], *,
+                      after: Position | None = None, version: int | None = None) -> bool:
+        moved = []
+
         def statements(db: sqlite3.Connection) -> None:
+            if after is not None:
+                row = db.execute("SELECT epoch, offset FROM webhook_cursors WHERE channel = ?", (channel,)).fetchone()
+                if row is None or Position(*row) != after:
+                    return
+            moved.append(True)
             self._insert(db, deliveries)
             db.execute("INSERT INTO webhook_cursors (channel, epoch, offset) VALUES (?, ?, ?) "
                        "ON CONFLICT (channel) DO UPDATE SET epoch = excluded.epoch, offset = excluded.offset",
                        (channel, position.epoch, position.offset))
         self._write(statements)
+        return bool(moved)
 
     async def resend(self, deliveries: Sequence[Delivery], now: float) -> int:
         def statements(db: sqlite3.Connection) -> None:
@@ -524,14 +557,24 @@ class SqliteDeliveryStore(OnDatabase, DeliveryStore):
         return sum(counts)
 
 
-def create_store(broker_url: str, data_dir: str, *, fsync: bool = False) -> DeliveryStore:
-    """The store that lives beside the log: in memory for ``memory://``, in the log's own SQLite file for
-    ``sqlite://``; for other backends, a SQLite file in ``data_dir`` until they bring their own."""
-    scheme, _, rest = broker_url.partition("://")
-    if scheme == "memory":
+LEASE_MARGIN = 5.0  # seconds beyond the attempt timeout a process may hold a delivery it sends
+
+
+def create_store(broker: Broker, data_dir: str, *, fsync: bool = False, attempt_timeout: float = 15.0) -> DeliveryStore:
+    """The store that lives beside the log: in memory, in the log's own SQLite file, or in Redis
+    (where a process holds a delivery it sends for ``attempt_timeout`` + :data:`LEASE_MARGIN`
+    seconds: if it dies meanwhile, others retry the delivery after that)."""
+    from ..backends.embedded import EmbeddedBroker, MemoryStore
+    from ..backends.redis import RedisBroker
+    from ..backends.sqlite import SqliteStore
+    from .redis_store import RedisDeliveryStore
+
+    if isinstance(broker, RedisBroker):
+        return RedisDeliveryStore(lambda: broker.client, lease=attempt_timeout + LEASE_MARGIN)
+    if isinstance(broker, EmbeddedBroker) and isinstance(broker.store, MemoryStore):
         return MemoryDeliveryStore()
-    if scheme == "sqlite":
-        return SqliteDeliveryStore(rest, fsync=fsync)
+    if isinstance(broker, EmbeddedBroker) and isinstance(broker.store, SqliteStore):
+        return SqliteDeliveryStore(broker.store.database.path, fsync=fsync)
     return SqliteDeliveryStore(os.path.join(data_dir, "webhooks.db"), fsync=fsync)
 
 
