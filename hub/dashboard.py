@@ -19,6 +19,7 @@ change needs the bearer header), and only from the hub's own origin or a ``--cor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -60,6 +61,7 @@ class Dashboard:
         self.api = api
         self.interval = interval
         self.clock = clock
+        self.closing = asyncio.Event()
 
     def routes(self) -> list[Route]:
         page = Asset("dashboard.html", "text/html; charset=utf-8", PAGE_HEADERS)
@@ -122,11 +124,16 @@ class Dashboard:
             scope = {**scope, "headers": [*headers, (b"authorization", b"Bearer " + key)]}
         await self.streams.sse(scope, receive, send)
 
+    def close(self) -> None:
+        """End the stats streams (on shutdown: an open stream never finishes by itself)."""
+        self.closing.set()
+
     async def _stats_frames(self) -> AsyncIterator[bytes]:
         after = None
-        while True:
+        while not self.closing.is_set():
             snapshot = self.streams.hub.stats.snapshot(self.api.gauges(), after)
             if snapshot["rates"]:
                 after = snapshot["rates"][-1]["time"]
             yield sse.frame(orjson.dumps(snapshot), event="stats")
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.closing.wait(), self.interval)

@@ -39,7 +39,9 @@ async def stream(client: httpx.AsyncClient, path: str) -> AsyncIterator[SSEStrea
 
 
 async def test_admin_only_endpoints(hub_factory: Callable[..., HubProcess]) -> None:
-    hub = hub_factory("--admin-key", ADMIN, "--publisher-key", PUBLISHER, backend="memory")
+    # A long shutdown timeout: stopping the hub below must not wait for the open stats stream.
+    hub = hub_factory("--admin-key", ADMIN, "--publisher-key", PUBLISHER, "--shutdown-timeout", "60",
+                      backend="memory")
     async with httpx.AsyncClient(base_url=hub.url, timeout=TIMEOUT) as anonymous, admin(hub) as client:
         page = await anonymous.get("/dashboard")
         assert page.status_code == 200 and "Admin key" in page.text
@@ -82,7 +84,9 @@ async def test_admin_only_endpoints(hub_factory: Callable[..., HubProcess]) -> N
                     seen = {r["time"] for r in snapshot["rates"]}
                     later = orjson.loads((await stats.next(2 * TIMEOUT)).data)
                     assert not seen & {r["time"] for r in later["rates"]}  # only what was not sent yet
-        assert (await client.delete("/v1/dashboard/session")).status_code == 204
+                    assert (await client.delete("/v1/dashboard/session")).status_code == 204
+                    await asyncio.to_thread(hub.stop)
+                    await stats.ended()
 
 
 @pytest.fixture
