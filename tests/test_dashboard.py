@@ -89,6 +89,15 @@ async def test_admin_only_endpoints(hub_factory: Callable[..., HubProcess]) -> N
                     await stats.ended()
 
 
+async def test_open_hub_needs_no_key(hub_factory: Callable[..., HubProcess]) -> None:
+    hub = hub_factory(backend="memory")
+    async with httpx.AsyncClient(base_url=hub.url, timeout=TIMEOUT) as anonymous:
+        opened = await anonymous.post("/v1/dashboard/session")
+        assert opened.status_code == 204 and "set-cookie" not in opened.headers
+        async with stream(anonymous, "/v1/dashboard/stats") as stats:
+            assert orjson.loads((await stats.next()).data)["sse_connections"] == 0
+
+
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
     async with chromium() as browser:
@@ -155,6 +164,11 @@ async def test_dashboard_in_chromium(browser: Any, hub_factory: Callable[..., Hu
         card = f".endpoint[data-endpoint='{endpoint['id']}']"
         await page.wait_for_selector(f"{card} td.ok", timeout=WAIT_MS)
         await page.wait_for_selector(f"{card} .health.live", timeout=WAIT_MS)  # no longer failing
+        # A reload signs in again with the key of this tab and watches the same channels.
+        await page.reload(timeout=WAIT_MS)
+        await page.wait_for_selector(".channel[data-channel='orders'] .live", timeout=WAIT_MS)
+        await publish(client, "orders", "order.paid", {"order": 7})
+        assert "order.paid" in await text(page, ".channel[data-channel='orders'] li .type")
         assert errors == []
         shot = tmp_path / "dashboard.png"
         await page.screenshot(path=str(shot), full_page=True)

@@ -263,6 +263,7 @@ async function refreshWebhooks() {
     if (error.message === "signed out") return;
     $("webhooks-error").textContent = `webhooks: ${error.message}`;
   }
+  clearTimeout(state.webhookTimer); // a replay's refresh may have overlapped this one: keep one timer
   state.webhookTimer = setTimeout(refreshWebhooks, WEBHOOK_REFRESH_MS);
 }
 
