@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from . import client_assets
+from . import client_assets, dashboard
 from .auth import Access, JWTVerifier
 from .backends import create_broker
 from .config import Settings
@@ -64,10 +64,11 @@ class PushHub:
         ingest = IngestApi(self.hub, ingest_sources, self.dedupe, settings.dedupe_window, access)
         store = create_store(broker, settings.data_dir, fsync=settings.fsync, attempt_timeout=settings.webhook_timeout)
         self.webhooks = Dispatcher(self.hub, store, config_from_settings(settings))
+        self.dashboard = dashboard.Dashboard(access, self.streams, api)
         webhook_api = WebhookApi(self.webhooks, admin_check(access), settings.max_body_bytes)
         self.api = Starlette(
             routes=(api.routes() + ingest.routes() + SessionApi(access).routes() + webhook_api.routes()
-                    + client_assets.routes()),
+                    + client_assets.routes() + self.dashboard.routes()),
             middleware=[Middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
                                    allow_methods=["GET", "POST", "PATCH", "DELETE"], allow_headers=CORS_HEADERS,
                                    max_age=600)],
@@ -80,6 +81,8 @@ class PushHub:
             await self.streams.websocket(scope, receive, send)
         elif scope["type"] == "http" and scope["path"] == "/v1/sse" and scope["method"] != "OPTIONS":
             await self.streams.sse(scope, receive, send)
+        elif scope["type"] == "http" and scope["path"] == dashboard.SSE_PATH:
+            await self.dashboard.sse(scope, receive, send)
         else:
             await self.api(scope, receive, send)
 

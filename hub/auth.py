@@ -225,7 +225,7 @@ def bearer(authorization: str | None) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def cookie_token(cookie_header: str | None) -> str | None:
+def cookie_token(cookie_header: str | None, name: str = COOKIE) -> str | None:
     if not cookie_header:
         return None
     jar: SimpleCookie = SimpleCookie()
@@ -233,7 +233,7 @@ def cookie_token(cookie_header: str | None) -> str | None:
         jar.load(cookie_header)
     except CookieError:
         return None
-    morsel = jar.get(COOKIE)
+    morsel = jar.get(name)
     return morsel.value if morsel is not None and morsel.value else None
 
 

@@ -22,13 +22,16 @@ MEDIA_TYPES = {
 
 
 class Asset:
-    def __init__(self, name: str) -> None:
+    """One file of ``hub/static``; ``headers`` replace the default of letting any origin read it."""
+
+    def __init__(self, name: str, media_type: str | None = None, headers: dict[str, str] | None = None) -> None:
         self.body = resources.files("hub").joinpath("static", name).read_bytes()
-        self.media_type = MEDIA_TYPES[name]
+        self.media_type = media_type or MEDIA_TYPES[name]
         self.etag = '"%s"' % hashlib.sha256(self.body).hexdigest()[:32]
+        self.headers = {"access-control-allow-origin": "*"} if headers is None else headers
 
     async def serve(self, request: Request) -> Response:
-        headers = {"etag": self.etag, "cache-control": "no-cache", "access-control-allow-origin": "*"}
+        headers = {"etag": self.etag, "cache-control": "no-cache", **self.headers}
         if self.etag in request.headers.get("if-none-match", ""):
             return Response(status_code=304, headers=headers)
         return Response(self.body, media_type=self.media_type, headers=headers)

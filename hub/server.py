@@ -24,6 +24,7 @@ class HubServer(uvicorn.Server):
         for server in self.servers:
             server.close()
         self.pushhub.hub.close_connections(disconnect.SHUTDOWN)
+        self.pushhub.dashboard.close()
         await super().shutdown(sockets)
 
 

@@ -32,19 +32,19 @@ class SessionApi:
         if grant.expires is None:
             raise BadRequest("only an expiring JWT can become a cookie, never a long-lived key")
         response = Response(status_code=204)
-        secure = _secure(request)
+        secure = is_secure(request)
         response.set_cookie(COOKIE, token, max_age=max(1, int(grant.expires - self.access.clock())), path="/v1/",
                             httponly=True, secure=secure, samesite="none" if secure else "lax")
         return response
 
     async def close(self, request: Request) -> Response:
         response = Response(status_code=204)
-        secure = _secure(request)
+        secure = is_secure(request)
         response.delete_cookie(COOKIE, path="/v1/", httponly=True, secure=secure, samesite="none" if secure else "lax")
         return response
 
 
-def _secure(request: Request) -> bool:
+def is_secure(request: Request) -> bool:
     """Over HTTPS the cookie is ``Secure; SameSite=None`` so cross-site pages can use it; over plain
     HTTP (development) browsers refuse that pair, so it is ``SameSite=Lax``."""
     return request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"

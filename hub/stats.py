@@ -31,12 +31,13 @@ class Stats:
     def sample(self, now: float) -> None:
         self.samples.append((now, self.published, self.delivered))
 
-    def rates(self) -> list[dict[str, float]]:
-        """Per-second published and delivered rates between consecutive samples, oldest first."""
+    def rates(self, after: float | None = None) -> list[dict[str, float]]:
+        """Per-second published and delivered rates between consecutive samples, oldest first; only
+        those sampled later than ``after`` when given (a live view asks for what it has not seen)."""
         out = []
         previous = None
         for sample in self.samples:
-            if previous is not None and sample[0] > previous[0]:
+            if previous is not None and sample[0] > previous[0] and (after is None or round(sample[0], 3) > after):
                 span = sample[0] - previous[0]
                 out.append({"time": round(sample[0], 3),
                             "published": (sample[1] - previous[1]) / span,
@@ -44,9 +45,9 @@ class Stats:
             previous = sample
         return out
 
-    def snapshot(self, gauges: dict[str, int]) -> dict[str, Any]:
+    def snapshot(self, gauges: dict[str, int], after: float | None = None) -> dict[str, Any]:
         return {"published": self.published, "delivered": self.delivered, "resets": self.resets,
-                "slow_consumers": self.slow_consumers, **gauges, "rates": self.rates()}
+                "slow_consumers": self.slow_consumers, **gauges, "rates": self.rates(after)}
 
 
 class StatsCollector(Collector):

@@ -8,8 +8,6 @@ stream, the WebSocket) goes to the real hub process. Screenshots are kept in the
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -17,31 +15,20 @@ from typing import Any
 import httpx
 import pytest
 
+from .browser_utils import WAIT_MS, available, chromium, keep_screenshot
 from .utils import TIMEOUT, HubProcess, publish
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 # The test pages are answered by Playwright, not by a server, so Chromium cannot tell
-                 # that they come from 127.0.0.1 and would block their WebSocket to the (local) hub.
-                 "--disable-features=LocalNetworkAccessChecks"]
 EXAMPLES = Path(__file__).resolve().parent.parent / "clients" / "js" / "examples"
-WAIT_MS = 4 * TIMEOUT * 1000
 
-async_api = pytest.importorskip("playwright.async_api", reason="browser tests need the playwright package")
-if shutil.which(CHROMIUM) is None:
-    pytest.skip(f"browser tests need Debian's chromium at {CHROMIUM}", allow_module_level=True)
+UNAVAILABLE = available()
+if UNAVAILABLE:
+    pytest.skip(UNAVAILABLE, allow_module_level=True)
 
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
-    async with async_api.async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                                   timeout=WAIT_MS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with chromium() as browser:
+        yield browser
 
 
 async def open_example(browser: Any, hub: HubProcess, name: str, query: str) -> tuple[Any, list[str]]:
@@ -71,14 +58,6 @@ async def publish_seq(client: httpx.AsyncClient, numbers: range, channel: str = 
     for n in numbers:
         cursor = (await publish(client, channel, "tick", {"seq": n}))["cursor"]
     return cursor
-
-
-def keep_screenshot(path: Path) -> None:
-    print(f"screenshot: {path}")
-    target = os.environ.get("PUSHHUB_TEST_ARTIFACTS")
-    if target:
-        Path(target).mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, Path(target) / path.name)
 
 
 async def test_event_source_survives_restart_and_reload(browser: Any, hub_factory: Callable[..., HubProcess],
