@@ -23,6 +23,7 @@ from typing import Any
 from benchmarks.loadgen import (
     Hub,
     WorkerSpec,
+    add_hub_arguments,
     fresh_channel,
     machine_facts,
     prioritise,
@@ -37,15 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--transport", choices=("sse", "ws"), default="sse")
     parser.add_argument("--connections", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=500, help="attempts in flight per process")
-    parser.add_argument("--procs", type=int, default=1, help="load generator processes")
-    parser.add_argument("--storage", choices=("memory", "sqlite"), default="memory")
-    parser.add_argument("--hub-arg", action="append", default=[], help="extra argument for 'hub serve'")
-    parser.add_argument("--nice", type=int, default=0,
-                        help="niceness for the hub and the generator, e.g. -10 to keep other work on a "
-                             "shared machine from dominating the figures (needs root)")
-    parser.add_argument("--url", default=None, help="benchmark a running hub instead of starting one")
-    parser.add_argument("--pid", type=int, default=None, help="PID of the hub at --url, for RSS")
-    parser.add_argument("--no-save", action="store_true", help="do not append to benchmarks/results")
+    add_hub_arguments(parser, pid_use="RSS")
     return parser.parse_args(argv)
 
 

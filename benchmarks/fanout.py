@@ -28,6 +28,7 @@ from benchmarks.loadgen import (
     HttpClient,
     Hub,
     WorkerSpec,
+    add_hub_arguments,
     events_body,
     fresh_channel,
     last_offset,
@@ -49,25 +50,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of publishing")
     parser.add_argument("--batch", type=int, default=1, help="events per publish request")
     parser.add_argument("--flat-out", action="store_true", help="publish as fast as the hub accepts")
-    parser.add_argument("--publishers", type=int, default=None,
-                        help="publisher connections; a request waits for a free one (default 4)")
+    parser.add_argument("--publishers", type=int, default=4,
+                        help="publisher connections; a request waits for a free one")
     parser.add_argument("--pad", type=int, default=0, help="extra bytes of data per event")
-    parser.add_argument("--procs", type=int, default=1, help="load generator processes")
-    parser.add_argument("--storage", choices=("memory", "sqlite"), default="memory")
-    parser.add_argument("--hub-arg", action="append", default=[], help="extra argument for 'hub serve'")
-    parser.add_argument("--nice", type=int, default=0,
-                        help="niceness for the hub and the generator, e.g. -10 to keep other work on a "
-                             "shared machine from dominating the figures (needs root)")
-    parser.add_argument("--url", default=None, help="benchmark a running hub instead of starting one")
-    parser.add_argument("--pid", type=int, default=None, help="PID of the hub at --url, for CPU and RSS")
+    add_hub_arguments(parser, pid_use="CPU and RSS")
     parser.add_argument("--key", default=os.environ.get("PUSHHUB_KEY"), help="publisher key")
     parser.add_argument("--patience", type=float, default=10.0,
                         help="seconds to wait for stragglers after publishing ends")
-    parser.add_argument("--no-save", action="store_true", help="do not append to benchmarks/results")
-    args = parser.parse_args(argv)
-    if args.publishers is None:
-        args.publishers = 4
-    return args
+    return parser.parse_args(argv)
 
 
 async def publish(hub: Hub, channel: str, args: argparse.Namespace) -> dict[str, Any]:

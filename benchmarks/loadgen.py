@@ -10,6 +10,7 @@ is shared by every process on the machine, so the receiving process computes the
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import contextlib
@@ -44,6 +45,19 @@ BUCKETS = 300_000
 _TIME = b'"data":{"t":'
 _NUMBER = re.compile(rb"[0-9.]+")
 
+
+
+def add_hub_arguments(parser: argparse.ArgumentParser, *, pid_use: str) -> None:
+    """The options every load benchmark shares: which hub, how it runs, and whether to save."""
+    parser.add_argument("--procs", type=int, default=1, help="load generator processes")
+    parser.add_argument("--storage", choices=("memory", "sqlite"), default="memory")
+    parser.add_argument("--hub-arg", action="append", default=[], help="extra argument for 'hub serve'")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="niceness for the hub and the generator, e.g. -10 to keep other work on a "
+                             "shared machine from dominating the figures (needs root)")
+    parser.add_argument("--url", default=None, help="benchmark a running hub instead of starting one")
+    parser.add_argument("--pid", type=int, default=None, help=f"PID of the hub at --url, for {pid_use}")
+    parser.add_argument("--no-save", action="store_true", help="do not append to benchmarks/results")
 
 def raise_fd_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
