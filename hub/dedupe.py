@@ -21,6 +21,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from .backends.base import Broker
+from .backends.sqlite import Database
 from .errors import Unavailable
 
 Clock = Callable[[], float]
@@ -89,21 +90,22 @@ class MemoryDedupe(DedupeStore):
             self._records = {k: r for k, r in self._records.items() if r[0] > now}
 
 
+SQLITE_SCHEMA = ("CREATE TABLE IF NOT EXISTS dedupe ("
+                 "key TEXT PRIMARY KEY, expires REAL NOT NULL, value BLOB NOT NULL) WITHOUT ROWID;")
+
+
 class SqliteDedupe(DedupeStore):
     """Records in their own SQLite database (WAL), committed before :meth:`put` returns, with the
     log's durability: ``synchronous=NORMAL`` survives the process dying, ``fsync`` power loss too."""
 
     def __init__(self, path: str, clock: Clock = time.time, *, fsync: bool = False) -> None:
         super().__init__(clock)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self._database = Database(path, SQLITE_SCHEMA, fsync=fsync, name="dedupe store")
         try:
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
-            self._db.execute("CREATE TABLE IF NOT EXISTS dedupe ("
-                             "key TEXT PRIMARY KEY, expires REAL NOT NULL, value BLOB NOT NULL) WITHOUT ROWID")
+            self._database.open()
         except sqlite3.Error as exc:
             raise Unavailable(f"cannot open the dedupe database {path}: {exc}") from exc
+        self._db = self._database.db
         self._puts = 0
 
     async def get(self, key: str) -> bytes | None:
@@ -126,7 +128,7 @@ class SqliteDedupe(DedupeStore):
             raise Unavailable(f"dedupe store: {exc}") from exc
 
     async def close(self) -> None:
-        self._db.close()
+        self._database.close()
 
 
 class RedisDedupe(DedupeStore):

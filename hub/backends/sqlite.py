@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..cursor import new_epoch
 from ..errors import Unavailable
@@ -68,6 +68,21 @@ class Database:
             raise Unavailable(f"the {self.name} is closed")
         return self._db
 
+    def transaction(self, statements: Callable[[sqlite3.Connection], object], what: str) -> None:
+        """Run ``statements`` in one write transaction; any SQLite error becomes
+        :class:`~hub.errors.Unavailable` saying that ``what`` failed."""
+        db = self.db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                statements(db)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise Unavailable(f"could not {what}: {exc}") from exc
+
 
 class OnDatabase:
     """A store kept in one :class:`Database`: opening and closing the store opens and closes it."""
@@ -100,32 +115,24 @@ class SqliteStore(OnDatabase, Store):
 
     def append(self, channel: str, drafts: Sequence[EventDraft], now: float) -> list[Event]:
         head = self._head(channel)
-        epoch, top = head
+        top = head[1]
         assert isinstance(top, int)
-        db = self.db
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                if epoch is None:
-                    epoch = new_epoch()
-                rows = [(channel, top + i, now, d.stored()) for i, d in enumerate(drafts, 1)]
-                db.executemany("INSERT INTO events (channel, seq, ts, body) VALUES (?, ?, ?, ?)", rows)
-                new_top = top + len(drafts)
-                db.execute(
-                    "INSERT INTO channels (name, epoch, top) VALUES (?, ?, ?) "
-                    "ON CONFLICT (name) DO UPDATE SET top = excluded.top",
-                    (channel, epoch, new_top),
-                )
-                keep = self.retention.for_channel(channel).max_events
-                if new_top > keep:
-                    db.execute("DELETE FROM events WHERE channel = ? AND seq <= ?", (channel, new_top - keep))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise Unavailable(f"could not append to the log: {exc}") from exc
-        assert isinstance(epoch, str)
+        epoch = head[0] if isinstance(head[0], str) else new_epoch()
+        new_top = top + len(drafts)
+
+        def statements(db: sqlite3.Connection) -> None:
+            rows = [(channel, top + i, now, d.stored()) for i, d in enumerate(drafts, 1)]
+            db.executemany("INSERT INTO events (channel, seq, ts, body) VALUES (?, ?, ?, ?)", rows)
+            db.execute(
+                "INSERT INTO channels (name, epoch, top) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET top = excluded.top",
+                (channel, epoch, new_top),
+            )
+            keep = self.retention.for_channel(channel).max_events
+            if new_top > keep:
+                db.execute("DELETE FROM events WHERE channel = ? AND seq <= ?", (channel, new_top - keep))
+
+        self.database.transaction(statements, "append to the log")
         head[0], head[1] = epoch, new_top
         return [Event(channel, epoch, top + i, d) for i, d in enumerate(drafts, 1)]
 

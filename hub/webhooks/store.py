@@ -406,17 +406,7 @@ class SqliteDeliveryStore(OnDatabase, DeliveryStore):
         self.database = Database(path, SCHEMA, fsync=fsync, name="webhook store")
 
     def _write(self, statements: Callable[[sqlite3.Connection], object]) -> None:
-        db = self.db
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                statements(db)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise Unavailable(f"could not write webhook state: {exc}") from exc
+        self.database.transaction(statements, "write webhook state")
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         try:
