@@ -365,7 +365,10 @@ class Hub:
         if state is None or not events:
             return
         if not state.ready.done() or state.recovering is not None:
-            state.recovering = (state.recovering or []) + events
+            if state.recovering is None:
+                state.recovering = list(events)
+            else:
+                state.recovering.extend(events)  # buffered until the recovery or the setup is done
             return
         top = self.tops[channel]
         first = events[0]
@@ -420,7 +423,7 @@ class Hub:
     def _start_recovery(self, state: ChannelState, events: list[Event]) -> asyncio.Task[None]:
         """Recover the channel from its log; live events are buffered until that is done."""
         if state.recovery is None:
-            state.recovering = events
+            state.recovering = list(events)
             state.recovery = self._spawn(self._recover(state))
         return state.recovery
 
