@@ -7,7 +7,7 @@
 Reports delivered messages/s, publish-to-receive latency (p50/p99/max), lost and duplicated
 messages (by offset, per subscriber), the hub's RSS before and after connecting (KiB per idle
 connection) and the hub's CPU time per delivery, measured from /proc. It starts its own hub
-(``python -m hub serve --memory``, or ``--storage sqlite``) unless ``--url`` names one. Prints a
+(``python -m pushhub serve --memory``, or ``--storage sqlite``) unless ``--url`` names one. Prints a
 summary and one JSON line, and appends the JSON to ``benchmarks/results/fanout.jsonl``.
 """
 

@@ -22,8 +22,8 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from hub.auth import Access, JWTVerifier
-from hub.ingest.verify import Signature, verify
+from pushhub.auth import Access, JWTVerifier
+from pushhub.ingest.verify import Signature, verify
 from tests.utils import HubProcess
 
 BODY = b'{"id":"evt_1","type":"payment_intent.succeeded","data":' + b'"' + b"x" * 1000 + b'"}'

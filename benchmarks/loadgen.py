@@ -88,7 +88,7 @@ def fresh_channel(prefix: str) -> str:
 
 
 class Hub:
-    """A ``python -m hub serve`` process on a free loopback port (memory or SQLite log), or an
+    """A ``python -m pushhub serve`` process on a free loopback port (memory or SQLite log), or an
     already running hub given by URL (then its PID, if known, enables the /proc readings)."""
 
     def __init__(self, url: str | None = None, *, storage: str = "memory", pid: int | None = None,
@@ -113,7 +113,7 @@ class Hub:
     def start(self) -> Hub:
         if self.pid is not None or self.process is not None:
             return self
-        args = [sys.executable, "-m", "hub", "serve", "--port", str(self.port), *self.extra_args]
+        args = [sys.executable, "-m", "pushhub", "serve", "--port", str(self.port), *self.extra_args]
         if self.storage == "memory":
             args.append("--memory")
         else:

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from websockets.exceptions import ConnectionClosed
 
-from hub import cli
+from pushhub import cli
 
 from .utils import TIMEOUT, HubProcess, SSEStream, ws_client
 

@@ -12,8 +12,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from hub.auth import Access, JWTVerifier, cookie_allowed, cookie_token
-from hub.errors import BadRequest, Forbidden, Unauthorized
+from pushhub.auth import Access, JWTVerifier, cookie_allowed, cookie_token
+from pushhub.errors import BadRequest, Forbidden, Unauthorized
 
 NOW = 1_700_000_000.0
 SECRET = "a-hs256-secret-of-at-least-32-bytes!"

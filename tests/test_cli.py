@@ -14,7 +14,7 @@ from .utils import TIMEOUT, HubProcess
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hub", *args], capture_output=True, text=True, timeout=4 * TIMEOUT)
+    return subprocess.run([sys.executable, "-m", "pushhub", *args], capture_output=True, text=True, timeout=4 * TIMEOUT)
 
 
 async def test_publish_and_listen_resume_across_a_restart(hub_factory: Callable[..., HubProcess]) -> None:
@@ -22,7 +22,7 @@ async def test_publish_and_listen_resume_across_a_restart(hub_factory: Callable[
     async with httpx.AsyncClient(base_url=hub.url, timeout=TIMEOUT) as client:
         start = (await client.get("/v1/channels/cli", headers={"authorization": "Bearer k"})).json()["cursor"]
     listener = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hub", "listen", "cli", "--url", hub.url, "--key", "k", "--cursor", start,
+        sys.executable, "-m", "pushhub", "listen", "cli", "--url", hub.url, "--key", "k", "--cursor", start,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     assert listener.stdout is not None
     try:

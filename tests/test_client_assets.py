@@ -38,15 +38,16 @@ def setuptools(command: str, *args: str, cwd: Path = ROOT) -> None:
 
 
 def test_built_package_ships_the_client(tmp_path: Path) -> None:
-    """What a non-editable install gets, from the source tree and from an sdist: hub/static, whose
-    entries link to clients/js, holds real copies of the files."""
+    """What a non-editable install gets, from the source tree and from an sdist: pushhub/static, whose
+    entries link to clients/js, holds real copies of the files; the only top-level package is pushhub."""
     setuptools("build_py", "--build-lib", str(tmp_path / "build"))
     setuptools("sdist", "--dist-dir", str(tmp_path / "dist"))
     (sdist,) = (tmp_path / "dist").glob("pushhub-*.tar.gz")
     with tarfile.open(sdist) as archive:
         archive.extractall(tmp_path / "sdist", filter="data")
     (unpacked,) = (tmp_path / "sdist").iterdir()
-    for static in (tmp_path / "build" / "hub" / "static", unpacked / "hub" / "static"):
+    assert sorted(path.name for path in (tmp_path / "build").iterdir()) == ["pushhub"]
+    for static in (tmp_path / "build" / "pushhub" / "static", unpacked / "hub" / "pushhub" / "static"):
         for name in ("pushhub.js", "pushhub.d.ts"):
             assert not (static / name).is_symlink()
             assert (static / name).read_bytes() == (SOURCE / name).read_bytes()

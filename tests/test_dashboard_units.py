@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from hub import dashboard_ticket
-from hub.stats import Stats
+from pushhub import dashboard_ticket
+from pushhub.stats import Stats
 
 KEY, OTHER = b"admin-key-one", b"admin-key-two"
 

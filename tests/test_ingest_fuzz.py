@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hub.app import PushHub
-from hub.config import Settings
-from hub.ingest.verify import SCHEMES, Signature, SignatureError, verify
+from pushhub.app import PushHub
+from pushhub.config import Settings
+from pushhub.ingest.verify import SCHEMES, Signature, SignatureError, verify
 
 CONFIG = """
 [sources.github]

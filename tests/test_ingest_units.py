@@ -9,9 +9,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from hub.dedupe import DedupeStore, MemoryDedupe, SqliteDedupe
-from hub.errors import BadRequest, Unavailable
-from hub.ingest import extract, sources
+from pushhub.dedupe import DedupeStore, MemoryDedupe, SqliteDedupe
+from pushhub.errors import BadRequest, Unavailable
+from pushhub.ingest import extract, sources
 
 
 def test_parse_sources_and_defaults() -> None:

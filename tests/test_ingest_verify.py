@@ -13,8 +13,8 @@ from slack_sdk.signature import SignatureVerifier
 from standardwebhooks.webhooks import Webhook
 from stripe import WebhookSignature
 
-from hub.errors import BadRequest
-from hub.ingest.verify import Signature, SignatureError, StaleTimestamp, verify
+from pushhub.errors import BadRequest
+from pushhub.ingest.verify import Signature, SignatureError, StaleTimestamp, verify
 
 NOW = 1_700_000_000
 STRIPE_SECRET = "whsec_test_secret_for_stripe"

@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
-from hub.backends import redis_keys
+from pushhub.backends import redis_keys
 
 from .redis_servers import RedisClusterServers, RedisServer, running
 from .utils import TIMEOUT, HubProcess, SSEStream, publish, sse_stream

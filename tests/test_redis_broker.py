@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.crc import key_slot
 
-from hub.backends import redis_keys
-from hub.backends.redis import RedisBroker
-from hub.backends.redis_wire import decode_live
-from hub.errors import Unavailable
-from hub.events import Event, EventDraft
-from hub.retention import Retention, RetentionPolicy
+from pushhub.backends import redis_keys
+from pushhub.backends.redis import RedisBroker
+from pushhub.backends.redis_wire import decode_live
+from pushhub.errors import Unavailable
+from pushhub.events import Event, EventDraft
+from pushhub.retention import Retention, RetentionPolicy
 
 from .redis_servers import RedisClusterServers, RedisServer, running
 from .utils import TIMEOUT, free_port

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from hub import sse
+from pushhub import sse
 
 from .utils import TIMEOUT, HubProcess, publish, sse_stream, ws_client
 

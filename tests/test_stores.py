@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from hub.backends.embedded import MemoryStore, Store
-from hub.backends.sqlite import SqliteStore
-from hub.events import EventDraft
-from hub.retention import Retention, RetentionPolicy
+from pushhub.backends.embedded import MemoryStore, Store
+from pushhub.backends.sqlite import SqliteStore
+from pushhub.events import EventDraft
+from pushhub.retention import Retention, RetentionPolicy
 
 POLICY = RetentionPolicy(["short.*=3/1h"], Retention(100, 60.0))
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import httpx
 import orjson
 
-from hub import sse
+from pushhub import sse
 
 from .utils import TIMEOUT, HubProcess, sse_stream, ws_client
 

@@ -8,13 +8,13 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from hub import config, cursor, protocol, sse
-from hub.channels import compile_patterns, validate_channel
-from hub.cursor import Position
-from hub.errors import BadChannel, BadCursor, BadEvent, BadRequest
-from hub.events import Event, EventDraft, parse_publish_body
-from hub.hub import BAD_CURSOR, EPOCH_CHANGED, HISTORY_TRIMMED, _resume_point
-from hub.retention import Retention, RetentionPolicy, parse_duration
+from pushhub import config, cursor, protocol, sse
+from pushhub.channels import compile_patterns, validate_channel
+from pushhub.cursor import Position
+from pushhub.errors import BadChannel, BadCursor, BadEvent, BadRequest
+from pushhub.events import Event, EventDraft, parse_publish_body
+from pushhub.hub import BAD_CURSOR, EPOCH_CHANGED, HISTORY_TRIMMED, _resume_point
+from pushhub.retention import Retention, RetentionPolicy, parse_duration
 
 
 def test_channel_names() -> None:
@@ -182,7 +182,7 @@ def test_readme_documents_every_setting() -> None:
 
 
 def test_stats_rates_between_samples() -> None:
-    from hub.stats import Stats
+    from pushhub.stats import Stats
 
     stats = Stats(clock=lambda: 0.0)
     stats.sample(10.0)
@@ -192,7 +192,7 @@ def test_stats_rates_between_samples() -> None:
 
 
 def test_numbers_from_untrusted_text() -> None:
-    from hub.numbers import is_decimal
+    from pushhub.numbers import is_decimal
 
     assert is_decimal("0") and is_decimal("1234")
     assert not is_decimal("²") and not is_decimal("") and not is_decimal("-1") and not is_decimal("\u0661")
@@ -201,7 +201,7 @@ def test_numbers_from_untrusted_text() -> None:
 def test_readme_documents_every_disconnect_code() -> None:
     import pathlib
 
-    from hub import disconnect
+    from pushhub import disconnect
 
     readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
     for code in disconnect.ALL:

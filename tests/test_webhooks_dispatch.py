@@ -16,18 +16,18 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from hub.backends import create_broker
-from hub.events import Event, EventDraft, format_time
-from hub.hub import Hub
-from hub.retention import RetentionPolicy
-from hub.webhooks import endpoints, signing
-from hub.webhooks.clock import Clock
-from hub.webhooks.dispatcher import DispatchConfig, Dispatcher
-from hub.webhooks.endpoints import Endpoint
-from hub.webhooks.errors import Blocked, InvalidEndpoint
-from hub.webhooks.retry import SVIX_SCHEDULE
-from hub.webhooks.ssrf import GuardedTransport, parse_networks
-from hub.webhooks.store import FAILED, PENDING, SUCCEEDED, Delivery, SqliteDeliveryStore
+from pushhub.backends import create_broker
+from pushhub.events import Event, EventDraft, format_time
+from pushhub.hub import Hub
+from pushhub.retention import RetentionPolicy
+from pushhub.webhooks import endpoints, signing
+from pushhub.webhooks.clock import Clock
+from pushhub.webhooks.dispatcher import DispatchConfig, Dispatcher
+from pushhub.webhooks.endpoints import Endpoint
+from pushhub.webhooks.errors import Blocked, InvalidEndpoint
+from pushhub.webhooks.retry import SVIX_SCHEDULE
+from pushhub.webhooks.ssrf import GuardedTransport, parse_networks
+from pushhub.webhooks.store import FAILED, PENDING, SUCCEEDED, Delivery, SqliteDeliveryStore
 
 from .utils import TIMEOUT, free_port
 from .webhook_utils import FakeClock, Reply, eventually, receiver

@@ -20,7 +20,7 @@ KEY = "k3y"
 
 
 def cli(hub: HubProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hub", *args, "--url", hub.url, "--key", KEY],
+    return subprocess.run([sys.executable, "-m", "pushhub", *args, "--url", hub.url, "--key", KEY],
                           capture_output=True, text=True, timeout=4 * TIMEOUT)
 
 
@@ -176,7 +176,7 @@ async def test_https_only(hub_factory: Callable[..., HubProcess]) -> None:
 
 
 def test_bad_webhook_settings_are_refused() -> None:
-    result = subprocess.run([sys.executable, "-m", "hub", "serve", "--memory", "--webhook-retry-schedule", "soon"],
+    result = subprocess.run([sys.executable, "-m", "pushhub", "serve", "--memory", "--webhook-retry-schedule", "soon"],
                             capture_output=True, text=True, timeout=4 * TIMEOUT)
     assert result.returncode == 2 and "invalid retry step 'soon'" in result.stderr
 

@@ -14,11 +14,11 @@ import orjson
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from hub.errors import BadRequest
-from hub.webhooks import endpoints, message, signing
-from hub.webhooks.errors import Blocked, InvalidEndpoint
-from hub.webhooks.ratelimit import TokenBucket
-from hub.webhooks.retry import (
+from pushhub.errors import BadRequest
+from pushhub.webhooks import endpoints, message, signing
+from pushhub.webhooks.errors import Blocked, InvalidEndpoint
+from pushhub.webhooks.ratelimit import TokenBucket
+from pushhub.webhooks.retry import (
     SVIX_SCHEDULE,
     Breaker,
     BreakerState,
@@ -29,7 +29,7 @@ from hub.webhooks.retry import (
     parse_schedule,
     should_disable,
 )
-from hub.webhooks.ssrf import check_address, check_url, forbidden_reason, parse_networks
+from pushhub.webhooks.ssrf import check_address, check_url, forbidden_reason, parse_networks
 
 VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 VECTOR_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"

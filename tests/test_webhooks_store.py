@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis, RedisCluster
 
-from hub.cursor import Position
-from hub.webhooks import endpoints
-from hub.webhooks.redis_store import RedisDeliveryStore
-from hub.webhooks.store import (
+from pushhub.cursor import Position
+from pushhub.webhooks import endpoints
+from pushhub.webhooks.redis_store import RedisDeliveryStore
+from pushhub.webhooks.store import (
     FAILED,
     PENDING,
     SUCCEEDED,

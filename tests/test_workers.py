@@ -14,8 +14,8 @@ import httpx
 import orjson
 import pytest
 
-from hub.config import load
-from hub.errors import BadRequest
+from pushhub.config import load
+from pushhub.errors import BadRequest
 
 from .redis_servers import RedisServer
 from .utils import TIMEOUT, HubProcess, free_port, publish, sse_stream
@@ -58,7 +58,7 @@ def test_settings_need_redis_for_workers_and_cluster() -> None:
 
 
 def test_workers_are_refused_without_redis() -> None:
-    result = subprocess.run([sys.executable, "-m", "hub", "serve", "--memory", "--workers", "2",
+    result = subprocess.run([sys.executable, "-m", "pushhub", "serve", "--memory", "--workers", "2",
                              "--port", str(free_port())], capture_output=True, text=True, timeout=4 * TIMEOUT)
     assert result.returncode == 2
     assert "--workers 2 needs --redis" in result.stderr
@@ -88,7 +88,7 @@ async def test_workers_share_a_port_and_replace_a_killed_one(hub_factory: Callab
 def test_workers_refuse_a_port_other_workers_hold(hub_factory: Callable[..., HubProcess],
                                                   redis_server: RedisServer) -> None:
     hub = hub_factory("--redis", redis_server.fresh_url(), "--workers", "2", backend=None)
-    result = subprocess.run([sys.executable, "-m", "hub", "serve", "--redis", redis_server.fresh_url(),
+    result = subprocess.run([sys.executable, "-m", "pushhub", "serve", "--redis", redis_server.fresh_url(),
                              "--workers", "2", "--port", str(hub.port)],
                             capture_output=True, text=True, timeout=4 * TIMEOUT)
     assert result.returncode == 2

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from hub.protocol import OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT, FrameError, FrameReader
+from pushhub.protocol import OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT, FrameError, FrameReader
 
 
 def client_frame(payload: bytes, opcode: int = OP_TEXT, *, fin: bool = True, mask: bool = True,

@@ -18,7 +18,7 @@ import msgpack
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
-from hub import sse
+from pushhub import sse
 
 TIMEOUT = float(os.environ.get("PUSHHUB_TEST_TIMEOUT", "5"))
 
@@ -51,7 +51,7 @@ class HubProcess:
         env = {**os.environ, **self.env}
         with open(self.log_path or os.devnull, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "hub", "serve", "--port", str(self.port), *self.args],
+                [sys.executable, "-m", "pushhub", "serve", "--port", str(self.port), *self.args],
                 env=env, stdout=log, stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 4 * TIMEOUT

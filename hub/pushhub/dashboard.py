@@ -1,12 +1,12 @@
 """The live dashboard: a static page at ``GET /dashboard`` and the admin-only endpoints behind it.
 
-The page (``hub/static/dashboard.*``, plain ES modules and CSS) is public; every piece of data it
+The page (``hub/pushhub/static/dashboard.*``, plain ES modules and CSS) is public; every piece of data it
 shows needs an admin key, which the operator types once. The page keeps it in sessionStorage, sends
 it as ``Authorization: Bearer`` on its fetches of the admin API, and trades it once for a cookie:
 
 - ``POST /v1/dashboard/session`` (``Authorization: Bearer <admin key>``): ``204`` with the
   ``pushhub_dashboard`` cookie (HttpOnly, ``SameSite=Strict``, path ``/v1/dashboard/``), a ticket
-  signed by the admin key (:mod:`hub.dashboard_ticket`); ``DELETE`` removes it.
+  signed by the admin key (:mod:`pushhub.dashboard_ticket`); ``DELETE`` removes it.
 - ``GET /v1/dashboard/stats``: an event stream of ``stats`` events, one a second, each the
   ``/v1/stats`` snapshot whose ``rates`` holds only the samples the stream has not sent yet.
 - ``GET /v1/dashboard/sse?channel=…``: ``/v1/sse`` with the admin key of the cookie.

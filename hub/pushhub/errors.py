@@ -5,14 +5,14 @@ PushHubError
 │   ├── BadChannel      a channel name or pattern breaks the documented rules
 │   ├── BadCursor       a resume cursor cannot be decoded
 │   ├── BadEvent        a published event is not a valid event
-│   ├── PayloadTooLarge a request body exceeds its limit (413; hub.http_api)
-│   └── KeyReused       an Idempotency-Key came back with another request (422; hub.idempotency)
+│   ├── PayloadTooLarge a request body exceeds its limit (413; pushhub.http_api)
+│   └── KeyReused       an Idempotency-Key came back with another request (422; pushhub.idempotency)
 ├── Unauthorized        credentials are missing or wrong
-│   ├── TokenExpired    a valid token past its ``exp`` (hub.auth)
-│   └── SignatureError  a webhook signature is missing or wrong (hub.ingest.verify)
+│   ├── TokenExpired    a valid token past its ``exp`` (pushhub.auth)
+│   └── SignatureError  a webhook signature is missing or wrong (pushhub.ingest.verify)
 │       └── StaleTimestamp  its signed timestamp is outside the tolerance
 ├── Forbidden           credentials are valid but do not allow the action
-├── UnknownSource       no ingest source has that name (404; hub.ingest.endpoint)
+├── UnknownSource       no ingest source has that name (404; pushhub.ingest.endpoint)
 └── Unavailable         the storage backend cannot accept or serve data right now (HTTP 503)
 """
 

@@ -1,6 +1,6 @@
 """``--workers N``: N hub processes on one machine, sharing one port.
 
-Every worker is a whole hub (its own :class:`~hub.server.HubServer`, so SIGTERM still closes its
+Every worker is a whole hub (its own :class:`~pushhub.server.HubServer`, so SIGTERM still closes its
 streams with reconnect advice) listening on the port with ``SO_REUSEPORT``: the kernel spreads new
 connections over the workers. Workers share channels only through Redis, which is why ``--workers``
 needs ``--redis``. This supervisor forwards SIGTERM and SIGINT to the workers, waits for them, and

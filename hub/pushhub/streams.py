@@ -193,7 +193,7 @@ def _take_over(server_protocol: Any, transport: Any, protocol: asyncio.Protocol)
     uvicorn's per-connection objects (parser, queues, flow control, the handler's task and its
     coroutine frames) be freed, which is most of what an idle stream would otherwise cost. The
     handler has told uvicorn not to close the socket when it returns; shutdown still closes every
-    stream first (:meth:`hub.server.HubServer.shutdown`).
+    stream first (:meth:`pushhub.server.HubServer.shutdown`).
     """
     server_protocol.connections.discard(server_protocol)
     transport.set_protocol(protocol)

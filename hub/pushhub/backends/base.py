@@ -40,7 +40,7 @@ class Broker(abc.ABC):
     async def publish(self, channel: str, drafts: Sequence[EventDraft]) -> list[Event]:
         """Append ``drafts`` to ``channel`` atomically and in order; return them positioned.
 
-        Returns only once the events are durably stored; raises :class:`~hub.errors.Unavailable`
+        Returns only once the events are durably stored; raises :class:`~pushhub.errors.Unavailable`
         when they may not have been.
         """
 

@@ -70,7 +70,7 @@ class Database:
 
     def transaction(self, statements: Callable[[sqlite3.Connection], object], what: str) -> None:
         """Run ``statements`` in one write transaction; any SQLite error becomes
-        :class:`~hub.errors.Unavailable` saying that ``what`` failed."""
+        :class:`~pushhub.errors.Unavailable` saying that ``what`` failed."""
         db = self.db
         try:
             db.execute("BEGIN IMMEDIATE")

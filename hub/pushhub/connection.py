@@ -3,7 +3,7 @@
 A connection writes pre-framed bytes straight to its socket's transport, once per turn of the event
 loop (:class:`Outbox`): the fan-out never wakes a per-connection task and never copies an event per
 connection. Its bounded queue is the transport's write buffer: past ``limit`` bytes the client is too
-slow, and is disconnected with :data:`~hub.disconnect.SLOW_CONSUMER` after the bytes already queued,
+slow, and is disconnected with :data:`~pushhub.disconnect.SLOW_CONSUMER` after the bytes already queued,
 so its last cursor is exact.
 """
 

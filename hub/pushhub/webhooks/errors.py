@@ -1,4 +1,4 @@
-"""Errors of the webhook subsystem (all under :class:`hub.errors.PushHubError`).
+"""Errors of the webhook subsystem (all under :class:`pushhub.errors.PushHubError`).
 
 BadRequest
 ├── InvalidEndpoint   an endpoint definition breaks a rule (HTTP 422)

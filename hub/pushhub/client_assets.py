@@ -1,7 +1,7 @@
 """The browser client, served by the hub at a stable path: ``GET /v1/client/pushhub.js`` (an ES
 module) and ``GET /v1/client/pushhub.d.ts`` (its TypeScript declarations).
 
-The files ship inside the package (``hub/static``, links to ``clients/js`` in the source tree that
+The files ship inside the package (``hub/pushhub/static``, links to ``clients/js`` in the source tree that
 a wheel build copies), so an installed hub serves the client of its own version. Browsers
 revalidate with the ETag on every load; the module may be imported from any origin.
 """
@@ -22,10 +22,10 @@ MEDIA_TYPES = {
 
 
 class Asset:
-    """One file of ``hub/static``; ``headers`` replace the default of letting any origin read it."""
+    """One file of ``hub/pushhub/static``; ``headers`` replace the default of letting any origin read it."""
 
     def __init__(self, name: str, media_type: str | None = None, headers: dict[str, str] | None = None) -> None:
-        self.body = resources.files("hub").joinpath("static", name).read_bytes()
+        self.body = resources.files("pushhub").joinpath("static", name).read_bytes()
         self.media_type = media_type or MEDIA_TYPES[name]
         self.etag = '"%s"' % hashlib.sha256(self.body).hexdigest()[:32]
         self.headers = {"access-control-allow-origin": "*"} if headers is None else headers

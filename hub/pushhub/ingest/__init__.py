@@ -2,6 +2,6 @@
 
 ``POST /v1/ingest/{source}`` → allowlist → size limit → :mod:`.verify` (signature over the raw
 bytes, timestamp tolerance) → :mod:`.extract` (delivery id, event type, event draft) → dedupe
-(:mod:`hub.dedupe`) → durable append (:meth:`hub.hub.Hub.publish`) → 2xx. Sources are configured
+(:mod:`pushhub.dedupe`) → durable append (:meth:`pushhub.hub.Hub.publish`) → 2xx. Sources are configured
 in a file read by :mod:`.sources`; :mod:`.endpoint` is the only module here that does I/O.
 """
