@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from typing import Any
 from benchmarks import connect, fanout
 from benchmarks.loadgen import Hub, ServerProcess, machine_facts, save_result
 from benchmarks.nchan import Nchan, missing
+from benchmarks.report import figures, ratio, table
 
 
 @dataclass(frozen=True)
@@ -134,49 +134,28 @@ def measure(scenario: Scenario, server: str, args: argparse.Namespace) -> dict[s
     return record
 
 
-def spread(values: list[float]) -> dict[str, float] | None:
-    if not values:
-        return None
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
 def summarize(scenario: Scenario, runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """Median and range of each figure per server, the ratio of the medians, and what was lost."""
-    figures: dict[str, dict[str, Any]] = {}
+    summary: dict[str, dict[str, Any]] = {}
     for figure in scenario.figures:
-        entry: dict[str, Any] = {"better": figure.better}
-        for server in SERVERS:
-            entry[server] = spread([r[figure.key] for r in runs[server] if r.get(figure.key) is not None])
-        ours, theirs = entry["pushhub"], entry["nchan"]
-        entry["ratio"] = round(ours["median"] / theirs["median"], 3) if ours and theirs and theirs["median"] else None
-        figures[figure.key] = entry
+        spreads = figures(runs, figure.key)
+        summary[figure.key] = {"better": figure.better, **spreads,
+                               "ratio": ratio(spreads["pushhub"], spreads["nchan"])}
     losses = {server: {key: sum(r.get(key) or 0 for r in runs[server])
                        for key in ("lost", "duplicated", "publish_errors", "failed", "connect_failed")}
               for server in SERVERS}
-    return {"figures": figures, "losses": losses}
-
-
-def number(value: float) -> str:
-    if abs(value) >= 1000:
-        return f"{value:,.0f}".replace(",", " ")
-    return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
-
-
-def cell(entry: dict[str, float] | None) -> str:
-    if entry is None:
-        return "-"
-    return f"{number(entry['median'])} [{number(entry['min'])}-{number(entry['max'])}]"
+    return {"figures": summary, "losses": losses}
 
 
 def report(scenario: Scenario, summary: dict[str, Any], runs: int, loads: list[float]) -> str:
-    lines = [f"{scenario.name}: median [range] of {runs} interleaved run(s), load average "
-             f"{min(loads):.2f}-{max(loads):.2f}",
-             f"  {'':32}{'pushhub':>26}{'nchan':>26}  pushhub/nchan"]
+    rows = []
     for figure in scenario.figures:
         entry = summary["figures"][figure.key]
-        ratio = "-" if entry["ratio"] is None else f"{entry['ratio']:.2f}"
-        lines.append(f"  {figure.label:<32}{cell(entry['pushhub']):>26}{cell(entry['nchan']):>26}"
-                     f"  {ratio:>5} ({figure.better} is better)")
+        shown = "-" if entry["ratio"] is None else f"{entry['ratio']:.2f}"
+        rows.append((figure.label, [entry["pushhub"], entry["nchan"]], f"{shown:>5} ({figure.better} is better)"))
+    lines = [f"{scenario.name}: median [range] of {runs} interleaved run(s), load average "
+             f"{min(loads):.2f}-{max(loads):.2f}",
+             *table(rows, ["pushhub", "nchan"], "pushhub/nchan")]
     for server in SERVERS:
         counts = summary["losses"][server]
         lines.append(f"  {server}: lost {counts['lost']}, duplicated {counts['duplicated']}, "
