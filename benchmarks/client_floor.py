@@ -23,7 +23,7 @@ import orjson
 import uvloop
 
 from benchmarks.loadgen import machine_facts, raise_fd_limit
-from benchmarks.report import figures, ratio, table
+from benchmarks.report import figures, interleave, load_range, ratio, table
 from benchmarks.webhooks import Receiver
 from tests.utils import HubProcess
 
@@ -167,12 +167,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     raise_fd_limit()
     facts = machine_facts()
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CONTENDERS}
     target = Target()
     try:
-        for index in range(args.runs):
-            for name in CONTENDERS[index % len(CONTENDERS):] + CONTENDERS[: index % len(CONTENDERS)]:
-                runs[name].append(measure(name, target, args))
+        runs = interleave(CONTENDERS, args.runs, lambda name: measure(name, target, args))
     finally:
         target.close()
     rates = figures(runs, "per_s")
@@ -193,13 +190,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def summary(record: dict[str, Any]) -> str:
-    loads = [r["loadavg"] for records in record["records"].values() for r in records]
     shares = ", ".join(f"of {name} {share:.2f}" for name, share in record["pushhub_ratio"].items() if share is not None)
     rows = [("POSTs/s (pushhub: webhooks/s)", [record["per_s"][n] for n in CONTENDERS], f"pushhub {shares}"),
             ("sender CPU us/request", [record["sender_us_per_request"][n] for n in CONTENDERS], "")]
     return "\n".join([
         f"floor client: {record['requests']} POSTs, {record['in_flight']} in flight, to the webhook benchmark's "
-        f"receiver; median [range] of {record['runs']} interleaved run(s), load average "
-        f"{min(loads):.2f}-{max(loads):.2f} on {record['nproc']} cores",
+        f"receiver; median [range] of {record['runs']} interleaved run(s), {load_range(record['records'])} "
+        f"on {record['nproc']} cores",
         *table(rows, list(CONTENDERS), ""),
     ])

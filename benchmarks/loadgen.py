@@ -37,7 +37,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection as Pipe
-from typing import Any, cast
+from typing import IO, Any, cast
 
 import uvloop
 
@@ -151,12 +151,22 @@ class ServerProcess:
     host = "127.0.0.1"
     port = 0
     pid: int | None = None
+    process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ServerProcess:
         return self
 
+    def launch(self, args: list[str], ready_url: str, what: str, output: int | IO[bytes] = subprocess.DEVNULL) -> None:
+        """Start ``args`` and wait until ``ready_url`` answers."""
+        self.process = subprocess.Popen(args, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
+        self.pid = self.process.pid
+        wait_until_serving(self.process, ready_url, what)
+
     def stop(self) -> None:
-        return None
+        if self.process is not None:
+            stop_process(self.process)
+            self.process = None
+            self.pid = None
 
     def cpu_seconds(self) -> tuple[float, float] | None:
         """User and system CPU time of the server's processes so far."""
@@ -241,17 +251,11 @@ class Hub(ServerProcess):
         else:
             self.data_dir = tempfile.mkdtemp(prefix="pushhub-bench-")
             args += ["--data-dir", self.data_dir]
-        self.process = subprocess.Popen(args, cwd=ROOT,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.pid = self.process.pid
-        wait_until_serving(self.process, self.url + "/healthz", "hub")
+        self.launch(args, self.url + "/healthz", "hub")
         return self
 
     def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process)
-            self.process = None
-            self.pid = None
+        super().stop()
         if self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 
-from benchmarks.loadgen import NCHAN, ROOT, ServerProcess, free_port, stop_process, wait_until_serving
+from benchmarks.loadgen import NCHAN, ROOT, ServerProcess, free_port
 
 NGINX = "/usr/sbin/nginx"
 MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so"
@@ -46,7 +45,6 @@ class Nchan(ServerProcess):
     def __init__(self, workers: int = 1) -> None:
         self.workers = workers
         self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
         self.prefix: str | None = None
 
     @property
@@ -64,13 +62,10 @@ class Nchan(ServerProcess):
         config = os.path.join(self.prefix, "nginx.conf")
         with open(config, "w") as f:
             f.write(render(self.port, self.workers))
-        with open(os.path.join(self.prefix, "stderr.log"), "wb") as log:
-            self.process = subprocess.Popen(
-                [NGINX, "-p", self.prefix, "-c", config, "-e", os.path.join(self.prefix, "error.log")],
-                stdout=log, stderr=subprocess.STDOUT)
-        self.pid = self.process.pid
         try:
-            wait_until_serving(self.process, self.url + "/pub?channel=ready", "nginx")
+            with open(os.path.join(self.prefix, "stderr.log"), "wb") as log:
+                self.launch([NGINX, "-p", self.prefix, "-c", config, "-e", os.path.join(self.prefix, "error.log")],
+                            self.url + "/pub?channel=ready", "nginx", log)
         except RuntimeError as exc:
             raise RuntimeError(f"{exc}: {self.log()}") from None
         return self
@@ -87,10 +82,7 @@ class Nchan(ServerProcess):
         return "\n".join(text)
 
     def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process)
-            self.process = None
-            self.pid = None
+        super().stop()
         if self.prefix is not None:
             shutil.rmtree(self.prefix, ignore_errors=True)
             self.prefix = None

@@ -29,7 +29,7 @@ from typing import Any
 from benchmarks import connect, fanout
 from benchmarks.loadgen import Hub, ServerProcess, machine_facts, save_result
 from benchmarks.nchan import Nchan, missing
-from benchmarks.report import figures, ratio, table
+from benchmarks.report import figures, interleave, load_range, ratio, table
 
 
 @dataclass(frozen=True)
@@ -147,14 +147,14 @@ def summarize(scenario: Scenario, runs: dict[str, list[dict[str, Any]]]) -> dict
     return {"figures": summary, "losses": losses}
 
 
-def report(scenario: Scenario, summary: dict[str, Any], runs: int, loads: list[float]) -> str:
+def report(scenario: Scenario, summary: dict[str, Any], runs: dict[str, list[dict[str, Any]]]) -> str:
     rows = []
     for figure in scenario.figures:
         entry = summary["figures"][figure.key]
         shown = "-" if entry["ratio"] is None else f"{entry['ratio']:.2f}"
         rows.append((figure.label, [entry["pushhub"], entry["nchan"]], f"{shown:>5} ({figure.better} is better)"))
-    lines = [f"{scenario.name}: median [range] of {runs} interleaved run(s), load average "
-             f"{min(loads):.2f}-{max(loads):.2f}",
+    lines = [f"{scenario.name}: median [range] of {len(runs['pushhub'])} interleaved run(s), "
+             f"{load_range(runs, 'loadavg_start')}",
              *table(rows, ["pushhub", "nchan"], "pushhub/nchan")]
     for server in SERVERS:
         counts = summary["losses"][server]
@@ -165,15 +165,9 @@ def report(scenario: Scenario, summary: dict[str, Any], runs: int, loads: list[f
 
 
 def run_scenario(scenario: Scenario, args: argparse.Namespace) -> dict[str, Any]:
-    runs: dict[str, list[dict[str, Any]]] = {server: [] for server in SERVERS}
-    loads = []
-    for index in range(args.runs):
-        order = SERVERS if index % 2 == 0 else SERVERS[::-1]
-        for server in order:
-            loads.append(os.getloadavg()[0])
-            runs[server].append(measure(scenario, server, args))
+    runs = interleave(SERVERS, args.runs, lambda server: measure(scenario, server, args))
     summary = summarize(scenario, runs)
-    print(report(scenario, summary, args.runs, loads), flush=True)
+    print(report(scenario, summary, runs), flush=True)
     return {
         "benchmark": "peer",
         "scenario": scenario.name,
@@ -183,7 +177,6 @@ def run_scenario(scenario: Scenario, args: argparse.Namespace) -> dict[str, Any]
         "workers": args.workers,
         "storage": args.storage,
         **summary,
-        "loadavg_runs": [round(load, 2) for load in loads],
         "records": runs,
         **machine_facts(),
         "loadavg_end": os.getloadavg()[0],

@@ -4,7 +4,26 @@ runs of each contender, and the ratio of the medians to the reference measured i
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable, Sequence
 from typing import Any
+
+
+def interleave(contenders: Sequence[str], runs: int,
+               measure: Callable[[str], dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """``runs`` rounds in each of which every contender is measured once; each round starts with
+    the contender after the one that started the previous round."""
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in contenders}
+    for index in range(runs):
+        shift = index % len(contenders)
+        for name in [*contenders[shift:], *contenders[:shift]]:
+            results[name].append(measure(name))
+    return results
+
+
+def load_range(runs: dict[str, list[dict[str, Any]]], key: str = "loadavg") -> str:
+    """The lowest and highest load average seen at the start of the runs."""
+    loads = [r[key] for records in runs.values() for r in records]
+    return f"load average {min(loads):.2f}-{max(loads):.2f}"
 
 
 def spread(values: list[float]) -> dict[str, float] | None:
@@ -23,7 +42,7 @@ def ratio(ours: dict[str, float] | None, reference: dict[str, float] | None) -> 
 def number(value: float) -> str:
     if abs(value) >= 1000:
         return f"{value:,.0f}".replace(",", " ")
-    return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
+    return f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
 
 
 def cell(entry: dict[str, float] | None) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from typing import Any
 
@@ -14,7 +13,6 @@ import uvloop
 
 from benchmarks.loadgen import (
     PUSHHUB,
-    ROOT,
     Dialect,
     Hub,
     ServerProcess,
@@ -23,10 +21,8 @@ from benchmarks.loadgen import (
     machine_facts,
     publish_flat_out,
     raise_fd_limit,
-    stop_process,
-    wait_until_serving,
 )
-from benchmarks.report import figures, ratio, table
+from benchmarks.report import figures, interleave, load_range, ratio, table
 
 # The bare app answers 202 to any POST, so it is published to exactly as pushhub is.
 BARE = Dialect("bare", PUSHHUB.sse_path, PUSHHUB.ws_path, PUSHHUB.ws_protocol, PUSHHUB.ws_subscribe,
@@ -41,20 +37,11 @@ class BareApp(ServerProcess):
 
     def __init__(self) -> None:
         self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> BareApp:
-        self.process = subprocess.Popen([sys.executable, "-m", "benchmarks.bare", "--port", str(self.port)],
-                                        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.pid = self.process.pid
-        wait_until_serving(self.process, f"http://{self.host}:{self.port}/", "bare app")
+        self.launch([sys.executable, "-m", "benchmarks.bare", "--port", str(self.port)],
+                    f"http://{self.host}:{self.port}/", "bare app")
         return self
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process)
-            self.process = None
-            self.pid = None
 
 
 def make(name: str) -> ServerProcess:
@@ -93,10 +80,7 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     raise_fd_limit()
     facts = machine_facts()
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CONTENDERS}
-    for index in range(args.runs):
-        for name in CONTENDERS[index % len(CONTENDERS):] + CONTENDERS[: index % len(CONTENDERS)]:
-            runs[name].append(measure(name, args))
+    runs = interleave(CONTENDERS, args.runs, lambda name: measure(name, args))
     rates = figures(runs, "publish_rate")
     costs = figures(runs, "server_us_per_publish")
     generator = figures(runs, "publisher_us_per_request")
@@ -119,14 +103,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def summary(record: dict[str, Any]) -> str:
-    loads = [r["loadavg"] for records in record["records"].values() for r in records]
     shares = ", ".join(f"{name} {share:.2f}" for name, share in record["ratio_to_bare"].items() if share is not None)
     rows = [("publishes/s", [record["publish_rate"][n] for n in CONTENDERS], f"of bare: {shares}"),
             ("server CPU us/publish", [record["server_us_per_publish"][n] for n in CONTENDERS], ""),
             ("generator CPU us/request", [record["publisher_us_per_request"][n] for n in CONTENDERS], "")]
     return "\n".join([
         f"floor stack: flat-out single-event publish, {record['in_flight']} in flight, {record['duration']:g} s; "
-        f"median [range] of {record['runs']} interleaved run(s), load average {min(loads):.2f}-{max(loads):.2f} "
+        f"median [range] of {record['runs']} interleaved run(s), {load_range(record['records'])} "
         f"on {record['nproc']} cores",
         *table(rows, list(CONTENDERS), "pushhub / bare"),
         f"  errors: {', '.join(f'{name} {count}' for name, count in record['errors'].items())}",
