@@ -165,6 +165,7 @@ def report(scenario: Scenario, summary: dict[str, Any], runs: dict[str, list[dic
 
 
 def run_scenario(scenario: Scenario, args: argparse.Namespace) -> dict[str, Any]:
+    facts = machine_facts()
     runs = interleave(SERVERS, args.runs, lambda server: measure(scenario, server, args))
     summary = summarize(scenario, runs)
     print(report(scenario, summary, runs), flush=True)
@@ -178,7 +179,7 @@ def run_scenario(scenario: Scenario, args: argparse.Namespace) -> dict[str, Any]
         "storage": args.storage,
         **summary,
         "records": runs,
-        **machine_facts(),
+        **facts,
         "loadavg_end": os.getloadavg()[0],
     }
 
