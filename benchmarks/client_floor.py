@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import multiprocessing
 import os
-import tempfile
 import time
 from collections.abc import Awaitable
 from multiprocessing.connection import Connection as Pipe
@@ -22,10 +21,9 @@ import httpx
 import orjson
 import uvloop
 
-from benchmarks.loadgen import machine_facts, raise_fd_limit
+from benchmarks.loadgen import Hub, machine_facts, raise_fd_limit
 from benchmarks.report import figures, interleave, load_range, ratio, table
 from benchmarks.webhooks import Receiver
-from tests.utils import HubProcess
 
 CONTENDERS = ("aiohttp", "httpx", "pushhub")
 # What pushhub's sender puts on every delivery (Standard Webhooks), with fixed values.
@@ -118,7 +116,7 @@ class Target:
         self.process.join(10)
 
 
-async def webhooks_from_pushhub(hub: HubProcess, target: Target, requests: int) -> float:
+async def webhooks_from_pushhub(hub: Hub, target: Target, requests: int) -> float:
     """Seconds from the first publish until ``requests`` webhooks have reached the receiver."""
     async with httpx.AsyncClient(base_url=hub.url, timeout=60) as client:
         endpoint = {"url": target.url, "channels": ["bench"]}
@@ -137,15 +135,16 @@ async def webhooks_from_pushhub(hub: HubProcess, target: Target, requests: int) 
 def measure(name: str, target: Target, args: argparse.Namespace) -> dict[str, Any]:
     load = os.getloadavg()[0]
     if name == "pushhub":
-        with tempfile.TemporaryDirectory(prefix="pushhub-floor-") as data_dir:
-            hub = HubProcess(["--data-dir", data_dir, "--webhook-allow-network", "127.0.0.0/8",
-                              "--webhook-max-concurrency", str(args.in_flight)]).start()
-            try:
-                cpu_before = hub_cpu(hub)
-                elapsed = uvloop.run(webhooks_from_pushhub(hub, target, args.requests))
-                cpu = hub_cpu(hub) - cpu_before
-            finally:
-                hub.stop()
+        hub = Hub(storage="sqlite", extra_args=["--webhook-allow-network", "127.0.0.0/8",
+                                                "--webhook-max-concurrency", str(args.in_flight)]).start()
+        try:
+            before = hub.cpu_seconds()
+            elapsed = uvloop.run(webhooks_from_pushhub(hub, target, args.requests))
+            after = hub.cpu_seconds()
+        finally:
+            hub.stop()
+        assert before is not None and after is not None
+        cpu = sum(after) - sum(before)
     else:
         sender = send_aiohttp if name == "aiohttp" else send_httpx
         elapsed, cpu = uvloop.run(sender(target.url, args.requests, args.in_flight))
@@ -153,13 +152,6 @@ def measure(name: str, target: Target, args: argparse.Namespace) -> dict[str, An
         target.until(target.sent, 60)
     return {"contender": name, "per_s": round(args.requests / elapsed, 1),
             "sender_us_per_request": round(cpu / args.requests * 1e6, 1), "loadavg": round(load, 2)}
-
-
-def hub_cpu(hub: HubProcess) -> float:
-    assert hub.process is not None
-    with open(f"/proc/{hub.process.pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
