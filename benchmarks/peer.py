@@ -45,6 +45,7 @@ FANOUT_FIGURES = (
     Figure("p99_ms", "p99 latency ms", "lower"),
     Figure("hub_us_per_delivery", "server CPU us/delivery", "lower"),
     Figure("kib_per_idle_conn", "server KiB/connection", "lower"),
+    Figure("generator_us_per_delivery", "generator CPU us/delivery", "lower"),
 )
 CONNECT_FIGURES = (
     Figure("seconds", "seconds to connect all", "lower"),
