@@ -9,11 +9,11 @@ Nchan runs from Debian's ``nginx`` and ``libnginx-mod-nchan`` packages with the 
 ``benchmarks/nchan.conf`` (see :mod:`benchmarks.nchan`; this script installs nothing). Both servers
 get the same load from the same generator (:mod:`benchmarks.loadgen`): every event carries its
 publish time and a sequence number, so latency, loss and duplicates are counted the same way on
-both sides. Each run starts a fresh server, one process each by default (``--workers`` for more);
-within a run the two servers take turns, and which goes first alternates from run to run. Prints
-the median and range of each figure for both servers and the ratio of the medians
-(pushhub / Nchan), and appends one JSON line per scenario, with every run's record and the machine's
-facts, to ``benchmarks/results/peer.jsonl``.
+both sides. Each run starts a fresh server of one process each (``--nginx-workers`` gives nginx
+more); within a run the two servers take turns, and which goes first alternates from run to run.
+Prints the median and range of each figure for both servers and the ratio of the medians
+(pushhub / Nchan), and appends one JSON line per scenario, with every run's record and the
+machine's facts, to ``benchmarks/results/peer.jsonl``.
 """
 
 from __future__ import annotations
@@ -109,7 +109,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--patience", type=float, default=10.0, help="seconds to wait for stragglers")
     parser.add_argument("--in-flight", type=int, default=32, help="publish requests in flight (publish scenario)")
     parser.add_argument("--procs", type=int, default=1, help="load generator processes for the subscribers")
-    parser.add_argument("--workers", type=int, default=1, help="nginx worker processes and pushhub --workers")
+    parser.add_argument("--nginx-workers", type=int, default=1,
+                        help="nginx worker processes (1, like the one hub process: its --workers needs Redis)")
     parser.add_argument("--storage", choices=("memory", "sqlite"), default="memory", help="pushhub's log")
     parser.add_argument("--hub-arg", action="append", default=[], help="extra argument for 'pushhub serve'")
     parser.add_argument("--no-save", action="store_true", help="do not append to benchmarks/results")
@@ -121,9 +122,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def make_server(name: str, args: argparse.Namespace) -> ServerProcess:
     if name == "nchan":
-        return Nchan(workers=args.workers)
-    extra = list(args.hub_arg) + (["--workers", str(args.workers)] if args.workers > 1 else [])
-    return Hub(storage=args.storage, extra_args=extra)
+        return Nchan(workers=args.nginx_workers)
+    return Hub(storage=args.storage, extra_args=args.hub_arg)
 
 
 def measure(scenario: Scenario, server: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -176,7 +176,7 @@ def run_scenario(scenario: Scenario, args: argparse.Namespace) -> dict[str, Any]
         "runs": args.runs,
         "quick": args.quick,
         "duration": args.duration,
-        "workers": args.workers,
+        "nginx_workers": args.nginx_workers,
         "storage": args.storage,
         **summary,
         "records": runs,
