@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from typing import Any
 from benchmarks import connect, fanout
 from benchmarks.loadgen import Hub, ServerProcess, machine_facts, save_result
 from benchmarks.nchan import Nchan, missing
-from benchmarks.report import figures, interleave, load_range, ratio, table
+from benchmarks.report import figures, interleave, load_range, ratio, record, table
 
 
 @dataclass(frozen=True)
@@ -128,11 +127,11 @@ def make_server(name: str, args: argparse.Namespace) -> ServerProcess:
 
 def measure(scenario: Scenario, server: str, args: argparse.Namespace) -> dict[str, Any]:
     options = scenario.module.parse_args([*scenario.argv(args), "--no-save"])
-    record: dict[str, Any] = scenario.module.run(options, make_server(server, args))
+    result: dict[str, Any] = scenario.module.run(options, make_server(server, args))
     if scenario.name == "publish":
-        cpu = (record["hub_cpu_user_s"] or 0.0) + (record["hub_cpu_sys_s"] or 0.0)
-        record["hub_us_per_publish"] = round(cpu / record["published"] * 1e6, 2) if record["published"] else None
-    return record
+        cpu = (result["hub_cpu_user_s"] or 0.0) + (result["hub_cpu_sys_s"] or 0.0)
+        result["hub_us_per_publish"] = round(cpu / result["published"] * 1e6, 2) if result["published"] else None
+    return result
 
 
 def summarize(scenario: Scenario, runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -170,19 +169,9 @@ def run_scenario(scenario: Scenario, args: argparse.Namespace) -> dict[str, Any]
     runs = interleave(SERVERS, args.runs, lambda server: measure(scenario, server, args))
     summary = summarize(scenario, runs)
     print(report(scenario, summary, runs), flush=True)
-    return {
-        "benchmark": "peer",
-        "scenario": scenario.name,
-        "runs": args.runs,
-        "quick": args.quick,
-        "duration": args.duration,
-        "nginx_workers": args.nginx_workers,
-        "storage": args.storage,
-        **summary,
-        "records": runs,
-        **facts,
-        "loadavg_end": os.getloadavg()[0],
-    }
+    settings = {"scenario": scenario.name, "runs": args.runs, "quick": args.quick, "duration": args.duration,
+                "nginx_workers": args.nginx_workers, "storage": args.storage}
+    return record("peer", settings, summary, runs, facts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,12 +182,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     failed = False
     for name in args.only or [s.name for s in SCENARIOS]:
-        record = run_scenario(BY_NAME[name], args)
+        saved = run_scenario(BY_NAME[name], args)
         if not args.no_save:
-            save_result("peer", record)
+            save_result("peer", saved)
         else:
-            print(json.dumps({k: v for k, v in record.items() if k != "records"}))
-        losses = record["losses"]["pushhub"]
+            print(json.dumps({k: v for k, v in saved.items() if k != "records"}))
+        losses = saved["losses"]["pushhub"]
         failed = failed or bool(losses["lost"] or losses["duplicated"])
     return 1 if failed else 0
 
