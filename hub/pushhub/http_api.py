@@ -18,7 +18,7 @@ from .dedupe import DedupeStore
 from .errors import BadRequest, PushHubError
 from .events import Event, parse_publish_body
 from .hub import Hub
-from .numbers import is_decimal
+from .numbers import bounded
 from .stats import StatsCollector
 
 MAX_HISTORY_LIMIT = 1000
@@ -29,8 +29,8 @@ def error_response(exc: PushHubError) -> JSONResponse:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and is_decimal(declared) and int(declared) > limit:
+    declared = bounded(request.headers.get("content-length", ""), limit)
+    if declared is not None and declared > limit:
         raise PayloadTooLarge(limit)
     body = bytearray()
     async for chunk in request.stream():
@@ -117,10 +117,9 @@ class HttpApi:
     async def history(self, request: Request) -> Response:
         channel = self.readable(request)
         after = request.query_params.get("after") or None
-        raw_limit = request.query_params.get("limit", "100")
-        if not is_decimal(raw_limit) or not 1 <= int(raw_limit) <= MAX_HISTORY_LIMIT:
+        limit = bounded(request.query_params.get("limit", "100"), MAX_HISTORY_LIMIT)
+        if limit is None or not 1 <= limit <= MAX_HISTORY_LIMIT:
             raise BadRequest(f"'limit' must be an integer from 1 to {MAX_HISTORY_LIMIT}")
-        limit = int(raw_limit)
         page, reset = await self.hub.history(channel, after, limit)
         events = page.events
         if events:
