@@ -110,3 +110,10 @@ async def test_replay_since_beyond_year_9999(client: httpx.AsyncClient) -> None:
 
 def test_hub_log_has_no_traceback(hub: HubProcess, tmp_path: Path) -> None:
     assert "Traceback" not in hub.log()
+
+
+@pytest.mark.parametrize("host", ["10.1", "0x0a000001", "167772161", "127.1", "0"])
+async def test_shorthand_forbidden_address_refused_at_registration(client: httpx.AsyncClient, host: str) -> None:
+    response = await client.post("/v1/webhooks/endpoints", json={"url": f"http://{host}/hook"})
+    assert "address" in assert_error(response, 422)["message"]
+    assert host not in (await client.get("/v1/webhooks/endpoints")).text
