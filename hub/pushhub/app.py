@@ -24,6 +24,7 @@ from .http_api import HttpApi, error_response
 from .hub import Hub
 from .ingest import sources
 from .ingest.endpoint import IngestApi
+from .metrics_access import MetricsAccess
 from .session import SessionApi
 from .streams import Streams
 from .webhooks.api import WebhookApi, admin_check
@@ -60,7 +61,7 @@ class PushHub:
         self.streams = Streams(self.hub, access=access, cors_origins=settings.cors_origins,
                                max_queue_bytes=settings.max_queue_bytes, sse_retry_ms=settings.sse_retry_ms)
         api = HttpApi(self.hub, access, settings.max_body_bytes, self.dedupe, settings.dedupe_window,
-                      settings.cors_origins)
+                      settings.cors_origins, MetricsAccess(settings.metrics_keys))
         ingest = IngestApi(self.hub, ingest_sources, self.dedupe, settings.dedupe_window, access)
         store = create_store(broker, settings.data_dir, fsync=settings.fsync, attempt_timeout=settings.webhook_timeout)
         self.webhooks = Dispatcher(self.hub, store, config_from_settings(settings))

@@ -52,6 +52,8 @@ class Settings:
         "help": "channel pattern anyone may read without a token, e.g. 'public:*' (repeat)"})
     cors_origins: list[str] = field(default_factory=list, metadata={
         "help": "browser origin allowed to call the hub, e.g. https://app.example.com (repeat)"})
+    metrics_keys: list[str] = field(default_factory=list, metadata={
+        "help": "key that /metrics requires as a bearer token (repeat); unset: only loopback peers may read it"})
     ingest_config: str = field(default="", metadata={"help": "TOML or JSON file that defines ingest sources"})
     dedupe_window: float = field(default=72 * 3600.0, metadata={
         "help": "seconds a webhook delivery id or Idempotency-Key is remembered"})
@@ -116,7 +118,7 @@ def _flag(name: str) -> str:
 
 
 _REPEATABLE = ("publisher_keys", "retention_rules", "admin_keys", "jwt_secrets", "jwt_public_keys",
-               "public_channels", "cors_origins", "webhook_allow_networks")
+               "public_channels", "cors_origins", "webhook_allow_networks", "metrics_keys")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -18,6 +18,7 @@ from .dedupe import DedupeStore
 from .errors import BadRequest, PushHubError
 from .events import Event, parse_publish_body
 from .hub import Hub
+from .metrics_access import MetricsAccess
 from .numbers import bounded
 from .stats import StatsCollector
 
@@ -55,13 +56,14 @@ def positioned(event: Event) -> dict[str, Any]:
 
 class HttpApi:
     def __init__(self, hub: Hub, access: Access, max_body_bytes: int, dedupe: DedupeStore, window: float,
-                 cors_origins: list[str]) -> None:
+                 cors_origins: list[str], metrics: MetricsAccess) -> None:
         self.hub = hub
         self.access = access
         self.max_body_bytes = max_body_bytes
         self.dedupe = dedupe
         self.window = window
         self.cors_origins = cors_origins
+        self.metrics_access = metrics
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(StatsCollector(hub.stats, self.gauges))
 
@@ -146,6 +148,8 @@ class HttpApi:
         return JSONResponse(self.hub.stats.snapshot(self.gauges()))
 
     async def metrics(self, request: Request) -> Response:
+        self.metrics_access.check(bearer(request.headers.get("authorization")),
+                                  request.client.host if request.client else None)
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def channel_state(self, request: Request) -> Response:
