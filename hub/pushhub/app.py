@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from . import client_assets, dashboard
+from . import client_assets, cors, dashboard
 from .auth import Access, JWTVerifier
 from .backends import create_broker
 from .config import Settings
@@ -70,7 +70,8 @@ class PushHub:
         self.api = Starlette(
             routes=(api.routes() + ingest.routes() + SessionApi(access).routes() + webhook_api.routes()
                     + client_assets.routes() + self.dashboard.routes()),
-            middleware=[Middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
+            middleware=[Middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                                   allow_credentials=cors.credentials_allowed(settings.cors_origins),
                                    allow_methods=["GET", "POST", "PATCH", "DELETE"], allow_headers=CORS_HEADERS,
                                    max_age=600)],
             exception_handlers={PushHubError: self._error, 404: self._not_found, 405: self._not_allowed},
