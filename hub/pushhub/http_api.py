@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -34,11 +34,20 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared is not None and declared > limit:
         raise PayloadTooLarge(limit)
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(limit)
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise PayloadTooLarge(limit)
+    except ClientDisconnect as exc:
+        raise ClientGone("the client closed the connection before sending the whole body") from exc
     return bytes(body)
+
+
+class ClientGone(BadRequest):
+    """The request ended before its body did: nothing was done, and the answer reaches no one."""
+
+    code = "client_disconnected"
 
 
 class PayloadTooLarge(BadRequest):
