@@ -34,12 +34,6 @@ messages = st.fixed_dictionaries({"op": st.one_of(st.sampled_from(["subscribe", 
                                            "cursor": st.one_of(texts, json_values),
                                            "types": st.one_of(st.lists(texts, max_size=3), json_values),
                                            "event": events, "extra": json_values})
-# Values msgpack has and JSON has not: bytes, extension types, non-string keys.
-packed_extras = st.one_of(st.binary(max_size=20), st.builds(msgpack.ExtType, st.integers(0, 127),
-                                                            st.binary(max_size=8)),
-                          st.dictionaries(st.integers(-5, 5), st.integers(), max_size=2))
-
-
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
     tmp: Path = tmp_path_factory.mktemp("ws-fuzz")
@@ -87,11 +81,7 @@ def test_json_messages_answered_and_connection_kept(hub: HubProcess, message: st
 
 
 @FUZZ
-@given(message=st.one_of(messages, messages.flatmap(
-    lambda m: packed_extras.map(lambda extra: {**m, "event": {"type": "t", "data": extra}}))).map(msgpack.packb)
-    | st.binary(max_size=60))
-@example(msgpack.packb({"op": "publish", "channel": "a", "event": {"type": "t", "data": b"\x00"}}))
-@example(msgpack.packb({"op": "publish", "channel": "a", "event": {"type": "t", "data": msgpack.ExtType(1, b"")}}))
+@given(message=messages.map(msgpack.packb) | st.binary(max_size=60))
 @example(msgpack.packb({"op": "subscribe", "channel": "a", "types": [[1]]}))
 def test_msgpack_messages_answered_and_connection_kept(hub: HubProcess, message: bytes) -> None:
     with socket(hub, "pushhub.msgpack") as ws:
