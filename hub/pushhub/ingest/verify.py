@@ -37,7 +37,6 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 
 from ..errors import BadRequest, Unauthorized
 
@@ -95,13 +94,17 @@ class Verified:
     """What a valid signature vouches for.
 
     ``headers``: the request's headers minus those of another variant of the scheme than the one
-    verified. ``fingerprint``: ``sha256:`` and the hex digest of the signed content when it
-    includes a timestamp (the same request replayed has the same fingerprint, a new one made by
-    the provider has another), else ``None``.
+    verified. ``signed``: the signed content when it includes a timestamp, else ``None``.
     """
 
     headers: Mapping[str, str]
-    fingerprint: str | None = None
+    signed: bytes | None = None
+
+    @property
+    def fingerprint(self) -> str | None:
+        """``sha256:`` and the hex digest of the signed content, if it has a timestamp: the same
+        request replayed has the same fingerprint, one the provider signed anew has another."""
+        return None if self.signed is None else "sha256:" + hashlib.sha256(self.signed).hexdigest()
 
 
 def verify(spec: Signature, headers: Mapping[str, str], body: bytes, now: float) -> Verified:
@@ -134,8 +137,7 @@ def verify(spec: Signature, headers: Mapping[str, str], body: bytes, now: float)
         _generic(spec, headers, body)
     else:
         raise SignatureError(f"unknown signature scheme {spec.scheme!r}")
-    fingerprint = None if signed is None else "sha256:" + hashlib.sha256(signed).hexdigest()
-    return Verified(MappingProxyType(dict(headers)), fingerprint)
+    return Verified(headers, signed)
 
 
 def _mac(key: bytes, message: bytes, algorithm: str) -> bytes:
