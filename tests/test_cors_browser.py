@@ -25,6 +25,12 @@ PUBLISHER = "publisher-key-for-the-cors-browser-test"
 # From a page: what reading a URL gives ("read:" and the text) or "blocked" when CORS withholds it.
 FETCH = """([url, credentials]) => fetch(url, {credentials}).then(r => r.text()).then(t => "read:" + t,
                                                                                   () => "blocked")"""
+SOCKET = """(url) => new Promise(resolve => {
+    const socket = new WebSocket(url);
+    socket.onopen = () => socket.send(JSON.stringify({op: "subscribe", channel: "private", id: 1}));
+    socket.onmessage = event => { socket.close(); resolve(JSON.parse(event.data)); };
+    socket.onerror = () => resolve({op: "socket error"});
+})"""
 EVENT_SOURCE = """(url) => new Promise(resolve => {
     const source = new EventSource(url, {withCredentials: true});
     source.onmessage = event => { source.close(); resolve("read:" + event.data); };
@@ -79,11 +85,15 @@ async def test_foreign_origin_cannot_read_a_cookie_authenticated_stream(browser:
     # The hub's own page reads with the cookie, so what follows is withheld by CORS, not by a missing cookie.
     assert "private" in await own.evaluate(FETCH, [history, "include"])
     assert await own.evaluate(EVENT_SOURCE, stream) != "blocked"
+    socket_url = hub.ws_url
+    assert (await own.evaluate(SOCKET, socket_url))["op"] == "subscribed"
 
     # Another origin of the same site (another port): the browser sends the cookie along.
     foreign = await page_at(context, f"http://127.0.0.1:{free_port()}")
     assert await foreign.evaluate(FETCH, [history, "include"]) == "blocked"
     assert await foreign.evaluate(EVENT_SOURCE, stream) == "blocked"
+    refused = await foreign.evaluate(SOCKET, socket_url)  # WebSockets know no CORS: the hub ignores the cookie
+    assert refused["op"] == "error" and refused["code"] == "unauthorized", refused
     public = await foreign.evaluate(FETCH, [f"{hub.url}/v1/channels/public:news/events", "omit"])
     assert public.startswith("read:") and "public:news" in public
     await context.close()
