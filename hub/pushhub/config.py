@@ -39,6 +39,8 @@ class Settings:
         "help": "live events buffered for one resuming subscription before it is disconnected"})
     heartbeat: float = field(default=15.0, metadata={"help": "seconds between SSE heartbeat comments"})
     sse_retry_ms: int = field(default=2000, metadata={"help": "EventSource reconnect delay sent to clients"})
+    takeover: bool = field(default=False, metadata={
+        "help": "start beside the hub running on this port and data dir, then stop it (restart without a window)"})
     shutdown_timeout: float = field(default=5.0, metadata={"help": "seconds to wait for connections on exit"})
     access_log: bool = field(default=False, metadata={"help": "log every HTTP request"})
     admin_keys: list[str] = field(default_factory=list, metadata={
@@ -78,6 +80,11 @@ class Settings:
         "help": "outgoing webhooks: how long a rotated-out secret keeps signing"})
 
     @property
+    def uses_sqlite(self) -> bool:
+        """Whether this hub keeps its data in SQLite files in ``data_dir`` (one writer at a time)."""
+        return not (self.redis or self.memory)
+
+    @property
     def broker_url(self) -> str:
         if self.redis:
             return self.redis
@@ -107,6 +114,9 @@ class Settings:
                 f"refusing to listen on {self.host} with no publisher key: set --publisher-key "
                 "(PUSHHUB_PUBLISHER_KEYS) or --jwt-secret, or --insecure to let anyone who reaches it publish"
             )
+        if self.takeover and not self.uses_sqlite:
+            raise BadRequest("--takeover replaces a hub on the same --data-dir (SQLite): a --memory hub has "
+                             "nothing to hand over, and hubs on --redis cannot take over yet")
         if self.dedupe_window <= 0:
             raise BadRequest("--dedupe-window must be a positive number of seconds")
 
