@@ -29,6 +29,7 @@ from typing import IO
 
 from .config import Settings
 from .errors import PushHubError
+from .workers import listening_socket
 
 BACKLOG = 2048
 LOCK_FILE = "writer.lock"
@@ -41,25 +42,14 @@ class DataDirInUse(PushHubError):
 
 def listen(settings: Settings) -> socket.socket:
     """The listening socket of a single-process hub, beside a predecessor when taking over."""
-    if not settings.takeover:
-        _bind(settings, shared=False).close()  # fail clearly if anything holds the port
-    sock = _bind(settings, shared=True)
-    sock.listen(BACKLOG)
-    return sock
-
-
-def _bind(settings: Settings, *, shared: bool) -> socket.socket:
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if shared:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
-        sock.bind((settings.host, settings.port))
-    except OSError as exc:
-        sock.close()
-        hint = "" if settings.takeover else " (to replace a running hub, start this one with --takeover)"
-        raise PushHubError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}{hint}") from exc
+        if not settings.takeover:
+            listening_socket(settings, shared=False).close()  # fail clearly if anything holds the port
+        sock = listening_socket(settings, shared=True)
+    except PushHubError as exc:
+        hint = "" if settings.takeover else " (to replace a hub running there, start this one with --takeover)"
+        raise PushHubError(exc.message + hint) from exc
+    sock.listen(BACKLOG)
     return sock
 
 
