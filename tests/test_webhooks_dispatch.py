@@ -22,10 +22,11 @@ from pushhub.hub import Hub
 from pushhub.retention import RetentionPolicy
 from pushhub.webhooks import endpoints, signing
 from pushhub.webhooks.clock import Clock
-from pushhub.webhooks.dispatcher import DispatchConfig, Dispatcher
+from pushhub.webhooks.dispatcher import Dispatcher
 from pushhub.webhooks.endpoints import Endpoint
 from pushhub.webhooks.errors import Blocked, InvalidEndpoint
 from pushhub.webhooks.retry import SVIX_SCHEDULE
+from pushhub.webhooks.settings import DispatchConfig
 from pushhub.webhooks.ssrf import GuardedTransport, parse_networks
 from pushhub.webhooks.store import FAILED, PENDING, SUCCEEDED, Delivery, SqliteDeliveryStore
 
@@ -443,3 +444,27 @@ async def test_retention_drops_old_attempts_and_finished_deliveries(tmp_path: Pa
         (pending,) = await h.until_statuses(endpoint, PENDING)  # the pending delivery stays
         assert pending.attempts == 1 and pending.last_status == 500
         await eventually(lambda: h.store.attempts(endpoint_id=endpoint.id), lambda found: found == [])
+
+
+async def test_intake_uses_the_published_events_without_reading_the_log(tmp_path: Path) -> None:
+    async with receiver() as server, dispatching(tmp_path) as h:
+        endpoint = await h.add(server.url)
+        reads: list[str] = []
+        history = h.hub.broker.history
+
+        async def counted(channel: str, after: int, limit: int) -> Any:
+            reads.append(channel)
+            return await history(channel, after, limit)
+
+        h.hub.broker.history = counted  # type: ignore[method-assign]
+        for n in range(3):
+            await h.publish("orders", data=n)
+        assert [d.offset for d in await h.deliveries(endpoint)] == [1, 2, 3]
+        assert reads == []
+        h.hub.publish_listeners.clear()
+        await h.publish("orders", data=3)  # the intake misses this one...
+        h.hub.publish_listeners.append(h.dispatcher)
+        await h.publish("orders", data=4)  # ...so this one does not follow its cursor: it reads the log
+        assert [d.offset for d in await h.deliveries(endpoint)] == [1, 2, 3, 4, 5]
+        assert reads == ["orders"]
+        await server.wait_for(5)
