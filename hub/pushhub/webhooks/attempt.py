@@ -48,18 +48,25 @@ def conclude(delivery: Delivery, reply: Reply, *, number: int, done: float, sche
     return outcome
 
 
+def blocked(url: str, config: DispatchConfig) -> str | None:
+    """Why no request may go to ``url`` whatever its host resolves to (scheme, literal address), or
+    ``None``. The addresses a name resolves to are checked by the client when it connects."""
+    try:
+        check_url(url, https_only=config.https_only, allow=config.allow)
+    except Blocked as exc:
+        return exc.message
+    return None
+
+
 async def send(client: HttpClient, endpoint: Endpoint, delivery: Delivery, config: DispatchConfig,
-               now: Callable[[], float], rand: Callable[[], float]) -> tuple[Outcome, Attempt]:
-    """Send ``delivery`` once and move it to its next state; returns the outcome and the attempt's record."""
+               now: Callable[[], float], rand: Callable[[], float], refused: str | None) -> tuple[Outcome, Attempt]:
+    """Send ``delivery`` once (unless ``refused`` says why its URL may not be reached) and move it to its
+    next state; returns the outcome and the attempt's record."""
     started_at = now()
     number = delivery.attempts + 1
     body, headers = request(endpoint, delivery, number, started_at)
     started = time.monotonic()
-    try:
-        check_url(endpoint.url, https_only=config.https_only, allow=config.allow)
-        reply = await client.post(endpoint.url, body, headers)
-    except Blocked as exc:
-        reply = Reply(error=exc.message)
+    reply = Reply(error=refused) if refused is not None else await client.post(endpoint.url, body, headers)
     latency_ms = (time.monotonic() - started) * 1000.0
     schedule = config.schedule if endpoint.retry_schedule is None else endpoint.retry_schedule
     outcome = conclude(delivery, reply, number=number, done=now(), schedule=schedule, jitter=config.jitter, rand=rand)

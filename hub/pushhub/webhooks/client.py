@@ -1,18 +1,24 @@
-"""The outgoing HTTP client: one connection pool per endpoint, every connection through the SSRF
-guard, no redirects followed, proxies from the environment ignored, TLS verified, one timeout over
-the whole attempt. :class:`HttpClient` is the seam tests and other transports fit behind."""
+"""The outgoing HTTP client (aiohttp): one connection pool per endpoint, every connection through
+the SSRF guard, no redirects followed, no cookies kept, proxies from the environment ignored, TLS
+verified against the system's trust store, one timeout over the whole attempt.
+
+aiohttp rather than httpx because it is measured several times faster here (``benchmarks.webhooks``:
+from one process to one receiver answering at once, bare aiohttp about 10 000 POSTs/s, bare httpx
+about 700). :class:`HttpClient` is the seam: the dispatcher takes a factory of them.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-import httpx
+import aiohttp
+from yarl import URL
 
 from .errors import Blocked
-from .ssrf import GuardedTransport, IPNetwork
+from .ssrf import GuardedResolver, IPNetwork, Resolver, check_address, literal_address, system_resolver
 
 
 @dataclass(frozen=True)
@@ -35,31 +41,50 @@ class HttpClient(Protocol):
 ClientFactory = Callable[[], HttpClient]
 
 
-class HttpxClient:
+class AiohttpClient:
+    """One endpoint's connection pool. Make it inside the running event loop."""
+
     def __init__(self, allow: Sequence[IPNetwork], *, timeout: float, response_limit: int, user_agent: str,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, resolver: Resolver = system_resolver) -> None:
+        self.allow = list(allow)
         self.timeout = timeout
         self.response_limit = response_limit
-        self.client = httpx.AsyncClient(transport=transport or GuardedTransport(allow), follow_redirects=False,
-                                        timeout=httpx.Timeout(timeout), headers={"user-agent": user_agent})
+        self._url: tuple[str, URL] | None = None  # the last URL posted to, checked
+        connector = aiohttp.TCPConnector(limit=0, resolver=GuardedResolver(allow, resolver),
+                                         ssl=ssl_context or ssl.create_default_context())
+        self.session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+                                             timeout=aiohttp.ClientTimeout(total=timeout),
+                                             headers={"user-agent": user_agent}, trust_env=False)
+
+    def _target(self, url: str) -> URL:
+        """``url`` parsed, once checked: the connector asks the resolver only for names, so a literal
+        address is checked here."""
+        if self._url is None or self._url[0] != url:
+            target = URL(url)
+            address = literal_address(target.raw_host or "")
+            if address is not None:
+                check_address(address, self.allow)
+            self._url = (url, target)
+        return self._url[1]
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Reply:
         try:
-            async with asyncio.timeout(self.timeout), \
-                    self.client.stream("POST", url, content=body, headers=headers) as response:
-                received = bytearray()
-                async for chunk in response.aiter_bytes():
-                    received += chunk
-                    if len(received) > self.response_limit:
+            target = self._target(url)
+            async with self.session.post(target, data=body, headers=headers, allow_redirects=False) as response:
+                received = b""
+                while len(received) < self.response_limit:
+                    chunk = await response.content.read(self.response_limit - len(received))
+                    if not chunk:
                         break
-                return Reply(response.status_code, response.headers.get("retry-after"),
-                             received[:self.response_limit].decode(errors="replace"))
+                    received += chunk
+                return Reply(response.status, response.headers.get("retry-after"),
+                             received.decode(errors="replace"))
         except Blocked as exc:
             return Reply(error=exc.message)
-        except (TimeoutError, httpx.TimeoutException):
+        except TimeoutError:
             return Reply(error=f"timed out after {self.timeout:g}s")
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             return Reply(error=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self.session.close()

@@ -13,20 +13,23 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 from collections.abc import Callable
 
 from ..cursor import Position
 from ..events import Event
 from ..hub import Hub
 from . import health
-from .client import ClientFactory, HttpxClient
+from .client import AiohttpClient, ClientFactory
 from .clock import Clock, SystemClock
 from .endpoints import Endpoint
 from .intake import Intake
+from .process import SenderProcess
+from .recorder import Recorder
 from .registry import Registry
 from .replay import Replay, channels_for
 from .retry import Outcome
-from .settings import DispatchConfig
+from .settings import PROCESS, DispatchConfig
 from .store import Delivery, DeliveryStore
 from .sync import follow_others
 from .worker import Worker
@@ -45,12 +48,20 @@ class Dispatcher:
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self.rand = rand
-        self.client: ClientFactory = client or (lambda: HttpxClient(
-            config.allow, timeout=config.timeout, response_limit=config.response_limit,
-            user_agent=config.user_agent))
+        self.process: SenderProcess | None = None
+        if client is None and config.sender == PROCESS:
+            self.process = SenderProcess(config)
+            client = self.process.client
+        elif client is None:
+            ssl_context = ssl.create_default_context()
+            client = lambda: AiohttpClient(  # noqa: E731
+                config.allow, timeout=config.timeout, response_limit=config.response_limit,
+                user_agent=config.user_agent, ssl_context=ssl_context)
+        self.client = client
         self.registry = Registry(store, self._configure, self._forget)
         self.intake = Intake(hub.broker, store, self.registry, self.clock, self._wake)
         self.replay = Replay(hub.broker, store, self.registry, self.clock, self._wake)
+        self.recorder = Recorder(store)
         self.workers: dict[str, Worker] = {}
         self._retired: list[Worker] = []  # disabled endpoints' workers, finishing what they started
         self._tasks: list[asyncio.Task[None]] = []
@@ -63,6 +74,8 @@ class Dispatcher:
 
     async def start(self) -> None:
         self.store.open()
+        if self.process is not None:
+            await self.process.start()
         await self.registry.load()
         await self.intake.start()
         self.hub.publish_listeners.append(self)
@@ -85,6 +98,9 @@ class Dispatcher:
         for worker in [*self.workers.values(), *self._retired]:
             await worker.stop()
         self.workers.clear()
+        await self.recorder.close()
+        if self.process is not None:
+            await self.process.close()
         self.store.close()
 
     # The hub's publish listener ---------------------------------------------------------------
@@ -107,7 +123,7 @@ class Dispatcher:
                 self._retired.append(self.workers.pop(endpoint.id))
         elif endpoint.enabled:
             self.workers[endpoint.id] = Worker(endpoint, store=self.store, config=self.config, clock=self.clock,
-                                               client=self.client(), rand=lambda: self.rand(),
+                                               client=self.client(), recorder=self.recorder, rand=lambda: self.rand(),
                                                on_outcome=self._health)
 
     async def _forget(self, endpoint_id: str) -> None:

@@ -11,6 +11,10 @@ from ..retention import parse_duration
 from .retry import SVIX_SCHEDULE, parse_schedule
 from .ssrf import IPNetwork, parse_networks
 
+INLINE = "inline"
+PROCESS = "process"
+SENDERS = (INLINE, PROCESS)
+
 
 @dataclass(frozen=True)
 class DispatchConfig:
@@ -28,6 +32,7 @@ class DispatchConfig:
     https_only: bool = False
     allow: tuple[IPNetwork, ...] = ()
     user_agent: str = f"pushhub/{__version__}"
+    sender: str = INLINE  # where the HTTP requests are made: INLINE (this event loop) or PROCESS (a child)
 
 
 def config_from_settings(settings: Settings) -> DispatchConfig:
@@ -36,6 +41,8 @@ def config_from_settings(settings: Settings) -> DispatchConfig:
         raise BadRequest("webhook_jitter must be a fraction from 0 to below 1")
     if settings.webhook_timeout <= 0 or settings.webhook_max_concurrency < 1 or settings.webhook_breaker_threshold < 1:
         raise BadRequest("webhook_timeout, webhook_max_concurrency and webhook_breaker_threshold must be positive")
+    if settings.webhook_sender not in SENDERS:
+        raise BadRequest(f"webhook_sender must be one of {', '.join(SENDERS)}")
     return DispatchConfig(
         schedule=parse_schedule(settings.webhook_retry_schedule),
         jitter=settings.webhook_jitter,
@@ -48,4 +55,5 @@ def config_from_settings(settings: Settings) -> DispatchConfig:
         secret_overlap=parse_duration(settings.webhook_secret_overlap),
         https_only=settings.webhook_https_only,
         allow=tuple(parse_networks(settings.webhook_allow_networks)),
+        sender=settings.webhook_sender,
     )
