@@ -77,9 +77,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--concurrency", type=int, default=4)
     args = parser.parse_args()
+    cpu = time.process_time()
     seconds = uvloop.run(CLIENTS[args.client](args.url, args.requests, args.concurrency))
+    cpu_us = (time.process_time() - cpu) / (args.requests + 200) * 1e6  # the warm-up requests too
     print(json.dumps({"client": args.client, "requests": args.requests, "concurrency": args.concurrency,
-                      "seconds": round(seconds, 3), "per_second": round(args.requests / seconds, 1)}))
+                      "seconds": round(seconds, 3), "per_second": round(args.requests / seconds, 1),
+                      "cpu_us_per_request": round(cpu_us, 1)}))
 
 
 if __name__ == "__main__":

@@ -176,6 +176,7 @@ async def throughput(args: argparse.Namespace, receiver: Receiver, base: str) ->
             for client in args.floor:
                 result = await floor(client, f"{base}/floor", args.events, args.concurrency)
                 figures[f"floor_{client}_per_second"].append(result["per_second"])
+                figures[f"floor_{client}_cpu_us_per_request"].append(result["cpu_us_per_request"])
             hub = start_hub(args)
             try:
                 publisher = Publisher(session, hub, "bench")

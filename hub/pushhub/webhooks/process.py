@@ -25,7 +25,7 @@ import signal
 import ssl
 import struct
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgpack
@@ -54,6 +54,24 @@ def frame(message: list[Any]) -> bytes:
     return HEADER.pack(len(packed)) + packed
 
 
+class Frames:
+    """Frames written in one turn of the event loop leave in one write (one system call)."""
+
+    def __init__(self, write: Callable[[bytes], object]) -> None:
+        self.write = write
+        self.buffer = bytearray()
+
+    def send(self, message: list[Any]) -> None:
+        if not self.buffer:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self.buffer += frame(message)
+
+    def flush(self) -> None:
+        if self.buffer:
+            data, self.buffer = bytes(self.buffer), bytearray()
+            self.write(data)
+
+
 class SenderProcess:
     """The hub side: starts the child, hands it requests and matches the answers."""
 
@@ -63,6 +81,7 @@ class SenderProcess:
         self._waiting: dict[int, asyncio.Future[Reply]] = {}
         self._ids = itertools.count()
         self._pools = itertools.count()
+        self._frames: Frames | None = None
         self._reader: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
         self._restart: asyncio.Task[None] | None = None
@@ -71,9 +90,11 @@ class SenderProcess:
     async def start(self) -> None:
         options = {"allow": [str(n) for n in self.config.allow], "timeout": self.config.timeout,
                    "response_limit": self.config.response_limit, "user_agent": self.config.user_agent}
-        self._process = await asyncio.create_subprocess_exec(
+        process = self._process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "pushhub.webhooks.process", json.dumps(options),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        assert process.stdin is not None
+        self._frames = Frames(process.stdin.write)
         self._reader = asyncio.get_running_loop().create_task(self._read(self._process))
         self._started.set()
 
@@ -81,6 +102,8 @@ class SenderProcess:
         self._closing = True
         process = self._process
         if process is not None and process.stdin is not None:
+            if self._frames is not None:
+                self._frames.flush()
             process.stdin.close()  # the child exits at the end of its input
             with contextlib.suppress(ProcessLookupError):
                 try:
@@ -106,9 +129,9 @@ class SenderProcess:
 
     def _send(self, message: list[Any]) -> None:
         process = self._process
-        if process is None or process.stdin is None or process.returncode is not None:
+        if process is None or self._frames is None or process.returncode is not None:
             raise ConnectionError("the webhook sender process is not running")
-        process.stdin.write(frame(message))
+        self._frames.send(message)
 
     async def post(self, pool: int, url: str, body: bytes, headers: Mapping[str, str]) -> Reply:
         await self._started.wait()
@@ -174,6 +197,7 @@ async def serve(options: dict[str, Any]) -> None:
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
     transport, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, sys.stdout.buffer)
+    replies = Frames(transport.write)
     allow = parse_networks(options["allow"])
     ssl_context = ssl.create_default_context()
     pools: dict[int, AiohttpClient] = {}
@@ -186,7 +210,7 @@ async def serve(options: dict[str, Any]) -> None:
                                                  response_limit=options["response_limit"],
                                                  user_agent=options["user_agent"])
         reply = await client.post(url, body, dict(headers))
-        transport.write(frame([request_id, reply.status, reply.retry_after, reply.body, reply.error]))
+        replies.send([request_id, reply.status, reply.retry_after, reply.body, reply.error])
 
     try:
         while True:

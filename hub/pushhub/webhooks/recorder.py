@@ -11,7 +11,7 @@ import contextlib
 
 from .store import Attempt, Delivery, DeliveryStore
 
-INTERVAL = 0.005  # seconds an attempt's record waits for others to share its transaction
+INTERVAL = 0.01  # seconds an attempt's record waits for others to share its transaction
 
 
 class Recorder:
