@@ -77,7 +77,7 @@ class Webhooks(fanout.Hooks):
             time.sleep(0.05)
         return {"webhook_endpoints": self.endpoints, "webhooks_owed": owed, "webhooks_arrived": arrived,
                 "webhooks_missing": owed - arrived,
-                "webhook_lag_s": round(report["last"] - last_publish, 3) if arrived >= owed else None}
+                "webhook_lag_s": round(report["last"] - last_publish, 3) if 0 < owed <= arrived else None}
 
 
 def main(argv: list[str] | None = None) -> int:

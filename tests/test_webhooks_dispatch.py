@@ -5,17 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import hashlib
 import hmac
+import ipaddress
 import itertools
 import os
 import signal
+import ssl
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from pushhub.backends import create_broker
@@ -569,3 +576,49 @@ async def test_a_dead_sender_process_is_replaced_and_its_attempts_retried(tmp_pa
         await server.wait_for(2)
         await h.until_statuses(endpoint, SUCCEEDED)
         assert h.dispatcher.process.pid not in (None, child)
+
+
+def self_signed(directory: Path) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 that nothing trusts, and its key (PEM files)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+async def test_tls_certificates_are_verified(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=server_context)
+    url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
+    loopback = parse_networks(["127.0.0.0/8"])
+    untrusting = AiohttpClient(loopback, timeout=TIMEOUT, response_limit=100, user_agent="t")
+    trusting = AiohttpClient(loopback, timeout=TIMEOUT, response_limit=100, user_agent="t",
+                             ssl_context=ssl.create_default_context(cafile=cert))
+    try:
+        refused = await untrusting.post(url, b"{}", {})
+        assert refused.status is None and refused.error is not None and "certificate verify failed" in refused.error
+        assert (await trusting.post(url, b"{}", {})).status == 200
+    finally:
+        await untrusting.close()
+        await trusting.close()
+        server.close()
+        await server.wait_closed()

@@ -9,7 +9,9 @@ The data flow reads in the modules:
 ``intake``     turns appended events into deliveries, moving a cursor per channel (the outbox)
 ``worker``     one per endpoint: takes its due deliveries within its caps and sends each
 ``attempt``    one attempt: the signed request, the POST, what the reply means for the delivery
-``client``     the outgoing HTTP client (one connection pool per endpoint, the SSRF guard)
+``recorder``   writes the attempts that finish together in one transaction
+``client``     the outgoing HTTP client (aiohttp: one connection pool per endpoint, the SSRF guard)
+``process``    the same client in a child process (``--webhook-sender process``)
 ``health``     what an outcome does to its endpoint (failing streak, disabling)
 ``sync``       following other hub processes that share the store
 ``replay``     sending deliveries again on request
