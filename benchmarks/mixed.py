@@ -27,7 +27,7 @@ from typing import Any
 import uvloop
 
 from benchmarks import fanout
-from benchmarks.loadgen import Hub, save_result
+from benchmarks.loadgen import ServerProcess, save_result
 from benchmarks.webhooks import Receiver, listen
 
 
@@ -56,7 +56,7 @@ class Webhooks(fanout.Hooks):
         self.pipe.send("report")
         return dict(self.pipe.recv())
 
-    def prepare(self, hub: Hub, channel: str) -> None:
+    def prepare(self, hub: ServerProcess, channel: str) -> None:
         for n in range(self.endpoints):
             body = json.dumps({"url": f"{self.base}/hook/{n}", "channels": [channel]}).encode()
             request = urllib.request.Request(f"{hub.url}/v1/webhooks/endpoints", data=body, method="POST",
@@ -65,7 +65,7 @@ class Webhooks(fanout.Hooks):
                 assert response.status == 201
         self.before = self.report()["total"]
 
-    def published(self, hub: Hub, published: dict[str, Any]) -> dict[str, Any]:
+    def published(self, hub: ServerProcess, published: dict[str, Any]) -> dict[str, Any]:
         owed = published["published"] * self.endpoints
         last_publish = published["start"] + published["elapsed"]
         deadline = last_publish + self.patience
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in range(own.runs):
             pair = {}
             for label, endpoints in (("without", 0), ("with", own.endpoints)):
-                record = fanout.run(args, Webhooks(parent, base, endpoints, own.webhook_patience))
+                record = fanout.run(args, hooks=Webhooks(parent, base, endpoints, own.webhook_patience))
                 pair[label] = record
                 print(json.dumps({"run": n, "label": label, **record}), flush=True)
             pairs.append(pair)

@@ -232,7 +232,8 @@ async def serve(options: dict[str, Any]) -> None:
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the hub decides when its sender stops
-    uvloop.run(serve(json.loads(sys.argv[1])))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve(json.loads(sys.argv[1])))
 
 
 if __name__ == "__main__":
