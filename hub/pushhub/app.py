@@ -24,6 +24,8 @@ from .http_api import HttpApi, error_response
 from .hub import Hub
 from .ingest import sources
 from .ingest.endpoint import IngestApi
+from .openapi import Docs
+from .readiness import Readiness
 from .session import SessionApi
 from .streams import Streams
 from .webhooks.api import WebhookApi, admin_check
@@ -66,9 +68,11 @@ class PushHub:
         self.webhooks = Dispatcher(self.hub, store, config_from_settings(settings))
         self.dashboard = dashboard.Dashboard(access, self.streams, api)
         webhook_api = WebhookApi(self.webhooks, admin_check(access), settings.max_body_bytes)
+        self.readiness = Readiness(broker.healthy, None if settings.redis or settings.memory else settings.data_dir)
         self.api = Starlette(
             routes=(api.routes() + ingest.routes() + SessionApi(access).routes() + webhook_api.routes()
-                    + client_assets.routes() + self.dashboard.routes()),
+                    + client_assets.routes() + self.dashboard.routes() + self.readiness.routes()
+                    + Docs().routes()),
             middleware=[Middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
                                    allow_methods=["GET", "POST", "PATCH", "DELETE"], allow_headers=CORS_HEADERS,
                                    max_age=600)],

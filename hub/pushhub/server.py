@@ -21,6 +21,7 @@ class HubServer(uvicorn.Server):
         self.pushhub = app
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.pushhub.readiness.drain()
         for server in self.servers:
             server.close()
         self.pushhub.hub.close_connections(disconnect.SHUTDOWN)
