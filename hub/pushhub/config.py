@@ -41,6 +41,7 @@ class Settings:
     sse_retry_ms: int = field(default=2000, metadata={"help": "EventSource reconnect delay sent to clients"})
     shutdown_timeout: float = field(default=5.0, metadata={"help": "seconds to wait for connections on exit"})
     access_log: bool = field(default=False, metadata={"help": "log every HTTP request"})
+    log_format: str = field(default="text", metadata={"help": "text, or json: one JSON object per line"})
     admin_keys: list[str] = field(default_factory=list, metadata={
         "help": "API key for admin operations (repeat, or comma-separate in the env var)"})
     jwt_secrets: list[str] = field(default_factory=list, metadata={
@@ -105,6 +106,8 @@ class Settings:
                 f"refusing to listen on {self.host} with no publisher key: set --publisher-key "
                 "(PUSHHUB_PUBLISHER_KEYS) or --jwt-secret, or --insecure to let anyone who reaches it publish"
             )
+        if self.log_format not in ("text", "json"):
+            raise BadRequest(f"--log-format must be text or json, not {self.log_format!r}")
         if self.dedupe_window <= 0:
             raise BadRequest("--dedupe-window must be a positive number of seconds")
 
@@ -149,7 +152,7 @@ def _convert(kind: str, value: Any, name: str) -> Any:
             return [item.strip() for item in items if item.strip()]
         return str(value)
     except ValueError as exc:
-        raise BadRequest(f"invalid value {value!r} for {name}") from exc
+        raise BadRequest(f"invalid value {value!r} for {_flag(name)} (PUSHHUB_{name.upper()})") from exc
 
 
 def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> Settings:

@@ -7,9 +7,11 @@ import socket
 
 import uvicorn
 
-from . import disconnect
+from . import disconnect, logs, startup
 from .app import PushHub
 from .config import Settings
+
+logger = logging.getLogger("pushhub")
 
 
 class HubServer(uvicorn.Server):
@@ -42,10 +44,8 @@ def uvicorn_config(app: PushHub, settings: Settings) -> uvicorn.Config:
         access_log=settings.access_log,
         timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout)),
         log_level="info",
+        log_config=None,  # uvicorn's loggers propagate to the one handler of pushhub.logs
     )
-
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 class QuietConnections(logging.Filter):
@@ -60,24 +60,33 @@ class QuietConnections(logging.Filter):
 _PER_CONNECTION = frozenset({'%s - "WebSocket %s" [accepted]', "connection open", "connection closed"})
 
 
-def run(settings: Settings, sock: socket.socket | None = None) -> None:
-    """One hub process, on ``sock`` if given (a worker), else on the configured address."""
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+def run(settings: Settings, sock: socket.socket) -> None:
+    """One hub process, serving on ``sock`` (bound already, so a port in use fails before start)."""
+    logs.configure(settings.log_format)
     app = PushHub(settings)
-    config = uvicorn_config(app, settings)  # configures uvicorn's loggers
+    config = uvicorn_config(app, settings)
     if not settings.access_log:
         logging.getLogger("uvicorn.error").addFilter(QuietConnections())
-    HubServer(config, app).run(sockets=None if sock is None else [sock])
+    HubServer(config, app).run(sockets=[sock])
 
 
 def serve(settings: Settings) -> int:
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    logs.configure(settings.log_format)
+    try:
+        startup.check_storage(settings)
+        startup.check_redis(settings)
+        sock = startup.listening_socket(settings, shared=False)
+    except startup.StartupError as exc:
+        logger.error("cannot start: %s", exc.message, extra={"exit_code": exc.exit_code})
+        return exc.exit_code
+    logger.info("%s", startup.banner(settings))
     if not (settings.publisher_keys or settings.jwt_secrets or settings.jwt_public_keys):
-        logging.getLogger("pushhub").warning(
-            "no publisher key configured: anyone who can reach %s:%s can publish", settings.host, settings.port)
+        logger.warning("no publisher key configured: anyone who can reach %s:%s can publish",
+                       settings.host, settings.port)
     if settings.workers > 1:
         from .workers import Supervisor
 
+        sock.close()  # the check that nothing else holds the port; each worker binds its own
         return Supervisor(settings).run()
-    run(settings)
+    run(settings, sock)
     return 0

@@ -36,7 +36,8 @@ def path_id(name: str, description: str) -> dict[str, Any]:
 
 LIMIT = param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
               "page size")
-BEFORE = param("before", "query", {"type": "integer", "minimum": 0}, "the `next_before` of the previous page")
+BEFORE = param("before", "query", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+               "the `next_before` of the previous page")
 CHANNEL_PATH = param("channel", "path", CHANNEL, "channel name")
 
 
@@ -59,7 +60,7 @@ def op(method: str, path: str, summary: str, tag: str, *, ok: dict[int, Any], er
         else:
             schema = answer if isinstance(answer, dict) else ref(answer)
             responses[str(status)] = {"description": "ok", "content": {JSON: {"schema": schema}}}
-    for status in errors:
+    for status in sorted({400, *errors}):  # 400: any request the server cannot parse
         responses[str(status)] = {"description": ERRORS[status], "content": {JSON: {"schema": ref("Error")}}}
     operation: dict[str, Any] = {"summary": summary, "tags": [tag], "operationId": _operation_id(method, path),
                                  "responses": responses}

@@ -28,6 +28,7 @@ from .errors import InvalidEndpoint, NotFound
 from .store import STATUSES
 
 MAX_LIMIT = 1000
+MAX_BEFORE = 2**63 - 1  # sequence numbers are SQLite integers: a larger one cannot be compared
 Handler = Callable[[Request], Awaitable[Response]]
 Authorize = Callable[[Request], None]
 
@@ -50,7 +51,7 @@ def _before(request: Request) -> int | None:
     raw = request.query_params.get("before")
     if raw is None:
         return None
-    if not is_decimal(raw):
+    if not is_decimal(raw) or int(raw) > MAX_BEFORE:
         raise BadRequest("'before' must be the 'next_before' value of the previous page")
     return int(raw)
 
