@@ -12,6 +12,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from . import client_assets, dashboard
@@ -24,13 +25,14 @@ from .http_api import HttpApi, error_response
 from .hub import Hub
 from .ingest import sources
 from .ingest.endpoint import IngestApi
+from .metrics import BACKLOG_CAP, Metrics
 from .openapi import Docs
 from .readiness import Readiness
 from .session import SessionApi
 from .streams import Streams
 from .webhooks.api import WebhookApi, admin_check
 from .webhooks.dispatcher import Dispatcher, config_from_settings
-from .webhooks.store import create_store
+from .webhooks.store import PENDING, create_store
 
 CORS_HEADERS = ["authorization", "content-type", "idempotency-key", "last-event-id"]
 
@@ -69,10 +71,12 @@ class PushHub:
         self.dashboard = dashboard.Dashboard(access, self.streams, api)
         webhook_api = WebhookApi(self.webhooks, admin_check(access), settings.max_body_bytes)
         self.readiness = Readiness(broker.healthy, None if settings.redis or settings.memory else settings.data_dir)
+        self.metrics = Metrics(self.hub.stats, api.gauges, self._backlog)
+        routes = (api.routes() + ingest.routes() + SessionApi(access).routes() + webhook_api.routes()
+                  + client_assets.routes() + self.dashboard.routes() + self.readiness.routes() + Docs().routes()
+                  + [Route("/metrics", self.metrics.endpoint, methods=["GET"])])
         self.api = Starlette(
-            routes=(api.routes() + ingest.routes() + SessionApi(access).routes() + webhook_api.routes()
-                    + client_assets.routes() + self.dashboard.routes() + self.readiness.routes()
-                    + Docs().routes()),
+            routes=[self.metrics.counted(route) for route in routes],
             middleware=[Middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
                                    allow_methods=["GET", "POST", "PATCH", "DELETE"], allow_headers=CORS_HEADERS,
                                    max_age=600)],
@@ -103,6 +107,11 @@ class PushHub:
             await self.hub.close()
             await self.dedupe.close()
 
+    async def _backlog(self) -> dict[str, int]:
+        store = self.webhooks.store
+        return {endpoint_id: len(await store.deliveries(endpoint_id=endpoint_id, status=PENDING, limit=BACKLOG_CAP))
+                for endpoint_id in list(self.webhooks.endpoints)}
+
     async def _heartbeat(self) -> None:
         """SSE heartbeats, and the once-a-second throughput sample."""
         loop = asyncio.get_running_loop()
@@ -110,6 +119,7 @@ class PushHub:
         while True:
             await asyncio.sleep(1.0)
             self.hub.stats.sample(time.time())
+            self.metrics.sync()
             if loop.time() >= next_beat:
                 self.streams.heartbeat()
                 next_beat = loop.time() + self.settings.heartbeat

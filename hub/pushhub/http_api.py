@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -19,7 +18,6 @@ from .errors import BadRequest, PushHubError
 from .events import Event, parse_publish_body
 from .hub import Hub
 from .numbers import is_decimal
-from .stats import StatsCollector
 
 MAX_HISTORY_LIMIT = 1000
 
@@ -62,8 +60,6 @@ class HttpApi:
         self.dedupe = dedupe
         self.window = window
         self.cors_origins = cors_origins
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(StatsCollector(hub.stats, self.gauges))
 
     def routes(self) -> list[Route]:
         return [
@@ -72,7 +68,6 @@ class HttpApi:
             Route("/v1/channels/{channel}/events", self.history, methods=["GET"]),
             Route("/v1/channels/{channel}", self.channel_state, methods=["GET"]),
             Route("/v1/stats", self.stats, methods=["GET"]),
-            Route("/metrics", self.metrics, methods=["GET"]),
         ]
 
     async def healthz(self, request: Request) -> Response:
@@ -145,9 +140,6 @@ class HttpApi:
     async def stats(self, request: Request) -> Response:
         self.access.check_admin(self.access.grant(bearer(request.headers.get("authorization"))))
         return JSONResponse(self.hub.stats.snapshot(self.gauges()))
-
-    async def metrics(self, request: Request) -> Response:
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def channel_state(self, request: Request) -> Response:
         channel = self.readable(request)

@@ -13,11 +13,14 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
 import signal
 import sys
+import tempfile
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
+from . import metrics
 from .config import Settings
 from .startup import FAILED, listening_socket
 
@@ -56,6 +59,11 @@ class Supervisor:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
+        with tempfile.TemporaryDirectory(prefix="pushhub-metrics-") as shared:
+            os.environ.setdefault(metrics.MULTIPROC_ENV, shared)  # the workers' metrics, added up by any of them
+            return self._run()
+
+    def _run(self) -> int:
         self.workers = [self._start_worker() for _ in range(self.settings.workers)]
         logger.info("started %d workers on %s:%s", len(self.workers), self.settings.host, self.settings.port)
         while any(worker.is_alive() for worker in self.workers):
@@ -71,6 +79,8 @@ class Supervisor:
                     self._stop(signal.SIGTERM, None)
                     break
                 logger.warning("worker %s was killed (%s); starting another", worker.pid, worker.exitcode)
+                if worker.pid is not None:
+                    metrics.mark_process_dead(worker.pid)
                 self.workers[index] = self._start_worker()
         for worker in self.workers:
             worker.join()

@@ -418,6 +418,7 @@ class Dispatcher:
         latency_ms = (time.monotonic() - started) * 1000.0
         done = clock.now()
         outcome = classify(status)
+        self.hub.stats.observer.webhook_attempt("error" if status is None else outcome.value, latency_ms / 1000.0)
         delivery.attempts = number
         delivery.updated_at = done
         delivery.last_status = status
