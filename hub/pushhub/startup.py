@@ -26,7 +26,7 @@ import sqlite3
 import redis
 
 from . import __version__
-from .config import Settings
+from .config import Settings, mask_url
 from .errors import PushHubError
 
 OK, FAILED, USAGE, STORAGE, REDIS, ADDRESS, UNREACHABLE, INTERRUPTED = 0, 1, 2, 3, 4, 5, 6, 130
@@ -97,15 +97,6 @@ def listening_socket(settings: Settings, *, shared: bool) -> socket.socket:
         sock.close()
         raise StartupError(USAGE, f"--host {settings.host}: not an address ({exc})") from exc
     return sock
-
-
-def mask_url(url: str) -> str:
-    """``redis://user:secret@host`` → ``redis://user:***@host``."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, place = rest.rpartition("@")
-    if not at or ":" not in credentials:
-        return url
-    return f"{scheme}{sep}{credentials.partition(':')[0]}:***@{place}"
 
 
 def auth_mode(settings: Settings) -> str:
