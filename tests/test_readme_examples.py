@@ -66,16 +66,30 @@ def hubs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, HubProc
         hub.stop()
 
 
+def started(process: subprocess.Popen[bytes]) -> None:
+    """Wait until a streaming command says anything (``pushhub listen`` says it is listening on stderr,
+    once the hub's subscription is live), as a person would before typing the next command."""
+    assert process.stdout is not None and process.stderr is not None
+    ready, _, _ = select.select([process.stdout, process.stderr], [], [], 4 * TIMEOUT)
+    assert ready, "the command said nothing"
+    if process.stderr in ready:
+        process.stderr.readline()
+
+
 def first_line(process: subprocess.Popen[bytes]) -> str:
     """The first line a streaming command printed (it must print one within the timeout)."""
     assert process.stdout is not None
-    try:
-        ready, _, _ = select.select([process.stdout], [], [], 4 * TIMEOUT)
-        return process.stdout.readline().decode() if ready else ""
-    finally:
+    ready, _, _ = select.select([process.stdout], [], [], 4 * TIMEOUT)
+    return process.stdout.readline().decode() if ready else ""
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=4 * TIMEOUT)
-        process.stdout.close()
+    process.wait(timeout=4 * TIMEOUT)
+    for pipe in (process.stdout, process.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 @pytest.mark.parametrize("line", sorted(EXAMPLES))
@@ -85,18 +99,23 @@ def test_readme_example_runs_as_written(line: int, hubs: dict[str, HubProcess], 
     hub = hubs["keyed" if keyed else "open"]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PUSHHUB_URL": hub.url,
            "KEY": PUBLISHER_KEY, "PUBLISHER_KEY": PUBLISHER_KEY, "PUSHHUB_KEY": ADMIN_KEY if keyed else ""}
-    streams = []
-    for command in block:
-        local = re.sub(r"\b(127\.0\.0\.1|localhost):8000\b", f"127.0.0.1:{hub.port}", command)
-        if STREAMING.search(local):  # runs on while the rest of the block does, as '&' would have it
-            streams.append((command, subprocess.Popen(["bash", "-c", local.rstrip("&").strip()], env=env,
-                                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                                      start_new_session=True)))
-            continue
-        result = subprocess.run(["bash", "-c", local], capture_output=True, text=True, env=env, cwd=tmp_path,
-                                timeout=4 * TIMEOUT)
-        assert result.returncode == 0, (command, result.stderr)
-        assert result.stdout.strip() and '"error"' not in result.stdout, (command, result.stdout)
-    for command, process in streams:
-        first = first_line(process)
-        assert first.strip() and "error" not in first, (command, first)
+    streams: list[tuple[str, subprocess.Popen[bytes]]] = []
+    try:
+        for command in block:
+            local = re.sub(r"\b(127\.0\.0\.1|localhost):8000\b", f"127.0.0.1:{hub.port}", command)
+            if STREAMING.search(local):  # runs on while the rest of the block does, as '&' would have it
+                process = subprocess.Popen(["bash", "-c", local.rstrip("&").strip()], env=env,
+                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                streams.append((command, process))
+                started(process)
+                continue
+            result = subprocess.run(["bash", "-c", local], capture_output=True, text=True, env=env, cwd=tmp_path,
+                                    timeout=4 * TIMEOUT)
+            assert result.returncode == 0, (command, result.stderr)
+            assert result.stdout.strip() and '"error"' not in result.stdout, (command, result.stdout)
+        for command, process in streams:
+            first = first_line(process)
+            assert first.strip() and "error" not in first, (command, first)
+    finally:
+        for _, process in streams:
+            stop(process)

@@ -90,12 +90,14 @@ class Listener:
     async def run(self) -> int:
         task = asyncio.current_task()
         assert task is not None
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
         try:
             return await self._loop()
         except asyncio.CancelledError:
             return startup.OK  # SIGTERM (after Ctrl-C, asyncio.run raises KeyboardInterrupt: 130)
         finally:
+            loop.remove_signal_handler(signal.SIGTERM)
             if self.cursor:
                 fail(f"last cursor {self.cursor} (resume with --cursor {self.cursor})")
 
@@ -128,11 +130,15 @@ class Listener:
         """Print the stream's events; whether to reconnect when it ends."""
         parser = sse.Parser()
         reconnect = True
+        announced = False
         self.delay = RETRY_FIRST
         async for text in response.aiter_text():
-            for message in parser.feed(text):
-                if message.id:
-                    self.cursor = message.id
+            messages = parser.feed(text)
+            if parser.last_id is not None and not announced:  # the hub's subscription is live
+                announced = True
+                fail(f"listening to {', '.join(self.args.channels)} from cursor {parser.last_id}")
+            self.cursor = parser.last_id or self.cursor
+            for message in messages:
                 if message.event == "message":
                     self.out.write('{"cursor":%s,"event":%s}\n' % (orjson.dumps(message.id).decode(), message.data))
                     self.out.flush()
