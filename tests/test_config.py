@@ -84,6 +84,9 @@ def test_file_errors_name_the_file_and_the_key(tmp_path: Path) -> None:
     config.write_text('data_dir = "/x"\n')
     with pytest.raises(BadRequest, match=r"unknown setting 'data_dir'.*flag names"):
         load(args("--config", str(config)), {})
+    config.write_text('port = "eighty"\n')
+    with pytest.raises(BadRequest, match=rf"invalid value 'eighty' for --port \(in {config}\)"):
+        load(args("--config", str(config)), {})
     config.write_text("port = [\n")
     with pytest.raises(BadRequest, match="not valid TOML"):
         load(args("--config", str(config)), {})

@@ -168,7 +168,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         group.add_argument(_flag(f.name), dest=f.name, action=action, default=None, metavar=metavar, help=help_text)
 
 
-def _convert(kind: str, value: Any, name: str, *, duration: bool = False) -> Any:
+def _convert(kind: str, value: Any, name: str, *, duration: bool = False, where: str = "") -> Any:
     try:
         if kind == "bool":
             if isinstance(value, bool):
@@ -190,7 +190,8 @@ def _convert(kind: str, value: Any, name: str, *, duration: bool = False) -> Any
         return str(value)
     except (ValueError, BadRequest) as exc:
         hint = f": use {durations.GRAMMAR}" if duration else ""
-        raise BadRequest(f"invalid value {value!r} for {_flag(name)} (PUSHHUB_{name.upper()}){hint}") from exc
+        where = where or f"PUSHHUB_{name.upper()}"
+        raise BadRequest(f"invalid value {value!r} for {_flag(name)} ({where}){hint}") from exc
 
 
 def read_file(path: str) -> dict[str, Any]:
@@ -234,7 +235,8 @@ def effective(args: argparse.Namespace | None = None,
         if raw is None:
             sources[f.name] = "default"
             continue
-        values[f.name] = _convert(str(f.type), raw, f.name, duration=bool(f.metadata.get("duration")))
+        values[f.name] = _convert(str(f.type), raw, f.name, duration=bool(f.metadata.get("duration")),
+                                  where=f"in {path}" if source == "file" else "")
         sources[f.name] = source
     settings = Settings(**values)
     settings.validate()
