@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess as prometheus_multiprocess
@@ -131,17 +131,24 @@ class Metrics(Observer):
         """``route`` with its answers counted in ``pushhub_http_requests_total``."""
         endpoint: Endpoint = route.endpoint
         requests = self.http_requests
+        children: dict[tuple[str, int], Any] = {}  # labels() costs four times an inc() of its child
+
+        def count(method: str, status: int) -> None:
+            child = children.get((method, status))
+            if child is None:
+                child = children[(method, status)] = requests.labels(route.path, method, str(status))
+            child.inc()
 
         async def counted(request: Request) -> Response:
             try:
                 response = await endpoint(request)
             except PushHubError as exc:
-                requests.labels(route.path, request.method, str(exc.status)).inc()
+                count(request.method, exc.status)
                 raise
             except Exception:
-                requests.labels(route.path, request.method, "500").inc()
+                count(request.method, 500)
                 raise
-            requests.labels(route.path, request.method, str(response.status_code)).inc()
+            count(request.method, response.status_code)
             return response
 
         return Route(route.path, counted, methods=list(route.methods or ()), name=route.name)
