@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from . import client_assets, dashboard
+from . import client_assets, cors, dashboard
 from .auth import Access, JWTVerifier
 from .backends import create_broker
 from .config import Settings
@@ -26,6 +26,7 @@ from .hub import Hub
 from .ingest import sources
 from .ingest.endpoint import IngestApi
 from .metrics import BACKLOG_CAP, Metrics
+from .metrics_access import MetricsAccess
 from .openapi import Docs
 from .readiness import Readiness
 from .session import SessionApi
@@ -71,13 +72,14 @@ class PushHub:
         self.dashboard = dashboard.Dashboard(access, self.streams, api)
         webhook_api = WebhookApi(self.webhooks, admin_check(access), settings.max_body_bytes)
         self.readiness = Readiness(broker.healthy, None if settings.redis or settings.memory else settings.data_dir)
-        self.metrics = Metrics(self.hub.stats, api.gauges, self._backlog)
+        self.metrics = Metrics(self.hub.stats, api.gauges, MetricsAccess(settings.metrics_keys), self._backlog)
         routes = (api.routes() + ingest.routes() + SessionApi(access).routes() + webhook_api.routes()
                   + client_assets.routes() + self.dashboard.routes() + self.readiness.routes() + Docs().routes()
                   + [Route("/metrics", self.metrics.endpoint, methods=["GET"])])
         self.api = Starlette(
             routes=[self.metrics.counted(route) for route in routes],
-            middleware=[Middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
+            middleware=[Middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                                   allow_credentials=cors.credentials_allowed(settings.cors_origins),
                                    allow_methods=["GET", "POST", "PATCH", "DELETE"], allow_headers=CORS_HEADERS,
                                    max_age=600)],
             exception_handlers={PushHubError: self._error, 404: self._not_found, 405: self._not_allowed},

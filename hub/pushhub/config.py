@@ -46,6 +46,8 @@ class Settings:
         "help": "live events buffered for one resuming subscription before it is disconnected"})
     heartbeat: float = field(default=15.0, metadata={"help": "time between SSE heartbeat comments", "duration": True})
     sse_retry_ms: int = field(default=2000, metadata={"help": "EventSource reconnect delay sent to clients"})
+    takeover: bool = field(default=False, metadata={
+        "help": "start beside the hub running on this port and data dir, then stop it (restart without a window)"})
     shutdown_timeout: float = field(default=5.0, metadata={
         "help": "time to wait for connections on exit", "duration": True})
     access_log: bool = field(default=False, metadata={"help": "log every HTTP request"})
@@ -61,6 +63,8 @@ class Settings:
         "help": "channel pattern anyone may read without a token, e.g. 'public:*' (repeat)"})
     cors_origins: list[str] = field(default_factory=list, metadata={
         "help": "browser origin allowed to call the hub, e.g. https://app.example.com (repeat)"})
+    metrics_keys: list[str] = field(default_factory=list, metadata={
+        "help": "key that /metrics requires as a bearer token (repeat); unset: only loopback peers may read it"})
     ingest_config: str = field(default="", metadata={"help": "TOML or JSON file that defines ingest sources"})
     dedupe_window: float = field(default=72 * 3600.0, metadata={
         "help": "how long a webhook delivery id or Idempotency-Key is remembered", "duration": True})
@@ -84,6 +88,11 @@ class Settings:
         "help": "outgoing webhooks: how long attempts and finished deliveries are kept", "duration": True})
     webhook_secret_overlap: str = field(default="24h", metadata={
         "help": "outgoing webhooks: how long a rotated-out secret keeps signing", "duration": True})
+
+    @property
+    def uses_sqlite(self) -> bool:
+        """Whether this hub keeps its data in SQLite files in ``data_dir`` (one writer at a time)."""
+        return not (self.redis or self.memory)
 
     @property
     def broker_url(self) -> str:
@@ -117,6 +126,9 @@ class Settings:
             )
         if self.log_format not in ("text", "json"):
             raise BadRequest(f"--log-format must be text or json, not {self.log_format!r}")
+        if self.takeover and not self.uses_sqlite:
+            raise BadRequest("--takeover replaces a hub on the same --data-dir (SQLite): a --memory hub has "
+                             "nothing to hand over, and hubs on --redis cannot take over yet")
         if self.dedupe_window <= 0:
             raise BadRequest("--dedupe-window must be a positive duration, e.g. 72h")
 
@@ -128,7 +140,7 @@ def _flag(name: str) -> str:
 
 
 _REPEATABLE = ("publisher_keys", "retention_rules", "admin_keys", "jwt_secrets", "jwt_public_keys",
-               "public_channels", "cors_origins", "webhook_allow_networks")
+               "public_channels", "cors_origins", "webhook_allow_networks", "metrics_keys")
 
 
 GROUPS = [
@@ -139,9 +151,9 @@ GROUPS = [
     ("access control", ("publisher_keys", "admin_keys", "insecure", "jwt_secrets", "jwt_public_keys",
                         "jwt_audience", "public_channels", "cors_origins")),
     ("ingesting webhooks", ("ingest_config", "dedupe_window")),
-    ("operations", ("log_format", "access_log", "shutdown_timeout")),
+    ("operations", ("log_format", "access_log", "shutdown_timeout", "takeover", "metrics_keys")),
 ]
-SECRETS = ("publisher_keys", "admin_keys", "jwt_secrets")
+SECRETS = ("publisher_keys", "admin_keys", "jwt_secrets", "metrics_keys")
 
 
 def _group(name: str) -> str:

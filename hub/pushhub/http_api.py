@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -17,7 +17,7 @@ from .dedupe import DedupeStore
 from .errors import BadRequest, PushHubError
 from .events import Event, parse_publish_body
 from .hub import Hub
-from .numbers import is_decimal
+from .numbers import bounded
 
 MAX_HISTORY_LIMIT = 1000
 
@@ -27,15 +27,24 @@ def error_response(exc: PushHubError) -> JSONResponse:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and is_decimal(declared) and int(declared) > limit:
+    declared = bounded(request.headers.get("content-length", ""), limit)
+    if declared is not None and declared > limit:
         raise PayloadTooLarge(limit)
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(limit)
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise PayloadTooLarge(limit)
+    except ClientDisconnect as exc:
+        raise ClientGone("the client closed the connection before sending the whole body") from exc
     return bytes(body)
+
+
+class ClientGone(BadRequest):
+    """The request ended before its body did: nothing was done, and the answer reaches no one."""
+
+    code = "client_disconnected"
 
 
 class PayloadTooLarge(BadRequest):
@@ -112,10 +121,9 @@ class HttpApi:
     async def history(self, request: Request) -> Response:
         channel = self.readable(request)
         after = request.query_params.get("after") or None
-        raw_limit = request.query_params.get("limit", "100")
-        if not is_decimal(raw_limit) or not 1 <= int(raw_limit) <= MAX_HISTORY_LIMIT:
+        limit = bounded(request.query_params.get("limit", "100"), MAX_HISTORY_LIMIT)
+        if limit is None or not 1 <= limit <= MAX_HISTORY_LIMIT:
             raise BadRequest(f"'limit' must be an integer from 1 to {MAX_HISTORY_LIMIT}")
-        limit = int(raw_limit)
         page, reset = await self.hub.history(channel, after, limit)
         events = page.events
         if events:

@@ -24,7 +24,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .auth import bearer
 from .errors import PushHubError
+from .metrics_access import MetricsAccess
 from .stats import Observer, Stats
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -39,12 +41,13 @@ def multiprocess() -> bool:
 
 
 class Metrics(Observer):
-    def __init__(self, stats: Stats, gauges: Callable[[], dict[str, int]],
+    def __init__(self, stats: Stats, gauges: Callable[[], dict[str, int]], access: MetricsAccess | None = None,
                  backlog: Callable[[], Awaitable[dict[str, int]]] | None = None) -> None:
-        """``gauges`` gives the connection and channel counts; ``backlog`` the pending deliveries of
-        each webhook endpoint (asked at each scrape)."""
+        """``gauges`` gives the connection and channel counts; ``access`` decides who may scrape;
+        ``backlog`` gives the pending deliveries of each webhook endpoint (asked at each scrape)."""
         self.stats = stats
         self.gauges = gauges
+        self.access = access
         self.backlog = backlog
         self._synced = (0, 0, 0)
         self.registry = CollectorRegistry(auto_describe=False)
@@ -158,6 +161,9 @@ class Metrics(Observer):
         return generate_latest(self.registry)
 
     async def endpoint(self, request: Request) -> Response:
+        if self.access is not None:
+            self.access.check(bearer(request.headers.get("authorization")),
+                              request.client.host if request.client else None)
         if self.backlog is not None:
             for endpoint_id, pending in (await self.backlog()).items():
                 self.webhook_backlog.labels(endpoint_id).set(pending)

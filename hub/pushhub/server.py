@@ -7,7 +7,7 @@ import socket
 
 import uvicorn
 
-from . import disconnect, logs, startup
+from . import disconnect, logs, startup, takeover
 from .app import PushHub
 from .config import Settings
 
@@ -75,7 +75,11 @@ def serve(settings: Settings) -> int:
     try:
         startup.check_storage(settings)
         startup.check_redis(settings)
-        sock = startup.listening_socket(settings, shared=False)
+        if settings.workers > 1:  # fail here if anything holds the port; each worker binds its own
+            startup.listening_socket(settings, shared=False).close()
+        else:
+            sock = takeover.listen(settings)
+            data_dir_lock = takeover.hold_data_dir(settings)  # noqa: F841 - held until the process ends
     except startup.StartupError as exc:
         logger.error("cannot start: %s", exc.message, extra={"exit_code": exc.exit_code})
         return exc.exit_code
@@ -86,7 +90,6 @@ def serve(settings: Settings) -> int:
     if settings.workers > 1:
         from .workers import Supervisor
 
-        sock.close()  # the check that nothing else holds the port; each worker binds its own
         return Supervisor(settings).run()
     run(settings, sock)
     return 0

@@ -107,7 +107,7 @@ OPERATIONS: list[tuple[str, str, dict[str, Any]]] = [
     op("get", "/readyz", "Readiness: this process can accept and store events and is not draining", "operations",
        ok={200: "Readiness", 503: "Readiness"}),
     op("get", "/metrics", "Prometheus metrics (text exposition format)", "operations",
-       ok={200: _text("text/plain")}, errors=(403,)),
+       ok={200: _text("text/plain")}, errors=(401, 403)),
     op("get", "/openapi.json", "This document", "operations", ok={200: (JSON, {"type": "object"})}),
     op("get", "/docs", "The API reference as a page (Swagger UI, served by the hub)", "operations",
        ok={200: _text("text/html")}),
