@@ -23,8 +23,6 @@ import os
 import socket
 import sqlite3
 
-import redis
-
 from . import __version__
 from .config import Settings, mask_url
 from .errors import PushHubError
@@ -67,6 +65,10 @@ def check_storage(settings: Settings) -> None:
 def check_redis(settings: Settings) -> None:
     if not settings.redis:
         return
+    try:
+        import redis  # the optional 'redis' extra
+    except ImportError as exc:
+        raise StartupError(USAGE, "--redis needs the Redis client: pip install 'pushhub[redis]'") from exc
     try:
         client = redis.Redis.from_url(settings.redis, socket_connect_timeout=CHECK_TIMEOUT,
                                       socket_timeout=CHECK_TIMEOUT)
