@@ -8,7 +8,7 @@ import socket
 import uvicorn
 
 from . import disconnect, logs, startup, takeover
-from .app import PushHub
+from .app import PushHub, build_access
 from .config import Settings
 
 logger = logging.getLogger("pushhub")
@@ -72,6 +72,7 @@ def run(settings: Settings, sock: socket.socket) -> None:
 
 def serve(settings: Settings) -> int:
     logs.configure(settings.log_format)
+    build_access(settings)  # credentials and key files load (or the error is the one line)
     try:
         startup.check_storage(settings)
         startup.check_redis(settings)

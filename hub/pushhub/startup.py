@@ -26,6 +26,7 @@ import sqlite3
 from . import __version__
 from .config import Settings, mask_url
 from .errors import PushHubError
+from .extras import needs
 
 OK, FAILED, USAGE, STORAGE, REDIS, ADDRESS, UNREACHABLE, INTERRUPTED = 0, 1, 2, 3, 4, 5, 6, 130
 CHECK_TIMEOUT = 5.0
@@ -65,10 +66,8 @@ def check_storage(settings: Settings) -> None:
 def check_redis(settings: Settings) -> None:
     if not settings.redis:
         return
-    try:
-        import redis  # the optional 'redis' extra
-    except ImportError as exc:
-        raise StartupError(USAGE, "--redis needs the Redis client: pip install 'pushhub[redis]'") from exc
+    with needs("redis", "--redis"):
+        import redis
     try:
         client = redis.Redis.from_url(settings.redis, socket_connect_timeout=CHECK_TIMEOUT,
                                       socket_timeout=CHECK_TIMEOUT)
