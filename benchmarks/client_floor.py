@@ -17,6 +17,7 @@ from collections.abc import Awaitable
 from multiprocessing.connection import Connection as Pipe
 from typing import Any
 
+import aiohttp
 import httpx
 import orjson
 import uvloop
@@ -61,8 +62,6 @@ def body(n: int) -> bytes:
 
 
 async def send_aiohttp(url: str, requests: int, in_flight: int) -> tuple[float, float]:
-    import aiohttp  # the bench extra
-
     numbers = iter(range(requests))
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=in_flight)) as session:
         async def sender() -> None:
@@ -155,8 +154,6 @@ def measure(name: str, target: Target, args: argparse.Namespace) -> dict[str, An
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    import aiohttp  # noqa: F401 - imported before the first measurement, which would otherwise pay for it
-
     raise_fd_limit()
     facts = machine_facts()
     target = Target()
