@@ -4,8 +4,6 @@ fragmented messages, the closing handshake, framing errors, and the hub's keepal
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
 import struct
 from collections.abc import Callable
 
@@ -13,8 +11,8 @@ import orjson
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from .test_ws_frames import client_frame
 from .utils import TIMEOUT, HubProcess, ws_client
+from .ws_raw import client_frame, open_raw, read_close, read_frame
 
 
 async def test_client_ping_is_answered_and_fragments_are_joined(hub: HubProcess) -> None:
@@ -69,31 +67,7 @@ async def test_keepalive_closes_a_client_that_stops_answering(hub_factory: Calla
 
 
 async def raw_websocket(hub: HubProcess) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A WebSocket client with no library, for frames a library would refuse to send."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", hub.port)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write((f"GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-                  "Sec-WebSocket-Protocol: pushhub.json\r\n\r\n").encode())
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
-    assert head.startswith(b"HTTP/1.1 101"), head
+    reader, writer = await open_raw(hub.port)
     writer.write(client_frame(orjson.dumps({"op": "ping", "id": 1})))
     assert await read_frame(reader) == (0x1, b'{"op":"pong","id":1}')
     return reader, writer
-
-
-async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    first, second = await asyncio.wait_for(reader.readexactly(2), TIMEOUT)
-    length = second & 0x7F
-    if length == 126:
-        length = struct.unpack("!H", await reader.readexactly(2))[0]
-    elif length == 127:
-        length = struct.unpack("!Q", await reader.readexactly(8))[0]
-    return first & 0x0F, await asyncio.wait_for(reader.readexactly(length), TIMEOUT)
-
-
-async def read_close(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    while True:
-        opcode, payload = await read_frame(reader)
-        if opcode == 0x8:
-            return struct.unpack("!H", payload[:2])[0], payload[2:]

@@ -113,9 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "serve":
-            from .server import serve
-
-            return serve(load(args))
+            settings = load(args)
+            try:
+                from .server import serve
+            except ImportError as exc:
+                print(f"pushhub: serve needs {exc.name or exc} (pip install pushhub installs it)", file=sys.stderr)
+                return 2
+            return serve(settings)
         if args.command == "publish":
             return publish(args)
         if args.command in webhooks_cli.COMMANDS:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import BadRequest
+from .forwarded import Proxies
+from .limits import HttpLimits
 from .retention import DEFAULT, RetentionPolicy, parse_retention
 
 
@@ -40,6 +42,18 @@ class Settings:
     heartbeat: float = field(default=15.0, metadata={"help": "seconds between SSE heartbeat comments"})
     sse_retry_ms: int = field(default=2000, metadata={"help": "EventSource reconnect delay sent to clients"})
     shutdown_timeout: float = field(default=5.0, metadata={"help": "seconds to wait for connections on exit"})
+    max_header_bytes: int = field(default=HttpLimits.max_header_bytes, metadata={
+        "help": "largest request head (request line and headers); larger ones get 431"})
+    max_headers: int = field(default=HttpLimits.max_headers, metadata={
+        "help": "most header fields in one request; more get 431"})
+    head_timeout: float = field(default=HttpLimits.head_timeout, metadata={
+        "help": "seconds to receive a request head (and an idle keep-alive connection's lifetime)"})
+    body_timeout: float = field(default=HttpLimits.body_timeout, metadata={
+        "help": "seconds a request body may stall before the request is dropped with 408"})
+    close_timeout: float = field(default=HttpLimits.close_timeout, metadata={
+        "help": "seconds to wait for a WebSocket client's close frame after the hub's"})
+    forwarded_allow_ips: list[str] = field(default_factory=list, metadata={
+        "help": "proxy address or CIDR whose X-Forwarded-For/-Proto are believed, or '*' (repeat)"})
     access_log: bool = field(default=False, metadata={"help": "log every HTTP request"})
     admin_keys: list[str] = field(default_factory=list, metadata={
         "help": "API key for admin operations (repeat, or comma-separate in the env var)"})
@@ -86,8 +100,17 @@ class Settings:
     def retention_policy(self) -> RetentionPolicy:
         return RetentionPolicy(self.retention_rules, parse_retention(self.retention))
 
+    def http_limits(self) -> HttpLimits:
+        return HttpLimits(max_header_bytes=self.max_header_bytes, max_headers=self.max_headers,
+                          head_timeout=self.head_timeout, body_timeout=self.body_timeout,
+                          close_timeout=self.close_timeout)
+
     def validate(self) -> None:
         self.retention_policy()
+        Proxies(self.forwarded_allow_ips)
+        for name in ("max_header_bytes", "max_headers", "head_timeout", "body_timeout", "close_timeout"):
+            if getattr(self, name) <= 0:
+                raise BadRequest(f"--{name.replace('_', '-')} must be positive")
         if self.memory and self.redis:
             raise BadRequest("--memory and --redis exclude each other")
         if self.workers < 1:
