@@ -293,3 +293,22 @@ def test_bad_config_refused_at_startup(tmp_path: Path) -> None:
     hub = HubProcess(["--memory", "--ingest-config", str(config)], log_path=str(tmp_path / "log"))
     with pytest.raises(RuntimeError, match="unknown signature scheme"):
         hub.start()
+
+
+async def test_forwarded_for_is_not_believed_from_an_unnamed_proxy(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/ingest/fenced", content=b"{}", headers={"x-forwarded-for": "10.9.9.9"})
+    assert response.status_code == 403, response.text
+    assert "127.0.0.1" in response.json()["error"]["message"]
+
+
+async def test_forwarded_for_is_believed_from_a_named_proxy(tmp_path: Path) -> None:
+    hub = start_hub(tmp_path, "--forwarded-allow-ips", "127.0.0.1")
+    try:
+        async with httpx.AsyncClient(base_url=hub.url, timeout=TIMEOUT) as client:
+            spoofed = {"x-forwarded-for": "10.9.9.9, 127.0.0.1"}  # the proxy itself appended another hop
+            assert (await client.post("/v1/ingest/fenced", content=b"{}", headers=spoofed)).status_code == 202
+            outside = await client.post("/v1/ingest/fenced", content=b"{}", headers={"x-forwarded-for": "8.8.8.8"})
+            assert outside.status_code == 403
+            assert "8.8.8.8" in outside.json()["error"]["message"]
+    finally:
+        hub.stop()

@@ -87,8 +87,8 @@ class ServerState:
 
 class HttpConnection(asyncio.Protocol):
     __slots__ = ("active", "claimed", "cycle", "head_bytes", "head_size", "header_count", "headers", "in_head",
-                 "limits", "parser", "peer", "pipeline", "read_paused", "refused", "server", "state", "timer",
-                 "transport", "url", "writable")
+                 "limits", "lingering", "parser", "peer", "pipeline", "read_paused", "refused", "server", "state",
+                 "timer", "transport", "url", "writable")
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -109,6 +109,7 @@ class HttpConnection(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.writable: asyncio.Future[None] | None = None
         self.read_paused = False
+        self.lingering = False
         self.peer: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
 
@@ -145,6 +146,8 @@ class HttpConnection(asyncio.Protocol):
             await self.writable
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return
         if self.in_head or self.cycle is None:
             if self.head_bytes > self.limits.max_header_bytes:
                 self._refuse(431, "headers_too_large", f"the request head exceeds {self.limits.max_header_bytes} bytes")
@@ -176,6 +179,28 @@ class HttpConnection(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
+
+    def _linger(self, response: bytes) -> None:
+        """Send a response that ends the connection while the client may still be sending: a
+        half-close, then its input is read and discarded until it closes, for at most
+        ``close_timeout`` (closing a socket with unread input would reset it, and the client could
+        lose the response)."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self.lingering = True
+        transport.write(response)
+        if self.read_paused:
+            transport.resume_reading()
+            self.read_paused = False
+        if transport.can_write_eof():
+            transport.write_eof()
+            self._arm(self.limits.close_timeout, transport.abort)
+        else:
+            transport.close()
+
+    def eof_received(self) -> bool:
+        return False
 
     # Timers -----------------------------------------------------------------------------------
 
@@ -310,8 +335,7 @@ class HttpConnection(asyncio.Protocol):
         if self.pipeline:
             self._start(self.pipeline.popleft())
         elif self.refused is not None:
-            self.transport.write(self.refused)
-            self.close()
+            self._linger(self.refused)
             return
         elif self.cycle is None:
             self._arm(self.limits.head_timeout, self._head_timeout)
@@ -329,15 +353,14 @@ class HttpConnection(asyncio.Protocol):
         elif self.cycle is not None:
             self.cycle.disconnect()  # its body will not arrive
         self.cycle = None
-        if self.active is None and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(self.refused)
-            self.close()
+        if self.active is None:
+            self._linger(self.refused)
         else:
             self._update_reading()
 
     def _update_reading(self) -> None:
         transport = self.transport
-        if transport is None or transport.is_closing():
+        if transport is None or transport.is_closing() or self.lingering:
             return
         cycle = self.cycle
         pause = bool(self.pipeline) or self.refused is not None or (
@@ -420,7 +443,10 @@ class Cycle:
         self.finished = True
         self.disconnected = True
         conn.active = None
-        conn.close()
+        if conn.refused is not None:
+            conn._linger(conn.refused)  # the limit that cut this request short answers it
+        else:
+            conn.close()
 
     async def receive(self) -> Message:
         if self.expect_continue:

@@ -52,23 +52,23 @@ PING_FRAME = b"\x89\x00"
 
 
 def decode(raw: str | bytes, *, binary: bool) -> dict[str, Any]:
-    """Decode one client message into an object.
-
-    A msgpack message must hold only what JSON can carry too (events are stored and served as
-    JSON): no ``bin`` or extension values, no keys other than strings.
-    """
+    """Decode one client message into an object."""
     try:
         message = msgpack.unpackb(raw) if binary else orjson.loads(raw)
     except Exception as exc:
         raise BadRequest("message is not valid " + ("msgpack" if binary else "JSON")) from exc
     if not isinstance(message, dict):
         raise BadRequest("a message must be an object")
-    if binary:
-        try:
-            orjson.dumps(message)
-        except TypeError as exc:
-            raise BadRequest("a msgpack message may hold only JSON values (no bin, no ext, string keys)") from exc
     return message
+
+
+def require_json_values(message: dict[str, Any]) -> None:
+    """A msgpack message must hold only what JSON can carry too (events are stored and served as
+    JSON): no ``bin`` or extension values, no keys other than strings."""
+    try:
+        orjson.dumps(message)
+    except TypeError as exc:
+        raise BadRequest("a msgpack message may hold only JSON values (no bin, no ext, string keys)") from exc
 
 
 def message_id(message: dict[str, Any]) -> int | str | None:

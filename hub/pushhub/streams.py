@@ -263,6 +263,8 @@ class _WSSession:
                 raise BadRequest(f"{kind} frames are not part of this connection's subprotocol")
             request = protocol.decode(message["bytes"] if binary else message["text"], binary=binary)
             msg_id = protocol.message_id(request)
+            if binary:
+                protocol.require_json_values(request)
             op = protocol.validate(request)
             await getattr(self, "op_" + op)(request, msg_id)
         except PushHubError as exc:

@@ -190,7 +190,24 @@ class WSStream(asyncio.Protocol):
             if data:
                 transport.write(data)
             else:
-                transport.close()  # the closing handshake is complete: the server drops TCP first
+                self._end(transport)
+
+    def _end(self, transport: asyncio.WriteTransport) -> None:
+        """The server ends TCP first (§7.1.1): a half-close, so that the client reads the close frame
+        even while it is still sending (closing a socket with unread input would reset it); what it
+        sends is discarded until it closes too, for at most ``close_timeout``."""
+        if transport.can_write_eof():
+            transport.write_eof()
+        else:
+            transport.close()
+        self._arm_close_timer()
+
+    def _arm_close_timer(self) -> None:
+        if self.close_timer is None and not self.conn.transport.is_closing():
+            self.close_timer = asyncio.get_running_loop().call_later(self.close_timeout, self.conn.transport.abort)
+
+    def eof_received(self) -> bool:
+        return False  # the client is done: close the socket
 
     def close(self, reason: disconnect.Disconnect) -> None:
         """Start the closing handshake; drop the connection if the client does not complete it."""
@@ -198,8 +215,7 @@ class WSStream(asyncio.Protocol):
         if server.state is State.OPEN:
             server.send_close(reason.code, reason.reason[:120])
         self._after(server)
-        if not self.conn.transport.is_closing():
-            self.close_timer = asyncio.get_running_loop().call_later(self.close_timeout, self.conn.transport.abort)
+        self._arm_close_timer()
 
     def _queue(self, message: dict[str, Any]) -> None:
         self.inbox.append(message)
