@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 
-from .utils import TIMEOUT, HubProcess
+from .utils import TIMEOUT, HubProcess, free_port
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -47,3 +50,14 @@ async def test_publish_reports_errors(hub_factory: Callable[..., HubProcess]) ->
     assert denied.returncode == 1 and "unauthorized" in denied.stdout
     bad = await asyncio.to_thread(_run, "publish", "c", "--type", "t", "--data", "{nope", "--url", hub.url)
     assert bad.returncode == 2 and "JSON" in bad.stderr
+
+
+@pytest.mark.parametrize("missing", ["httptools", "uvloop"])
+def test_serve_without_a_dependency_is_a_one_line_error(tmp_path: Path, missing: str) -> None:
+    (tmp_path / f"{missing}.py").write_text(f'raise ImportError("No module named {missing}", name={missing!r})\n')
+    result = subprocess.run([sys.executable, "-m", "pushhub", "serve", "--memory", "--port", str(free_port())],
+                            env={**os.environ, "PYTHONPATH": str(tmp_path)}, capture_output=True, text=True,
+                            timeout=4 * TIMEOUT)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"pushhub: serve needs {missing} (pip install pushhub installs it)"]

@@ -29,7 +29,7 @@ async def test_client_close_gets_a_clean_closing_handshake(hub: HubProcess) -> N
     async with ws_client(hub.ws_url) as ws:
         await ws.subscribe("closing")
         await asyncio.wait_for(ws.ws.close(1000, "done"), TIMEOUT)
-        assert ws.ws.close_code == 1000  # the hub answered with a close frame, not a dropped socket
+        assert ws.ws.protocol.close_code == 1000  # the hub answered with a close frame, not a dropped socket
 
 
 async def test_invalid_utf8_text_closes_with_1007(hub: HubProcess) -> None:

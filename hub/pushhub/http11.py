@@ -189,7 +189,8 @@ class HttpConnection(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         self.lingering = True
-        transport.write(response)
+        if response:
+            transport.write(response)
         if self.read_paused:
             transport.resume_reading()
             self.read_paused = False
@@ -329,7 +330,10 @@ class HttpConnection(asyncio.Protocol):
         self.active = None
         if self.transport is None or self.transport.is_closing():
             return
-        if not cycle.keep_alive or not cycle.complete or self.state.stopping:
+        if not cycle.complete:
+            self._linger(b"")  # the rest of its body is still coming (e.g. answered 413 early)
+            return
+        if not cycle.keep_alive or self.state.stopping:
             self.close()
             return
         if self.pipeline:
