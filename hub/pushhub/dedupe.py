@@ -18,8 +18,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from .backends.base import Broker
 from .backends.sqlite import Database
 from .errors import Unavailable
@@ -144,8 +142,11 @@ class RedisDedupe(DedupeStore):
     POLL_SECONDS = 0.05
 
     def __init__(self, client: Callable[[], Any], clock: Clock = time.time) -> None:
+        from redis.exceptions import RedisError  # the redis extra, present whenever a RedisBroker is
+
         super().__init__(clock)
         self._client = client  # called each time: the broker may switch to a cluster client at start
+        self._errors = (RedisError, OSError)
 
     @staticmethod
     def _key(key: str) -> str:
@@ -154,7 +155,7 @@ class RedisDedupe(DedupeStore):
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
             return await getattr(self._client(), method)(*args, **kwargs)
-        except (RedisError, OSError) as exc:
+        except self._errors as exc:
             raise Unavailable(f"dedupe store: {exc}") from exc
 
     async def get(self, key: str) -> bytes | None:
@@ -187,10 +188,12 @@ class RedisDedupe(DedupeStore):
 def create_dedupe(broker: Broker, data_dir: str, clock: Clock = time.time, *, fsync: bool = False) -> DedupeStore:
     """The store that matches the log backend: in memory, in Redis, or on disk next to the log."""
     from .backends.embedded import EmbeddedBroker, MemoryStore
-    from .backends.redis import RedisBroker
 
-    if isinstance(broker, RedisBroker):
-        return RedisDedupe(lambda: broker.client, clock)
     if isinstance(broker, EmbeddedBroker) and isinstance(broker.store, MemoryStore):
         return MemoryDedupe(clock)
+    if not isinstance(broker, EmbeddedBroker):
+        from .backends.redis import RedisBroker  # only a Redis log gets here, so the redis extra is installed
+
+        if isinstance(broker, RedisBroker):
+            return RedisDedupe(lambda: broker.client, clock)
     return SqliteDedupe(os.path.join(data_dir, "dedupe.db"), clock, fsync=fsync)

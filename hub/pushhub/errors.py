@@ -13,7 +13,8 @@ PushHubError
 │       └── StaleTimestamp  its signed timestamp is outside the tolerance
 ├── Forbidden           credentials are valid but do not allow the action
 ├── UnknownSource       no ingest source has that name (404; pushhub.ingest.endpoint)
-└── Unavailable         the storage backend cannot accept or serve data right now (HTTP 503)
+├── Unavailable         the storage backend cannot accept or serve data right now (HTTP 503)
+└── MissingExtra        a configured feature needs an extra that is not installed (pushhub.extras)
 """
 
 from __future__ import annotations
@@ -61,3 +62,7 @@ class Forbidden(PushHubError):
 class Unavailable(PushHubError):
     status = 503
     code = "unavailable"
+
+
+class MissingExtra(PushHubError):
+    code = "missing_extra"

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from ..errors import BadRequest
+from ..extras import needs
 from ..retention import RetentionPolicy
 from .base import Broker, HistoryPage, StreamState
 
@@ -27,7 +28,8 @@ def create_broker(url: str, retention: RetentionPolicy, *, fsync: bool = False, 
 
         return EmbeddedBroker(SqliteStore(rest, retention, fsync=fsync))
     if scheme in ("redis", "rediss"):
-        from .redis import RedisBroker
+        with needs("redis", "--redis"):
+            from .redis import RedisBroker
 
         return RedisBroker(url, retention, cluster=cluster)
     raise BadRequest(f"unsupported backend {scheme!r}: expected memory, sqlite or redis")

@@ -555,12 +555,14 @@ def create_store(broker: Broker, data_dir: str, *, fsync: bool = False, attempt_
     (where a process holds a delivery it sends for ``attempt_timeout`` + :data:`LEASE_MARGIN`
     seconds: if it dies meanwhile, others retry the delivery after that)."""
     from ..backends.embedded import EmbeddedBroker, MemoryStore
-    from ..backends.redis import RedisBroker
     from ..backends.sqlite import SqliteStore
-    from .redis_store import RedisDeliveryStore
 
-    if isinstance(broker, RedisBroker):
-        return RedisDeliveryStore(lambda: broker.client, lease=attempt_timeout + LEASE_MARGIN)
+    if not isinstance(broker, EmbeddedBroker):
+        from ..backends.redis import RedisBroker  # only a Redis log gets here, so the redis extra is installed
+        from .redis_store import RedisDeliveryStore
+
+        if isinstance(broker, RedisBroker):
+            return RedisDeliveryStore(lambda: broker.client, lease=attempt_timeout + LEASE_MARGIN)
     if isinstance(broker, EmbeddedBroker) and isinstance(broker.store, MemoryStore):
         return MemoryDeliveryStore()
     if isinstance(broker, EmbeddedBroker) and isinstance(broker.store, SqliteStore):
