@@ -18,6 +18,7 @@ from .errors import PushHubError
 from .webhooks import cli as webhooks_cli
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+SERVER_DEPENDENCIES = ("httptools", "uvloop", "websockets")  # what `serve` needs beyond the client commands
 
 
 def _client_args(parser: argparse.ArgumentParser) -> None:
@@ -117,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 from .server import serve
             except ImportError as exc:
-                print(f"pushhub: serve needs {exc.name or exc} (pip install pushhub installs it)", file=sys.stderr)
+                if exc.name not in SERVER_DEPENDENCIES:
+                    raise
+                print(f"pushhub: serve needs {exc.name} (pip install pushhub installs it)", file=sys.stderr)
                 return 2
             return serve(settings)
         if args.command == "publish":
