@@ -159,3 +159,10 @@ async def test_a_client_leaving_mid_body_is_no_error(limited_hub: HubProcess) ->
         assert (status, orjson.loads(body)["offset"]) == (202, 1)  # the cut-off request published nothing
     assert "Traceback" not in limited_hub.log()
     assert "ERROR" not in limited_hub.log()
+
+
+async def test_a_stream_request_pipelined_behind_another_is_refused_after_its_answer(limited_hub: HubProcess) -> None:
+    async with raw(limited_hub) as (reader, writer):
+        writer.write(publish_request("behind", 1) + b"GET /v1/sse?channel=behind HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await read_response(reader))[0] == 202
+        assert (await read_response(reader))[0] == 400

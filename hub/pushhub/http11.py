@@ -262,6 +262,9 @@ class HttpConnection(asyncio.Protocol):
         scope = self._scope()
         endpoint = self.state.router(scope)
         if endpoint is not None:
+            if self.active is not None:  # its socket cannot be handed over under a response being written
+                self._refuse(400, "bad_request", "a stream request cannot be pipelined behind another request")
+                return
             self.claimed = (endpoint, scope)
             return
         cycle = self.cycle = Cycle(self, scope, self.parser.should_keep_alive())
