@@ -35,6 +35,9 @@ logger = logging.getLogger("pushhub")
 
 MAX_FRAGMENTS = 1024
 """Frames one message may be split into; more close the connection with 1009."""
+FEED_BYTES = 16 * 1024
+"""Client bytes parsed at a time: once a read full of tiny frames breaks a rule (say, too many
+fragments), the protocol discards the rest of it instead of parsing it into frames."""
 MAX_INBOX = 16
 """Client messages queued for the session before the socket stops being read."""
 SUBPROTOCOLS = [Subprotocol(protocol.MSGPACK), Subprotocol(protocol.JSON)]
@@ -115,14 +118,16 @@ class WSStream(asyncio.Protocol):
         if self.server is None and self.conn.closed is not None:
             return
         server = self._server()
-        server.receive_data(data)
-        self.unparsed += len(data)
-        for frame in server.events_received():
-            assert isinstance(frame, Frame)
-            self.unparsed -= wire_size(len(frame.data))
-            if self.conn.closed is None:
-                self._frame(server, frame)
-        self._after(server)
+        for start in range(0, len(data), FEED_BYTES):
+            chunk = data[start : start + FEED_BYTES]
+            server.receive_data(chunk)
+            self.unparsed += len(chunk)
+            for frame in server.events_received():
+                assert isinstance(frame, Frame)
+                self.unparsed -= wire_size(len(frame.data))
+                if self.conn.closed is None:
+                    self._frame(server, frame)
+            self._after(server)
         if server.state is State.OPEN and not self.unparsed and self.fragments is None:
             self.server = None
 
