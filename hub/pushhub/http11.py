@@ -161,6 +161,11 @@ class HttpConnection(asyncio.Protocol):
                 return
             if self.cycle is not None:
                 self.cycle.keep_alive = False  # an upgrade nobody takes: answer it as plain HTTP, then close
+        except httptools.HttpParserCallbackError:
+            logger.exception("reading a request failed")  # a callback of this class raised: a bug, not the client's
+            if self.refused is None:
+                self._refuse(500, "internal_error", "the request could not be read")
+            return
         except httptools.HttpParserError as exc:
             if self.refused is None:
                 self._refuse(400, "bad_request", f"malformed HTTP request: {exc}")
