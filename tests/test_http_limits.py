@@ -166,3 +166,13 @@ async def test_a_stream_request_pipelined_behind_another_is_refused_after_its_an
         writer.write(publish_request("behind", 1) + b"GET /v1/sse?channel=behind HTTP/1.1\r\nHost: x\r\n\r\n")
         assert (await read_response(reader))[0] == 202
         assert (await read_response(reader))[0] == 400
+
+
+async def test_a_request_answered_before_its_body_keeps_the_connection(limited_hub: HubProcess) -> None:
+    """Like a 401 or 404 sent on the head alone: the body that follows is dropped, and the next
+    request on the connection is served (a client reusing it must not find it closed)."""
+    async with raw(limited_hub) as (reader, writer):
+        writer.write(b"POST /v1/nowhere HTTP/1.1\r\nHost: x\r\ncontent-length: 5000\r\n\r\n")
+        assert (await read_response(reader))[0] == 404
+        writer.write(b"x" * 5000 + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await read_response(reader))[0] == 200

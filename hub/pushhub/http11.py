@@ -37,14 +37,8 @@ feeds it ``rest`` (bytes the client sent after the head)."""
 StreamRouter = Callable[[Scope], StreamEndpoint | None]
 
 BODY_HIGH_WATER = 256 * 1024  # request body bytes buffered before the socket stops being read
+DROP_LIMIT = 1024 * 1024  # body bytes of an answered request read and dropped to keep the connection
 ASGI = {"version": "3.0", "spec_version": "2.3"}
-
-
-def _phrase(status: int) -> bytes:
-    try:
-        return http.HTTPStatus(status).phrase.encode()
-    except ValueError:
-        return b""
 
 
 STATUS_LINES = {status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode())
@@ -52,7 +46,7 @@ STATUS_LINES = {status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phra
 
 
 def status_line(status: int) -> bytes:
-    return STATUS_LINES.get(status) or b"HTTP/1.1 %d %s\r\n" % (status, _phrase(status))
+    return STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status  # a status without a standard phrase
 
 
 def error_response(status: int, code: str, message: str, headers: list[tuple[bytes, bytes]] | None = None) -> bytes:
@@ -229,6 +223,9 @@ class HttpConnection(asyncio.Protocol):
 
     def _body_timeout(self) -> None:
         self.timer = None
+        if self.cycle is not None and self.cycle.finished:
+            self._linger(b"")  # the request is answered already; its body stopped arriving
+            return
         self._refuse(408, "request_timeout", f"the request body stalled for {self.limits.body_timeout:g} s")
 
     # Parser callbacks -------------------------------------------------------------------------
@@ -284,6 +281,13 @@ class HttpConnection(asyncio.Protocol):
         cycle = self.cycle
         if cycle is None or self.claimed is not None:
             return
+        if cycle.finished:
+            cycle.dropped += len(body)
+            if cycle.dropped > DROP_LIMIT:
+                self._linger(b"")  # not worth reading on: end the connection
+            else:
+                self._arm(self.limits.body_timeout, self._body_timeout)
+            return
         cycle.body.append(bytes(body))
         cycle.buffered += len(body)
         cycle.wake()
@@ -299,6 +303,8 @@ class HttpConnection(asyncio.Protocol):
         cycle.complete = True
         cycle.wake()
         self._disarm()
+        if cycle.finished and self.active is None and not self.lingering:
+            self._next(cycle)  # the body of an answered request has gone by
 
     # Requests ---------------------------------------------------------------------------------
 
@@ -338,8 +344,16 @@ class HttpConnection(asyncio.Protocol):
         self.active = None
         if self.transport is None or self.transport.is_closing():
             return
-        if not cycle.complete:
-            self._linger(b"")  # the rest of its body is still coming (e.g. answered 413 early)
+        if not cycle.complete:  # answered before its body was read (a 401, a 413): the rest is dropped
+            if not cycle.keep_alive or self.state.stopping:
+                self._linger(b"")
+            else:
+                self._update_reading()  # the next request is served once the body has gone by
+            return
+        self._next(cycle)
+
+    def _next(self, cycle: Cycle) -> None:
+        if self.transport is None or self.transport.is_closing():
             return
         if not cycle.keep_alive or self.state.stopping:
             self.close()
@@ -387,24 +401,9 @@ class HttpConnection(asyncio.Protocol):
 class Cycle:
     """One request and its response, as an ASGI ``receive`` and ``send`` pair."""
 
-    __slots__ = (
-        "body",
-        "buffered",
-        "chunked",
-        "complete",
-        "conn",
-        "delivered",
-        "disconnected",
-        "event",
-        "expect_continue",
-        "finished",
-        "head_only",
-        "keep_alive",
-        "response_headers",
-        "scope",
-        "started",
-        "status",
-    )
+    __slots__ = ("body", "buffered", "chunked", "complete", "conn", "delivered", "disconnected", "dropped", "event",
+                 "expect_continue", "finished", "head_only", "keep_alive", "response_headers", "scope", "started",
+                 "status")
 
     def __init__(self, conn: HttpConnection, scope: Scope, keep_alive: bool) -> None:
         self.conn = conn
@@ -412,6 +411,7 @@ class Cycle:
         self.keep_alive = keep_alive
         self.body: list[bytes] = []
         self.buffered = 0
+        self.dropped = 0  # body bytes that arrived after the response and were dropped
         self.complete = False  # the whole request body has arrived
         self.delivered = False  # ... and has been handed to the app
         self.disconnected = False

@@ -64,7 +64,8 @@ def handshake(path: str, headers: list[tuple[bytes, bytes]]) -> tuple[bytes, str
 
 
 def wire_size(length: int) -> int:
-    """Bytes a masked client frame of ``length`` payload bytes takes on the wire."""
+    """Bytes a masked client frame of ``length`` payload bytes takes on the wire (with the shortest
+    length encoding; a client using a longer one only keeps its protocol from being dropped)."""
     return length + (6 if length < 126 else 8 if length < 65536 else 14)
 
 
