@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from . import client_assets, dashboard
+from . import client_assets, cors, dashboard
 from .auth import Access, JWTVerifier
 from .backends import create_broker
 from .config import Settings
@@ -25,6 +25,7 @@ from .http_api import HttpApi, error_response
 from .hub import Hub
 from .ingest import sources
 from .ingest.endpoint import IngestApi
+from .metrics_access import MetricsAccess
 from .session import SessionApi
 from .streams import Streams
 from .webhooks.api import WebhookApi, admin_check
@@ -62,7 +63,7 @@ class PushHub:
                                max_queue_bytes=settings.max_queue_bytes, sse_retry_ms=settings.sse_retry_ms,
                                max_message_bytes=settings.max_body_bytes, limits=settings.http_limits())
         api = HttpApi(self.hub, access, settings.max_body_bytes, self.dedupe, settings.dedupe_window,
-                      settings.cors_origins)
+                      settings.cors_origins, MetricsAccess(settings.metrics_keys))
         ingest = IngestApi(self.hub, ingest_sources, self.dedupe, settings.dedupe_window, access)
         store = create_store(broker, settings.data_dir, fsync=settings.fsync, attempt_timeout=settings.webhook_timeout)
         self.webhooks = Dispatcher(self.hub, store, config_from_settings(settings))
@@ -71,7 +72,8 @@ class PushHub:
         self.api = Starlette(
             routes=(api.routes() + ingest.routes() + SessionApi(access).routes() + webhook_api.routes()
                     + client_assets.routes() + self.dashboard.routes()),
-            middleware=[Middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
+            middleware=[Middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                                   allow_credentials=cors.credentials_allowed(settings.cors_origins),
                                    allow_methods=["GET", "POST", "PATCH", "DELETE"], allow_headers=CORS_HEADERS,
                                    max_age=600)],
             exception_handlers={PushHubError: self._error, 404: self._not_found, 405: self._not_allowed},

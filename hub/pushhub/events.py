@@ -35,8 +35,8 @@ def parse_time(value: str) -> str:
         raise BadEvent(f"invalid time {value!r}: a UTC offset is required")
     try:
         return format_time(parsed.timestamp())
-    except (OverflowError, ValueError, OSError) as exc:  # e.g. 9999-12-31T23:59:59-23:59 is past year 9999 in UTC
-        raise BadEvent(f"invalid time {value!r}: out of range") from exc
+    except (ValueError, OverflowError) as exc:  # e.g. 9999-12-31T23:59:59-23:59 is in the year 10000 in UTC
+        raise BadEvent(f"invalid time {value!r}: it falls outside the years 1-9999 in UTC") from exc
 
 
 class EventDraft:

@@ -19,7 +19,7 @@ from typing import Any
 
 import uvloop
 
-from . import disconnect
+from . import disconnect, takeover
 from .app import PushHub
 from .config import Settings
 from .errors import PushHubError
@@ -102,13 +102,14 @@ async def serve_app(app: PushHub, settings: Settings, sock: socket.socket) -> No
 
 
 def run(settings: Settings, sock: socket.socket | None = None) -> None:
-    """One hub process, on ``sock`` if given (a worker), else on the configured address."""
-    from .workers import listening_socket
-
+    """One hub process, on ``sock`` if given (a worker), else on the configured address, holding
+    the data directory (see :mod:`pushhub.takeover`)."""
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     logging.getLogger("websockets").setLevel(logging.WARNING)  # it logs every connection opened and closed
+    if sock is None:
+        sock = takeover.listen(settings)
+        data_dir_lock = takeover.hold_data_dir(settings)  # noqa: F841 - held until the process ends
     app = PushHub(settings)
-    sock = sock if sock is not None else listening_socket(settings, shared=False)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(serve_app(app, settings, sock))
 

@@ -55,8 +55,9 @@ class IngestApi:
         if not source.allows(address):
             raise Forbidden(f"{address} is not in the allowlist of ingest source {name!r}")
         body = await read_body(request, source.max_body_bytes)
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        verify(source.signature, headers, body, self.clock())
+        verified = verify(source.signature, {k.lower(): v for k, v in request.headers.items()}, body,
+                          self.clock())
+        headers = verified.headers
         data = extract.decode_body(body, headers.get("content-type", ""))
         if source.signature.scheme == "slack" and isinstance(data, dict) and data.get("type") == "url_verification":
             return JSONResponse({"challenge": data.get("challenge")})
@@ -68,10 +69,15 @@ class IngestApi:
             (event,) = await self.hub.publish(source.channel, [draft])
             return orjson.dumps(positioned(event))
 
-        if delivery_id is None:
+        if delivery_id is not None:
+            key: str | None = f"ingest:{name}:{extract.delivery_key(delivery_id)}"
+        elif verified.fingerprint is not None:  # no id: the same signed request is the same delivery
+            key = f"ingest-signed:{name}:{verified.fingerprint}"
+        else:
+            key = None
+        if key is None:
             answer, repeat = await append(), False
         else:
-            key = f"ingest:{name}:{extract.delivery_key(delivery_id)}"
             answer, repeat = await self.dedupe.once(key, self.window, append)
         payload = {**orjson.loads(answer), "duplicate": repeat, "delivery_id": delivery_id}
         return JSONResponse(payload, status_code=200 if repeat else 202)
