@@ -176,3 +176,13 @@ async def test_a_request_answered_before_its_body_keeps_the_connection(limited_h
         assert (await read_response(reader))[0] == 404
         writer.write(b"x" * 5000 + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         assert (await read_response(reader))[0] == 200
+
+
+async def test_a_body_refused_413_on_its_length_keeps_the_connection(limited_hub: HubProcess) -> None:
+    size = 2 << 20
+    async with raw(limited_hub) as (reader, writer):
+        writer.write(b"POST /v1/channels/big/events HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+                     b"content-length: %d\r\n\r\n" % size)
+        assert (await read_response(reader))[0] == 413
+        writer.write(b"x" * size + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await read_response(reader))[0] == 200

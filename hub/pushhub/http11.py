@@ -15,6 +15,7 @@ before it are answered, so a response to an accepted request is never lost to it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http
 import logging
 from collections import deque
@@ -37,7 +38,7 @@ feeds it ``rest`` (bytes the client sent after the head)."""
 StreamRouter = Callable[[Scope], StreamEndpoint | None]
 
 BODY_HIGH_WATER = 256 * 1024  # request body bytes buffered before the socket stops being read
-DROP_LIMIT = 1024 * 1024  # body bytes of an answered request read and dropped to keep the connection
+DROP_LIMIT = 8 * 1024 * 1024  # body bytes of an answered request read and dropped to keep the connection
 ASGI = {"version": "3.0", "spec_version": "2.3"}
 
 
@@ -70,19 +71,34 @@ class ServerState:
         self.connections: set[HttpConnection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.stopping = False
+        self.all_closed: asyncio.Event | None = None
 
     def stop(self) -> None:
-        """No new requests: close idle connections now and every other one after its response."""
+        """No new requests: close idle keep-alive connections now and every other one after its
+        response. A connection that has not sent its first request yet is left to send it (its
+        client may have sent it already, and it is answered): it is closed after that response."""
         self.stopping = True
         for conn in list(self.connections):
-            if conn.active is None:
+            if conn.served and conn.active is None and conn.cycle is None and not conn.in_head:
                 conn.close()
+
+    async def wait_closed(self, timeout: float) -> None:
+        """Wait until every connection is closed or handed to a stream, for at most ``timeout``."""
+        if self.connections:
+            self.all_closed = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.all_closed.wait(), timeout)
+
+    def forget(self, conn: HttpConnection) -> None:
+        self.connections.discard(conn)
+        if self.all_closed is not None and not self.connections:
+            self.all_closed.set()
 
 
 class HttpConnection(asyncio.Protocol):
     __slots__ = ("active", "claimed", "cycle", "head_bytes", "head_size", "header_count", "headers", "in_head",
-                 "limits", "lingering", "parser", "peer", "pipeline", "read_paused", "refused", "server", "state",
-                 "timer", "transport", "url", "writable")
+                 "limits", "lingering", "parser", "peer", "pipeline", "read_paused", "refused", "served", "server",
+                 "state", "timer", "transport", "url", "writable")
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -104,6 +120,7 @@ class HttpConnection(asyncio.Protocol):
         self.writable: asyncio.Future[None] | None = None
         self.read_paused = False
         self.lingering = False
+        self.served = False  # a response was sent on this connection
         self.peer: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
 
@@ -119,7 +136,7 @@ class HttpConnection(asyncio.Protocol):
         self._arm(self.limits.head_timeout, self._head_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.state.connections.discard(self)
+        self.state.forget(self)
         self._disarm()
         for cycle in (self.active, *self.pipeline, self.cycle):
             if cycle is not None:
@@ -171,7 +188,7 @@ class HttpConnection(asyncio.Protocol):
         assert self.claimed is not None and self.transport is not None
         endpoint, scope = self.claimed
         self.claimed = None
-        self.state.connections.discard(self)
+        self.state.forget(self)
         self._disarm()
         endpoint(scope, self.transport, rest)
 
@@ -342,9 +359,12 @@ class HttpConnection(asyncio.Protocol):
     def finished(self, cycle: Cycle) -> None:
         """``cycle``'s response is complete: serve the next pipelined request, or wait for one."""
         self.active = None
+        self.served = True
         if self.transport is None or self.transport.is_closing():
             return
         if not cycle.complete:  # answered before its body was read (a 401, a 413): the rest is dropped
+            cycle.body.clear()
+            cycle.buffered = 0
             if not cycle.keep_alive or self.state.stopping:
                 self._linger(b"")
             else:

@@ -92,8 +92,9 @@ async def serve_app(app: PushHub, settings: Settings, sock: socket.socket) -> No
     app.hub.close_connections(disconnect.SHUTDOWN)
     app.dashboard.close()
     deadline = loop.time() + settings.shutdown_timeout
-    if state.tasks:
-        await asyncio.wait(list(state.tasks), timeout=settings.shutdown_timeout)
+    await state.wait_closed(settings.shutdown_timeout)
+    if state.tasks:  # requests whose client left before the answer
+        await asyncio.wait(list(state.tasks), timeout=max(0.0, deadline - loop.time()))
     await app.streams.wait_closed(max(0.0, deadline - loop.time()))
     for conn in list(state.connections):
         conn.close()
