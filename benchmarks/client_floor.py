@@ -22,7 +22,7 @@ import orjson
 import uvloop
 
 from benchmarks.loadgen import Hub, machine_facts, raise_fd_limit
-from benchmarks.report import figures, interleave, load_range, ratio, table
+from benchmarks.report import figures, heading, interleave, ratio, record, table
 from benchmarks.webhooks import Receiver
 
 CONTENDERS = ("aiohttp", "httpx", "pushhub")
@@ -165,29 +165,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         target.close()
     rates = figures(runs, "per_s")
-    record = {
-        "benchmark": "floor-client",
-        "runs": args.runs,
-        "requests": args.requests,
-        "in_flight": args.in_flight,
+    saved = record("floor-client", {"runs": args.runs, "requests": args.requests, "in_flight": args.in_flight}, {
         "per_s": rates,
         "sender_us_per_request": figures(runs, "sender_us_per_request"),
         "pushhub_ratio": {name: ratio(rates["pushhub"], rates[name]) for name in CONTENDERS[:2]},
-        "records": runs,
-        **facts,
-        "loadavg_end": os.getloadavg()[0],
-    }
-    print(summary(record))
-    return record
+    }, runs, facts)
+    print(summary(saved))
+    return saved
 
 
-def summary(record: dict[str, Any]) -> str:
-    shares = ", ".join(f"of {name} {share:.2f}" for name, share in record["pushhub_ratio"].items() if share is not None)
-    rows = [("POSTs/s (pushhub: webhooks/s)", [record["per_s"][n] for n in CONTENDERS], f"pushhub {shares}"),
-            ("sender CPU us/request", [record["sender_us_per_request"][n] for n in CONTENDERS], "")]
+def summary(saved: dict[str, Any]) -> str:
+    shares = ", ".join(f"of {name} {share:.2f}" for name, share in saved["pushhub_ratio"].items() if share is not None)
+    rows = [("POSTs/s (pushhub: webhooks/s)", [saved["per_s"][n] for n in CONTENDERS], f"pushhub {shares}"),
+            ("sender CPU us/request", [saved["sender_us_per_request"][n] for n in CONTENDERS], "")]
     return "\n".join([
-        f"floor client: {record['requests']} POSTs, {record['in_flight']} in flight, to the webhook benchmark's "
-        f"receiver; median [range] of {record['runs']} interleaved run(s), {load_range(record['records'])} "
-        f"on {record['nproc']} cores",
+        heading(f"floor client: {saved['requests']} POSTs, {saved['in_flight']} in flight, to the webhook "
+                "benchmark's receiver", saved),
         *table(rows, list(CONTENDERS), ""),
     ])

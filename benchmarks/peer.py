@@ -9,18 +9,17 @@ Nchan runs from Debian's ``nginx`` and ``libnginx-mod-nchan`` packages with the 
 ``benchmarks/nchan.conf`` (see :mod:`benchmarks.nchan`; this script installs nothing). Both servers
 get the same load from the same generator (:mod:`benchmarks.loadgen`): every event carries its
 publish time and a sequence number, so latency, loss and duplicates are counted the same way on
-both sides. Each run starts a fresh server, one process each by default (``--workers`` for more);
-within a run the two servers take turns, and which goes first alternates from run to run. Prints
-the median and range of each figure for both servers and the ratio of the medians
-(pushhub / Nchan), and appends one JSON line per scenario, with every run's record and the machine's
-facts, to ``benchmarks/results/peer.jsonl``.
+both sides. Each run starts a fresh server of one process each (``--nginx-workers`` gives nginx
+more); within a run the two servers take turns, and which goes first alternates from run to run.
+Prints the median and range of each figure for both servers and the ratio of the medians
+(pushhub / Nchan), and appends one JSON line per scenario, with every run's record and the
+machine's facts, to ``benchmarks/results/peer.jsonl``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from typing import Any
 from benchmarks import connect, fanout
 from benchmarks.loadgen import Hub, ServerProcess, machine_facts, save_result
 from benchmarks.nchan import Nchan, missing
-from benchmarks.report import figures, interleave, load_range, ratio, table
+from benchmarks.report import figures, interleave, load_range, ratio, record, table
 
 
 @dataclass(frozen=True)
@@ -45,6 +44,7 @@ FANOUT_FIGURES = (
     Figure("p99_ms", "p99 latency ms", "lower"),
     Figure("hub_us_per_delivery", "server CPU us/delivery", "lower"),
     Figure("kib_per_idle_conn", "server KiB/connection", "lower"),
+    Figure("generator_us_per_delivery", "generator CPU us/delivery", "lower"),
 )
 CONNECT_FIGURES = (
     Figure("seconds", "seconds to connect all", "lower"),
@@ -108,7 +108,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--patience", type=float, default=10.0, help="seconds to wait for stragglers")
     parser.add_argument("--in-flight", type=int, default=32, help="publish requests in flight (publish scenario)")
     parser.add_argument("--procs", type=int, default=1, help="load generator processes for the subscribers")
-    parser.add_argument("--workers", type=int, default=1, help="nginx worker processes and pushhub --workers")
+    parser.add_argument("--nginx-workers", type=int, default=1,
+                        help="nginx worker processes (1, like the one hub process: its --workers needs Redis)")
     parser.add_argument("--storage", choices=("memory", "sqlite"), default="memory", help="pushhub's log")
     parser.add_argument("--hub-arg", action="append", default=[], help="extra argument for 'pushhub serve'")
     parser.add_argument("--no-save", action="store_true", help="do not append to benchmarks/results")
@@ -120,18 +121,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def make_server(name: str, args: argparse.Namespace) -> ServerProcess:
     if name == "nchan":
-        return Nchan(workers=args.workers)
-    extra = list(args.hub_arg) + (["--workers", str(args.workers)] if args.workers > 1 else [])
-    return Hub(storage=args.storage, extra_args=extra)
+        return Nchan(workers=args.nginx_workers)
+    return Hub(storage=args.storage, extra_args=args.hub_arg)
 
 
 def measure(scenario: Scenario, server: str, args: argparse.Namespace) -> dict[str, Any]:
     options = scenario.module.parse_args([*scenario.argv(args), "--no-save"])
-    record: dict[str, Any] = scenario.module.run(options, make_server(server, args))
+    result: dict[str, Any] = scenario.module.run(options, make_server(server, args))
     if scenario.name == "publish":
-        cpu = (record["hub_cpu_user_s"] or 0.0) + (record["hub_cpu_sys_s"] or 0.0)
-        record["hub_us_per_publish"] = round(cpu / record["published"] * 1e6, 2) if record["published"] else None
-    return record
+        cpu = (result["hub_cpu_user_s"] or 0.0) + (result["hub_cpu_sys_s"] or 0.0)
+        result["hub_us_per_publish"] = round(cpu / result["published"] * 1e6, 2) if result["published"] else None
+    return result
 
 
 def summarize(scenario: Scenario, runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -169,19 +169,9 @@ def run_scenario(scenario: Scenario, args: argparse.Namespace) -> dict[str, Any]
     runs = interleave(SERVERS, args.runs, lambda server: measure(scenario, server, args))
     summary = summarize(scenario, runs)
     print(report(scenario, summary, runs), flush=True)
-    return {
-        "benchmark": "peer",
-        "scenario": scenario.name,
-        "runs": args.runs,
-        "quick": args.quick,
-        "duration": args.duration,
-        "workers": args.workers,
-        "storage": args.storage,
-        **summary,
-        "records": runs,
-        **facts,
-        "loadavg_end": os.getloadavg()[0],
-    }
+    settings = {"scenario": scenario.name, "runs": args.runs, "quick": args.quick, "duration": args.duration,
+                "nginx_workers": args.nginx_workers, "storage": args.storage}
+    return record("peer", settings, summary, runs, facts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,12 +182,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     failed = False
     for name in args.only or [s.name for s in SCENARIOS]:
-        record = run_scenario(BY_NAME[name], args)
+        saved = run_scenario(BY_NAME[name], args)
         if not args.no_save:
-            save_result("peer", record)
+            save_result("peer", saved)
         else:
-            print(json.dumps({k: v for k, v in record.items() if k != "records"}))
-        losses = record["losses"]["pushhub"]
+            print(json.dumps({k: v for k, v in saved.items() if k != "records"}))
+        losses = saved["losses"]["pushhub"]
         failed = failed or bool(losses["lost"] or losses["duplicated"])
     return 1 if failed else 0
 

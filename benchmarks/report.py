@@ -3,6 +3,7 @@ runs of each contender, and the ratio of the medians to the reference measured i
 
 from __future__ import annotations
 
+import os
 import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -63,3 +64,16 @@ def table(rows: list[tuple[str, list[dict[str, float] | None], str]], columns: l
 def figures(runs: dict[str, list[dict[str, Any]]], key: str) -> dict[str, dict[str, float] | None]:
     """The spread of ``key`` over each contender's runs."""
     return {name: spread([r[key] for r in records if r.get(key) is not None]) for name, records in runs.items()}
+
+
+def record(benchmark: str, settings: dict[str, Any], figures: dict[str, Any],
+           runs: dict[str, list[dict[str, Any]]], facts: dict[str, Any]) -> dict[str, Any]:
+    """What a comparison saves: its settings, its figures, every run's record and the machine's facts."""
+    return {"benchmark": benchmark, **settings, **figures, "records": runs, **facts,
+            "loadavg_end": os.getloadavg()[0]}
+
+
+def heading(title: str, saved: dict[str, Any]) -> str:
+    """``title``, then how many runs, under what load, on how many cores."""
+    return (f"{title}; median [range] of {saved['runs']} interleaved run(s), {load_range(saved['records'])} "
+            f"on {saved['nproc']} cores")

@@ -22,7 +22,7 @@ from benchmarks.loadgen import (
     publish_flat_out,
     raise_fd_limit,
 )
-from benchmarks.report import figures, interleave, load_range, ratio, table
+from benchmarks.report import figures, heading, interleave, ratio, record, table
 
 # The bare app answers 202 to any POST, so it is published to exactly as pushhub is.
 BARE = Dialect("bare", PUSHHUB.sse_path, PUSHHUB.ws_path, PUSHHUB.ws_protocol, PUSHHUB.ws_subscribe,
@@ -84,34 +84,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rates = figures(runs, "publish_rate")
     costs = figures(runs, "server_us_per_publish")
     generator = figures(runs, "publisher_us_per_request")
-    record = {
-        "benchmark": "floor-stack",
-        "runs": args.runs,
-        "duration": args.duration,
-        "in_flight": args.in_flight,
+    saved = record("floor-stack", {"runs": args.runs, "duration": args.duration, "in_flight": args.in_flight}, {
         "publish_rate": rates,
         "server_us_per_publish": costs,
         "publisher_us_per_request": generator,
         "ratio_to_bare": {name: ratio(rates[name], rates["bare"]) for name in CONTENDERS[1:]},
         "errors": {name: sum(r["errors"] for r in records) for name, records in runs.items()},
-        "records": runs,
-        **facts,
-        "loadavg_end": os.getloadavg()[0],
-    }
-    print(summary(record))
-    return record
+    }, runs, facts)
+    print(summary(saved))
+    return saved
 
 
-def summary(record: dict[str, Any]) -> str:
-    shares = ", ".join(f"{name} {share:.2f}" for name, share in record["ratio_to_bare"].items() if share is not None)
-    rows = [("publishes/s", [record["publish_rate"][n] for n in CONTENDERS], f"of bare: {shares}"),
-            ("server CPU us/publish", [record["server_us_per_publish"][n] for n in CONTENDERS], ""),
-            ("generator CPU us/request", [record["publisher_us_per_request"][n] for n in CONTENDERS], "")]
+def summary(saved: dict[str, Any]) -> str:
+    shares = ", ".join(f"{name} {share:.2f}" for name, share in saved["ratio_to_bare"].items() if share is not None)
+    rows = [("publishes/s", [saved["publish_rate"][n] for n in CONTENDERS], f"of bare: {shares}"),
+            ("server CPU us/publish", [saved["server_us_per_publish"][n] for n in CONTENDERS], ""),
+            ("generator CPU us/request", [saved["publisher_us_per_request"][n] for n in CONTENDERS], "")]
     return "\n".join([
-        f"floor stack: flat-out single-event publish, {record['in_flight']} in flight, {record['duration']:g} s; "
-        f"median [range] of {record['runs']} interleaved run(s), {load_range(record['records'])} "
-        f"on {record['nproc']} cores",
+        heading(f"floor stack: flat-out single-event publish, {saved['in_flight']} in flight, "
+                f"{saved['duration']:g} s", saved),
         *table(rows, list(CONTENDERS), "pushhub / bare"),
-        f"  errors: {', '.join(f'{name} {count}' for name, count in record['errors'].items())}",
+        f"  errors: {', '.join(f'{name} {count}' for name, count in saved['errors'].items())}",
     ])
 

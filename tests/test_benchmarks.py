@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks import nchan, report
+from benchmarks import comparisons, nchan, report
 from benchmarks.loadgen import NCHAN, PUSHHUB, SSESubscriber, Stats, WSSubscriber, events_body, ws_client_frame
 
 from .utils import TIMEOUT
@@ -168,3 +168,27 @@ def test_send_floor() -> None:
     [record] = bench("benchmarks.floor", "send", "--sockets", "20", "--rounds", "5")
     assert record["sockets"] == 20 and record["us_per_send"] >= 0
 
+
+
+def test_comparisons_tables_come_from_the_latest_saved_runs() -> None:
+    def spread(median: float) -> dict[str, float]:
+        return {"median": median, "min": median - 1, "max": median + 1}
+
+    def peer(date: str, ours: float) -> dict[str, Any]:
+        zero = {"lost": 0, "duplicated": 0, "publish_errors": 0, "failed": 0, "connect_failed": 0}
+        return {"benchmark": "peer", "scenario": "publish", "date": date, "commit": "abc1234", "runs": 3,
+                "figures": {"publish_rate": {"better": "higher", "pushhub": spread(ours), "nchan": spread(20000),
+                                             "ratio": ours / 20000}},
+                "losses": {"pushhub": zero, "nchan": zero},
+                "records": {"pushhub": [{"loadavg_start": 2.0}], "nchan": [{"loadavg_start": 3.5}]}}
+
+    stack = {"benchmark": "floor-stack", "date": "2026-12-01T16:30:00+00:00", "commit": "abc1234", "runs": 3,
+             "in_flight": 32, "publish_rate": {"bare": spread(20000), "pushhub-memory": spread(5000),
+                                               "pushhub-sqlite": spread(2500)},
+             "records": {"bare": [{"loadavg": 1.0}]}}
+    text = comparisons.markdown([peer("2026-12-01T15:00:00+00:00", 1000), peer("2026-12-01T16:20:00+00:00", 5000),
+                                 {**peer("2026-12-01T16:25:00+00:00", 7), "quick": True}, stack])
+    assert "| publish | publishes/s (higher is better) | 5 000 [4 999-5 001] | 20 000 [19 999-20 001] | 0.25 |" in text
+    assert "2026-12-01 16:20 UTC, commit abc1234, 3 runs, load average 2.0-3.5" in text
+    assert "| pushhub, SQLite log | 2 500 [2 499-2 501] | 0.12 |" in text
+    assert "1 000 [" not in text
