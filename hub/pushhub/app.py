@@ -12,6 +12,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from . import client_assets, cors, dashboard
@@ -25,13 +26,16 @@ from .http_api import HttpApi, error_response
 from .hub import Hub
 from .ingest import sources
 from .ingest.endpoint import IngestApi
+from .metrics import BACKLOG_CAP, Metrics
 from .metrics_access import MetricsAccess
+from .openapi import Docs
+from .readiness import Readiness
 from .session import SessionApi
 from .streams import Streams
 from .webhooks.api import WebhookApi, admin_check
 from .webhooks.dispatcher import Dispatcher
 from .webhooks.settings import config_from_settings
-from .webhooks.store import create_store
+from .webhooks.store import PENDING, create_store
 
 CORS_HEADERS = ["authorization", "content-type", "idempotency-key", "last-event-id"]
 
@@ -64,15 +68,19 @@ class PushHub:
                                max_queue_bytes=settings.max_queue_bytes, sse_retry_ms=settings.sse_retry_ms,
                                max_message_bytes=settings.max_body_bytes, limits=settings.http_limits())
         api = HttpApi(self.hub, access, settings.max_body_bytes, self.dedupe, settings.dedupe_window,
-                      settings.cors_origins, MetricsAccess(settings.metrics_keys))
+                      settings.cors_origins)
         ingest = IngestApi(self.hub, ingest_sources, self.dedupe, settings.dedupe_window, access)
         store = create_store(broker, settings.data_dir, fsync=settings.fsync, attempt_timeout=settings.webhook_timeout)
         self.webhooks = Dispatcher(self.hub, store, config_from_settings(settings))
         self.dashboard = dashboard.Dashboard(access, self.streams, api)
         webhook_api = WebhookApi(self.webhooks, admin_check(access), settings.max_body_bytes)
+        self.readiness = Readiness(broker.healthy, None if settings.redis or settings.memory else settings.data_dir)
+        self.metrics = Metrics(self.hub.stats, api.gauges, MetricsAccess(settings.metrics_keys), self._backlog)
+        routes = (api.routes() + ingest.routes() + SessionApi(access).routes() + webhook_api.routes()
+                  + client_assets.routes() + self.dashboard.routes() + self.readiness.routes() + Docs().routes()
+                  + [Route("/metrics", self.metrics.endpoint, methods=["GET"])])
         self.api = Starlette(
-            routes=(api.routes() + ingest.routes() + SessionApi(access).routes() + webhook_api.routes()
-                    + client_assets.routes() + self.dashboard.routes()),
+            routes=[self.metrics.counted(route) for route in routes],
             middleware=[Middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                                    allow_credentials=cors.credentials_allowed(settings.cors_origins),
                                    allow_methods=["GET", "POST", "PATCH", "DELETE"], allow_headers=CORS_HEADERS,
@@ -104,6 +112,11 @@ class PushHub:
             await self.hub.close()
             await self.dedupe.close()
 
+    async def _backlog(self) -> dict[str, int]:
+        store = self.webhooks.store
+        return {endpoint_id: len(await store.deliveries(endpoint_id=endpoint_id, status=PENDING, limit=BACKLOG_CAP))
+                for endpoint_id in list(self.webhooks.endpoints)}
+
     async def _heartbeat(self) -> None:
         """SSE heartbeats, and the once-a-second throughput sample."""
         loop = asyncio.get_running_loop()
@@ -111,6 +124,7 @@ class PushHub:
         while True:
             await asyncio.sleep(1.0)
             self.hub.stats.sample(time.time())
+            self.metrics.sync()
             if loop.time() >= next_beat:
                 self.streams.heartbeat()
                 next_beat = loop.time() + self.settings.heartbeat

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
@@ -100,8 +101,10 @@ class Hub:
     async def publish(self, channel: str, drafts: Sequence[EventDraft]) -> list[Event]:
         for listener in self.publish_listeners:
             await listener.before_publish(channel)
+        started = time.perf_counter()
         events = await self.broker.publish(channel, drafts)
         self.stats.published += len(events)
+        self.stats.observer.publish(len(events), time.perf_counter() - started)
         for listener in self.publish_listeners:
             await listener.published(channel, events)
         return events
@@ -390,6 +393,7 @@ class Hub:
 
     def _fan_out(self, state: ChannelState, events: list[Event]) -> None:
         tops = self.tops
+        delivered = self.stats.delivered
         for group in list(state.groups.values()):
             match = group.match
             selected = events if match is None else [e for e in events if match(e.type)]
@@ -399,6 +403,8 @@ class Hub:
                 for conn in list(members):
                     conn.write(data)
                 self.stats.delivered += len(members) * len(selected)
+        if self.stats.delivered != delivered:
+            self.stats.observer.delivery(events[-1].time, time.time())
         tops[state.name] = events[-1].position
         for sub in list(state.pending):
             sub.backlog.extend(events)

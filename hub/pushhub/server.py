@@ -13,21 +13,19 @@ import asyncio
 import logging
 import signal
 import socket
-import sys
 from collections.abc import MutableMapping
 from typing import Any
 
 import uvloop
 
-from . import disconnect, takeover
-from .app import PushHub
+from . import disconnect, logs, startup, takeover
+from .app import PushHub, build_access
 from .config import Settings
 from .errors import PushHubError
 from .forwarded import Proxies
 from .http11 import ASGI, HttpConnection, ServerState
 
 logger = logging.getLogger("pushhub")
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 BACKLOG = 2048
 
 
@@ -87,6 +85,7 @@ async def serve_app(app: PushHub, settings: Settings, sock: socket.socket) -> No
     logger.info("pushhub listening on http://%s:%s", f"[{host}]" if ":" in host else host, port)
     await stop.wait()
     logger.info("shutting down")
+    app.readiness.drain()
     server.close()
     state.stop()
     app.hub.close_connections(disconnect.SHUTDOWN)
@@ -102,31 +101,40 @@ async def serve_app(app: PushHub, settings: Settings, sock: socket.socket) -> No
     logger.info("shutdown complete")
 
 
-def run(settings: Settings, sock: socket.socket | None = None) -> None:
-    """One hub process, on ``sock`` if given (a worker), else on the configured address, holding
-    the data directory (see :mod:`pushhub.takeover`)."""
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+def run(settings: Settings, sock: socket.socket) -> None:
+    """One hub process, serving on ``sock`` (bound already, so a port in use fails before start)."""
+    logs.configure(settings.log_format)
     logging.getLogger("websockets").setLevel(logging.WARNING)  # it logs every connection opened and closed
-    if sock is None:
-        sock = takeover.listen(settings)
-        data_dir_lock = takeover.hold_data_dir(settings)  # noqa: F841 - held until the process ends
     app = PushHub(settings)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(serve_app(app, settings, sock))
 
 
 def serve(settings: Settings) -> int:
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    logs.configure(settings.log_format)
+    build_access(settings)  # credentials and key files load (or the error is the one line)
+    try:
+        startup.check_storage(settings)
+        startup.check_redis(settings)
+        if settings.workers > 1:  # fail here if anything holds the port; each worker binds its own
+            startup.listening_socket(settings, shared=False).close()
+        else:
+            sock = takeover.listen(settings)
+            data_dir_lock = takeover.hold_data_dir(settings)  # noqa: F841 - held until the process ends
+    except startup.StartupError as exc:
+        logger.error("cannot start: %s", exc.message, extra={"exit_code": exc.exit_code})
+        return exc.exit_code
+    logger.info("%s", startup.banner(settings))
     if not (settings.publisher_keys or settings.jwt_secrets or settings.jwt_public_keys):
-        logging.getLogger("pushhub").warning(
-            "no publisher key configured: anyone who can reach %s:%s can publish", settings.host, settings.port)
+        logger.warning("no publisher key configured: anyone who can reach %s:%s can publish",
+                       settings.host, settings.port)
     if settings.workers > 1:
         from .workers import Supervisor
 
         return Supervisor(settings).run()
     try:
-        run(settings)
+        run(settings, sock)
     except LifespanFailed as exc:
-        print(f"pushhub: {exc.message}", file=sys.stderr)
+        logger.error("cannot start: %s", exc.message, extra={"exit_code": 3})
         return 3
     return 0

@@ -37,7 +37,7 @@ class IngestApi:
 
     def routes(self) -> list[Route]:
         return [
-            Route("/v1/ingest/{source}", self.ingest, methods=["POST"]),
+            Route("/v1/ingest/{source}", self.counted, methods=["POST"]),
             Route("/v1/admin/ingest/sources", self.list_sources, methods=["GET"]),
         ]
 
@@ -45,6 +45,15 @@ class IngestApi:
         self.access.check_admin(self.access.grant(bearer(request.headers.get("authorization"))))
         return JSONResponse({"sources": [s.describe() for s in self.sources.values()],
                              "dedupe_window": self.window})
+
+    async def counted(self, request: Request) -> Response:
+        """:meth:`ingest`, with rejections counted by source and error code."""
+        try:
+            return await self.ingest(request)
+        except PushHubError as exc:
+            name = request.path_params["source"]
+            self.hub.stats.observer.ingested(name if name in self.sources else "(unknown)", "rejected", exc.code)
+            raise
 
     async def ingest(self, request: Request) -> Response:
         name = request.path_params["source"]
@@ -60,6 +69,7 @@ class IngestApi:
         headers = verified.headers
         data = extract.decode_body(body, headers.get("content-type", ""))
         if source.signature.scheme == "slack" and isinstance(data, dict) and data.get("type") == "url_verification":
+            self.hub.stats.observer.ingested(name, "challenge")
             return JSONResponse({"challenge": data.get("challenge")})
         delivery_id = extract.first(source.id_refs, headers, data)
         draft = extract.draft(name, extract.event_type(extract.first(source.type_refs, headers, data)),
@@ -79,5 +89,6 @@ class IngestApi:
             answer, repeat = await append(), False
         else:
             answer, repeat = await self.dedupe.once(key, self.window, append)
+        self.hub.stats.observer.ingested(name, "duplicate" if repeat else "accepted")
         payload = {**orjson.loads(answer), "duplicate": repeat, "delivery_id": delivery_id}
         return JSONResponse(payload, status_code=200 if repeat else 202)
