@@ -176,6 +176,8 @@ GROUPS = [
                             "heartbeat", "sse_retry_ms")),
     ("access control", ("publisher_keys", "admin_keys", "insecure", "jwt_secrets", "jwt_public_keys",
                         "jwt_audience", "public_channels", "cors_origins")),
+    ("HTTP and WebSocket transport", ("max_header_bytes", "max_headers", "head_timeout", "body_timeout",
+                                      "close_timeout", "forwarded_allow_ips")),
     ("ingesting webhooks", ("ingest_config", "dedupe_window")),
     ("operations", ("log_format", "access_log", "shutdown_timeout", "takeover", "metrics_keys")),
 ]

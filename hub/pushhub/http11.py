@@ -559,8 +559,10 @@ class Cycle:
         lines.append(b"\r\n")
         if self.conn.state.access_log:
             scope = self.scope
-            client = scope["client"]
-            access_logger.info('%s:%s - "%s %s HTTP/%s" %d', client[0], client[1], scope["method"], scope["path"],
+            host, port = scope["client"]
+            query = scope["query_string"]
+            target = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+            access_logger.info('%s - "%s %s HTTP/%s" %d', f"{host}:{port}", scope["method"], target,
                                scope["http_version"], status)
         return b"".join(lines)
 
