@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 
 from .utils import TIMEOUT, HubProcess, free_port
 from .webhook_utils import Reply, receiver
@@ -70,3 +73,14 @@ async def test_listen_retries_a_503_with_backoff_and_stops_when_told() -> None:
         {"cursor": "e1.7", "event": {"id": "evt_1", "channel": "c", "type": "t", "data": 1}}]
     assert "pushhub: 503 unavailable: storage is down; retrying in 0.5s" in result.stderr
     assert result.stderr.splitlines()[-1] == "pushhub: last cursor e1.7 (resume with --cursor e1.7)"
+
+
+@pytest.mark.parametrize("missing", ["httptools", "uvloop"])
+def test_serve_without_a_dependency_is_a_one_line_error(tmp_path: Path, missing: str) -> None:
+    (tmp_path / f"{missing}.py").write_text(f'raise ImportError("No module named {missing}", name={missing!r})\n')
+    result = subprocess.run([sys.executable, "-m", "pushhub", "serve", "--memory", "--port", str(free_port())],
+                            env={**os.environ, "PYTHONPATH": str(tmp_path)}, capture_output=True, text=True,
+                            timeout=4 * TIMEOUT)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"pushhub: serve needs {missing} (pip install pushhub installs it)"]

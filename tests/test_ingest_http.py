@@ -335,3 +335,22 @@ async def test_request_without_id_deduped_by_its_signature(client: httpx.AsyncCl
     resent = await client.post(f"/v1/ingest/{source}", content=body, headers=sign(body, now() - 10))
     assert resent.status_code == 202, resent.text
     assert await top(client, channel) == before + 2
+
+
+async def test_forwarded_for_is_not_believed_from_an_unnamed_proxy(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/ingest/fenced", content=b"{}", headers={"x-forwarded-for": "10.9.9.9"})
+    assert response.status_code == 403, response.text
+    assert "127.0.0.1" in response.json()["error"]["message"]
+
+
+async def test_forwarded_for_is_believed_from_a_named_proxy(tmp_path: Path) -> None:
+    hub = start_hub(tmp_path, "--forwarded-allow-ips", "127.0.0.1")
+    try:
+        async with httpx.AsyncClient(base_url=hub.url, timeout=TIMEOUT) as client:
+            spoofed = {"x-forwarded-for": "10.9.9.9, 127.0.0.1"}  # the proxy itself appended another hop
+            assert (await client.post("/v1/ingest/fenced", content=b"{}", headers=spoofed)).status_code == 202
+            outside = await client.post("/v1/ingest/fenced", content=b"{}", headers={"x-forwarded-for": "8.8.8.8"})
+            assert outside.status_code == 403
+            assert "8.8.8.8" in outside.json()["error"]["message"]
+    finally:
+        hub.stop()

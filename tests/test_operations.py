@@ -48,9 +48,9 @@ def test_json_logs_cover_startup_access_lines_and_shutdown(hub_factory: Callable
     for part in (f"pushhub {__version__}", f"http://127.0.0.1:{hub.port}", "backend sqlite", "auth admin-keys",
                  f"http://127.0.0.1:{hub.port}/dashboard"):
         assert part in first, (part, first)
-    access = [line for line in lines if line["logger"] == "uvicorn.access" and line["path"] == "/readyz?probe=1"]
+    access = [line for line in lines if line["logger"] == "pushhub.access" and line["path"] == "/readyz?probe=1"]
     assert len(access) == 1 and access[0]["status"] == 200 and access[0]["method"] == "GET"
-    assert any(line["message"] == "Application shutdown complete." for line in lines)
+    assert any(line["message"] == "shutdown complete" for line in lines)
 
 
 def test_text_stays_the_default(hub_factory: Callable[..., HubProcess]) -> None:

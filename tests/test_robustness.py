@@ -96,6 +96,5 @@ async def test_sigterm_with_open_streams_exits_promptly(hub_factory: Callable[..
         with pytest.raises(ConnectionClosed) as closed:
             await ws.recv()
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000
-        # uvicorn re-raises the signal once its graceful shutdown is complete
-        assert await asyncio.to_thread(hub.process.wait, TIMEOUT) in (0, -signal.SIGTERM)
-        assert "Application shutdown complete" in hub.log()
+        assert await asyncio.to_thread(hub.process.wait, TIMEOUT) == 0
+        assert "shutdown complete" in hub.log()

@@ -21,6 +21,7 @@ from .backends import create_broker
 from .config import Settings
 from .dedupe import create_dedupe
 from .errors import BadRequest, PushHubError
+from .http11 import StreamEndpoint
 from .http_api import HttpApi, error_response
 from .hub import Hub
 from .ingest import sources
@@ -53,7 +54,7 @@ def build_access(settings: Settings) -> Access:
 
 
 class PushHub:
-    """The ASGI application: streaming endpoints first, everything else through Starlette."""
+    """The hub: the Starlette app for plain requests (as ASGI), and the streaming endpoints."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -64,7 +65,8 @@ class PushHub:
         ingest_sources = sources.load_file(settings.ingest_config) if settings.ingest_config else {}
         self.dedupe = create_dedupe(broker, settings.data_dir, fsync=settings.fsync)
         self.streams = Streams(self.hub, access=access, cors_origins=settings.cors_origins,
-                               max_queue_bytes=settings.max_queue_bytes, sse_retry_ms=settings.sse_retry_ms)
+                               max_queue_bytes=settings.max_queue_bytes, sse_retry_ms=settings.sse_retry_ms,
+                               max_message_bytes=settings.max_body_bytes, limits=settings.http_limits())
         api = HttpApi(self.hub, access, settings.max_body_bytes, self.dedupe, settings.dedupe_window,
                       settings.cors_origins)
         ingest = IngestApi(self.hub, ingest_sources, self.dedupe, settings.dedupe_window, access)
@@ -88,14 +90,14 @@ class PushHub:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
-            await self.streams.websocket(scope, receive, send)
-        elif scope["type"] == "http" and scope["path"] == "/v1/sse" and scope["method"] != "OPTIONS":
-            await self.streams.sse(scope, receive, send)
-        elif scope["type"] == "http" and scope["path"] == dashboard.SSE_PATH:
-            await self.dashboard.sse(scope, receive, send)
-        else:
-            await self.api(scope, receive, send)
+        await self.api(scope, receive, send)
+
+    def stream_endpoint(self, scope: Scope) -> StreamEndpoint | None:
+        """The streaming endpoint that takes a request over with its socket (the hub's HTTP server
+        asks before it makes the request an ASGI call), or ``None`` for the Starlette app."""
+        if scope["path"] == dashboard.SSE_PATH:
+            return self.dashboard.sse
+        return self.streams.endpoint(scope)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:

@@ -21,6 +21,7 @@ from .errors import BadRequest, PushHubError
 from .webhooks import cli as webhooks_cli
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+SERVER_DEPENDENCIES = ("httptools", "uvloop", "websockets")  # what `serve` needs beyond the client commands
 
 
 def _client_args(parser: argparse.ArgumentParser) -> None:
@@ -160,9 +161,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "serve":
-            from .server import serve
-
-            return serve(load(args))
+            settings = load(args)
+            try:
+                from .server import serve
+            except ImportError as exc:
+                if exc.name not in SERVER_DEPENDENCIES:
+                    raise
+                print(f"pushhub: serve needs {exc.name} (pip install pushhub installs it)", file=sys.stderr)
+                return 2
+            return serve(settings)
         if args.command == "config":
             return print_config(args)
         if args.command == "publish":

@@ -15,6 +15,8 @@ from typing import Any
 
 from . import durations
 from .errors import BadRequest
+from .forwarded import Proxies
+from .limits import HttpLimits
 from .retention import DEFAULT, RetentionPolicy, parse_retention
 
 
@@ -50,6 +52,18 @@ class Settings:
         "help": "start beside the hub running on this port and data dir, then stop it (restart without a window)"})
     shutdown_timeout: float = field(default=5.0, metadata={
         "help": "time to wait for connections on exit", "duration": True})
+    max_header_bytes: int = field(default=HttpLimits.max_header_bytes, metadata={
+        "help": "largest request head (request line and headers); larger ones get 431"})
+    max_headers: int = field(default=HttpLimits.max_headers, metadata={
+        "help": "most header fields in one request; more get 431"})
+    head_timeout: float = field(default=HttpLimits.head_timeout, metadata={
+        "help": "time to receive a request head (and an idle keep-alive connection's lifetime)", "duration": True})
+    body_timeout: float = field(default=HttpLimits.body_timeout, metadata={
+        "help": "time a request body may stall before the request is dropped with 408", "duration": True})
+    close_timeout: float = field(default=HttpLimits.close_timeout, metadata={
+        "help": "time to wait for a WebSocket client's close frame after the hub's", "duration": True})
+    forwarded_allow_ips: list[str] = field(default_factory=list, metadata={
+        "help": "proxy address or CIDR whose X-Forwarded-For/-Proto are believed, or '*' (repeat)"})
     access_log: bool = field(default=False, metadata={"help": "log every HTTP request"})
     log_format: str = field(default="text", metadata={"help": "text, or json: one JSON object per line"})
     admin_keys: list[str] = field(default_factory=list, metadata={
@@ -108,8 +122,17 @@ class Settings:
     def retention_policy(self) -> RetentionPolicy:
         return RetentionPolicy(self.retention_rules, parse_retention(self.retention))
 
+    def http_limits(self) -> HttpLimits:
+        return HttpLimits(max_header_bytes=self.max_header_bytes, max_headers=self.max_headers,
+                          head_timeout=self.head_timeout, body_timeout=self.body_timeout,
+                          close_timeout=self.close_timeout)
+
     def validate(self) -> None:
         self.retention_policy()
+        Proxies(self.forwarded_allow_ips)
+        for name in ("max_header_bytes", "max_headers", "head_timeout", "body_timeout", "close_timeout"):
+            if getattr(self, name) <= 0:
+                raise BadRequest(f"--{name.replace('_', '-')} must be positive")
         if self.memory and self.redis:
             raise BadRequest("--memory and --redis exclude each other")
         if self.workers < 1:
@@ -153,6 +176,8 @@ GROUPS = [
                             "heartbeat", "sse_retry_ms")),
     ("access control", ("publisher_keys", "admin_keys", "insecure", "jwt_secrets", "jwt_public_keys",
                         "jwt_audience", "public_channels", "cors_origins")),
+    ("HTTP and WebSocket transport", ("max_header_bytes", "max_headers", "head_timeout", "body_timeout",
+                                      "close_timeout", "forwarded_allow_ips")),
     ("ingesting webhooks", ("ingest_config", "dedupe_window")),
     ("operations", ("log_format", "access_log", "shutdown_timeout", "takeover", "metrics_keys")),
 ]

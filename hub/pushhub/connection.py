@@ -10,7 +10,8 @@ so its last cursor is exact.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from . import cursor as cursors
@@ -65,7 +66,10 @@ class Connection:
 
     def write(self, data: bytes) -> None:
         """Queue bytes that are already framed for this connection's transport; they are written
-        with everything else queued in this turn of the event loop, in order."""
+        with everything else queued in this turn of the event loop, in order. Nothing is written
+        once the stream is closed."""
+        if self.closed is not None:
+            return
         pending = self.pending
         if pending is None:
             self.pending = [data]
@@ -95,19 +99,23 @@ class Connection:
         """End the stream from the server side, telling the client why."""
         if self.closed is not None:
             return
+        self.mark_closed(reason)
+        if not self.transport.is_closing():
+            self.flush()
+            self._goodbye(reason)
+
+    def mark_closed(self, reason: disconnect.Disconnect) -> None:
+        """The stream is over (``reason`` says why): nothing more is written to it."""
         self.closed = reason
         if self.on_close is not None:
             self.on_close(self)
-        if not self.transport.is_closing():
-            self.flush()
-            self._write_goodbye(reason)
-            self.transport.close()
 
-    def _write_goodbye(self, reason: disconnect.Disconnect) -> None:
+    def _goodbye(self, reason: disconnect.Disconnect) -> None:
+        """Tell the client why the stream ends, and end it."""
         raise NotImplementedError
 
     # Rendering, used once per group of subscriptions (live) or per subscription (catch-up).
-    def group_kind(self, sub: Subscription) -> Hashable:
+    def group_kind(self, sub: Subscription) -> GroupKind:
         raise NotImplementedError
 
     def render(self, sub: Subscription, event: Event) -> bytes:
@@ -152,12 +160,13 @@ class SSEConnection(Connection):
     def send(self, payload: bytes) -> None:
         self.write(sse.chunk(payload) if self.chunked else payload)
 
-    def _write_goodbye(self, reason: disconnect.Disconnect) -> None:
+    def _goodbye(self, reason: disconnect.Disconnect) -> None:
         goodbye = sse.control_frame("disconnect", reason.as_dict())
         self.transport.write(sse.chunk(goodbye) + sse.LAST_CHUNK if self.chunked else goodbye)
+        self.transport.close()
 
-    def group_kind(self, sub: Subscription) -> Hashable:
-        return ("sse", sub.channels, self.chunked)
+    def group_kind(self, sub: Subscription) -> SSEGroup:
+        return SSEGroup(sub.channels, self.chunked)
 
     def render(self, sub: Subscription, event: Event) -> bytes:
         return sse.event_frame(sub.cursor(), event.json)
@@ -168,11 +177,12 @@ class SSEConnection(Connection):
 
 
 class WSConnection(Connection):
-    __slots__ = ("encoder",)
+    __slots__ = ("encoder", "stream")
 
     def __init__(self, transport: asyncio.WriteTransport, limit: int, outbox: Outbox, subprotocol: str) -> None:
         super().__init__(transport, limit, outbox)
         self.encoder = protocol.Encoder(subprotocol)
+        self.stream: Any = None  # the socket's pushhub.websocket.WSStream, which does the closing handshake
 
     def send(self, payload: bytes) -> None:
         self.write(protocol.ws_frame(payload, binary=self.encoder.binary))
@@ -180,11 +190,11 @@ class WSConnection(Connection):
     def reply(self, message: dict[str, Any]) -> None:
         self.send(self.encoder.message(message))
 
-    def _write_goodbye(self, reason: disconnect.Disconnect) -> None:
-        self.transport.write(protocol.close_frame(reason.code, reason.reason))
+    def _goodbye(self, reason: disconnect.Disconnect) -> None:
+        self.stream.close(reason)
 
-    def group_kind(self, sub: Subscription) -> Hashable:
-        return ("ws", self.encoder.binary)
+    def group_kind(self, sub: Subscription) -> WSGroup:
+        return WSGroup(self.encoder.binary)
 
     def render(self, sub: Subscription, event: Event) -> bytes:
         return self.encoder.event(event, sub.pos[event.channel].encode())
@@ -194,15 +204,32 @@ class WSConnection(Connection):
                                      "cursor": sub.pos[channel].encode()})
 
 
-def render_batch(kind: Hashable, events: list[Event], tops: dict[str, Position]) -> bytes:
-    """Frame a batch of live events once for every connection of one group kind.
+@dataclass(frozen=True, slots=True)
+class WSGroup:
+    """WebSocket subscribers with one wire format: a live event is framed the same for all."""
 
-    ``tops`` holds the hub's current position of every channel; the SSE id of a multi-channel
-    subscription is built from it, as a live subscriber has seen exactly up to the tops.
+    binary: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SSEGroup:
+    """SSE subscribers of the same channels: the id of an event is the cursor over all of them."""
+
+    channels: tuple[str, ...]
+    chunked: bool
+
+
+GroupKind = WSGroup | SSEGroup
+
+
+def render_batch(kind: GroupKind, events: list[Event], tops: Mapping[str, Position]) -> bytes:
+    """Frame a batch of live events of one channel once for every connection of one group kind.
+
+    ``tops`` holds the hub's position of every channel before the batch; the SSE id of a
+    multi-channel subscription is built from it, as a live subscriber has seen exactly up to the tops.
     """
-    assert isinstance(kind, tuple)
-    if kind[0] == "ws":
-        binary = kind[1]
+    if isinstance(kind, WSGroup):
+        binary = kind.binary
         return b"".join(
             protocol.ws_frame(
                 protocol.event_msgpack(e, e.position.encode()) if binary
@@ -211,10 +238,11 @@ def render_batch(kind: Hashable, events: list[Event], tops: dict[str, Position])
             )
             for e in events
         )
-    _, channels, chunked = kind
+    channels = kind.channels
+    positions = {channel: tops[channel] for channel in channels}
     parts = []
     for e in events:
-        tops[e.channel] = e.position
-        parts.append(sse.event_frame(cursors.encode(tops, channels), e.json))
+        positions[e.channel] = e.position
+        parts.append(sse.event_frame(cursors.encode(positions, channels), e.json))
     payload = b"".join(parts)
-    return sse.chunk(payload) if chunked else payload
+    return sse.chunk(payload) if kind.chunked else payload

@@ -27,7 +27,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Scope
 
 from . import dashboard_ticket, sse
 from .auth import Access, Clock, bearer, cookie_allowed, cookie_token
@@ -111,18 +111,18 @@ class Dashboard:
         headers = {name.decode(): value.decode() for name, value in sse.HEADERS}
         return StreamingResponse(self._stats_frames(), headers=headers)
 
-    async def sse(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def sse(self, scope: Scope, transport: asyncio.Transport, rest: bytes) -> None:
         """``/v1/dashboard/sse``: the hub's event stream, authorised by the dashboard cookie. Like
-        ``/v1/sse`` it runs on uvicorn's own ``send`` (the app routes it ahead of Starlette)."""
+        ``/v1/sse`` it takes its socket over from the HTTP server (see :meth:`PushHub.stream_endpoint`)."""
         try:
             key = self.admin_key(scope)
         except PushHubError as exc:
-            await send_error(send, exc)
+            send_error(transport, exc)
             return
         if key is not None:
             headers = [(name, value) for name, value in scope["headers"] if name not in (b"authorization", b"cookie")]
             scope = {**scope, "headers": [*headers, (b"authorization", b"Bearer " + key)]}
-        await self.streams.sse(scope, receive, send)
+        self.streams.sse(scope, transport, rest)
 
     def close(self) -> None:
         """End the stats streams (on shutdown: an open stream never finishes by itself)."""

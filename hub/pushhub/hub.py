@@ -16,13 +16,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine, Hashable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 from . import cursor as cursors
 from . import disconnect
 from .backends.base import Broker, HistoryPage
-from .connection import Connection, Subscription, render_batch
+from .connection import Connection, GroupKind, Subscription, render_batch
 from .cursor import Position
 from .errors import BadCursor, PushHubError
 from .events import Event, EventDraft
@@ -43,7 +43,7 @@ BAD_CURSOR = "bad_cursor"
 class Group:
     __slots__ = ("kind", "match", "members")
 
-    def __init__(self, kind: Hashable, match: Callable[[str], bool] | None) -> None:
+    def __init__(self, kind: GroupKind, match: Callable[[str], bool] | None) -> None:
         self.kind = kind
         self.match = match
         self.members: dict[Connection, None] = {}
@@ -54,7 +54,7 @@ class ChannelState:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.groups: dict[Hashable, Group] = {}
+        self.groups: dict[tuple[GroupKind, tuple[str, ...]], Group] = {}
         self.pending: dict[Subscription, None] = {}
         self.refs = 0
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -1,7 +1,7 @@
 """Logging for the hub process and its workers: ``--log-format text`` (the default) or ``json``.
 
-Every line goes through the root logger's one handler on stderr: pushhub's, uvicorn's (its server
-lines and, with ``--access-log``, one line per request), Python warnings, and uncaught exceptions.
+Every line goes through the root logger's one handler on stderr: pushhub's (with ``--access-log``,
+one ``pushhub.access`` line per request), websockets', Python warnings, and uncaught exceptions.
 In JSON each line is one object, ``{"time", "level", "logger", "message", ...}``; a traceback is
 in its ``traceback`` field, an access line also has ``client``, ``method``, ``path``, ``status``.
 """
@@ -18,7 +18,7 @@ import orjson
 
 FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
-# uvicorn.access formats '%s - "%s %s HTTP/%s" %d' with these arguments.
+# pushhub.access (pushhub.http11) formats '%s - "%s %s HTTP/%s" %d' with these arguments.
 ACCESS_FIELDS = ("client", "method", "path", "http_version", "status")
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is kept as a field.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime",
@@ -35,7 +35,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "pid": record.process,
         }
-        if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5:
+        if record.name == "pushhub.access" and isinstance(record.args, tuple) and len(record.args) == 5:
             line.update(zip(ACCESS_FIELDS, record.args, strict=True))
         for key, value in vars(record).items():
             if key not in _STANDARD and key not in line:
@@ -60,7 +60,7 @@ def configure(fmt: str, level: int = logging.INFO) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "websockets"):
+    for name in ("pushhub.access", "websockets"):
         named = logging.getLogger(name)
         named.handlers = []
         named.propagate = True

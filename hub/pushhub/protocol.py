@@ -1,5 +1,5 @@
 """The WebSocket message protocol (pure): parsing client messages, encoding server messages and the
-raw frames that carry them.
+server frames that carry them (client frames are read by ``websockets``: :mod:`pushhub.websocket`).
 
 Messages are JSON text frames, or msgpack binary frames when the client negotiated the
 ``pushhub.msgpack`` subprotocol. Client → server (``id`` is echoed in the reply)::
@@ -29,12 +29,7 @@ from typing import Any
 import msgpack
 import orjson
 
-try:
-    from websockets.speedups import apply_mask
-except ImportError:  # a websockets build without its C extension
-    from websockets.utils import apply_mask
-
-from .errors import BadRequest, PushHubError
+from .errors import BadRequest
 from .events import Event
 
 JSON = "pushhub.json"
@@ -55,19 +50,6 @@ def ws_frame(payload: bytes, *, binary: bool) -> bytes:
 
 PING_FRAME = b"\x89\x00"
 
-OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-
-
-def pong_frame(payload: bytes) -> bytes:
-    return struct.pack("!BB", 0x8A, len(payload)) + payload
-
-
-def close_frame(code: int, reason: str) -> bytes:
-    """A close frame; control frames carry at most 125 bytes, so the reason is cut to fit."""
-    payload = struct.pack("!H", code) + reason.encode()[:123]
-    return struct.pack("!BB", 0x88, len(payload)) + payload
-
 
 def decode(raw: str | bytes, *, binary: bool) -> dict[str, Any]:
     """Decode one client message into an object."""
@@ -78,6 +60,15 @@ def decode(raw: str | bytes, *, binary: bool) -> dict[str, Any]:
     if not isinstance(message, dict):
         raise BadRequest("a message must be an object")
     return message
+
+
+def require_json_values(message: dict[str, Any]) -> None:
+    """A msgpack message must hold only what JSON can carry too (events are stored and served as
+    JSON): no ``bin`` or extension values, no keys other than strings."""
+    try:
+        orjson.dumps(message)
+    except TypeError as exc:
+        raise BadRequest("a msgpack message may hold only JSON values (no bin, no ext, string keys)") from exc
 
 
 def message_id(message: dict[str, Any]) -> int | str | None:
@@ -128,96 +119,3 @@ def event_msgpack(event: Event, cursor: str) -> bytes:
 
 
 _EVENT_KEY: bytes = msgpack.packb("event")
-
-
-class FrameError(PushHubError):
-    """A client broke the WebSocket framing rules; the connection is closed with ``close_code``."""
-
-    status = 400
-    code = "bad_frame"
-
-    def __init__(self, close_code: int, message: str) -> None:
-        super().__init__(message)
-        self.close_code = close_code
-
-
-class FrameReader:
-    """Reads the frames a client sends (RFC 6455, no extensions): feed it bytes as they arrive, get
-    back complete messages and control frames, in order, as ``(opcode, payload)``.
-
-    Fragmented messages are reassembled; the payload of a text message is not decoded here. Client
-    frames must be masked, control frames short and final, and no message larger than
-    ``max_size``; otherwise :class:`FrameError` names the close code.
-    """
-
-    __slots__ = ("_buffer", "_fragments", "_opcode", "max_size")
-
-    def __init__(self, max_size: int = MAX_MESSAGE_BYTES) -> None:
-        self.max_size = max_size
-        self._buffer: bytearray | None = None  # an incomplete frame, grown in place
-        self._fragments: list[bytes] | None = None
-        self._opcode = 0
-
-    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
-        buffer: bytes | bytearray
-        if self._buffer is None:
-            buffer = data
-        else:
-            buffer = self._buffer
-            buffer += data
-        out: list[tuple[int, bytes]] = []
-        pos, size = 0, len(buffer)
-        while size - pos >= 2:
-            first, second = buffer[pos], buffer[pos + 1]
-            if first & 0x70:
-                raise FrameError(1002, "reserved bits are set but no extension was negotiated")
-            if not second & 0x80:
-                raise FrameError(1002, "client frames must be masked")
-            length, head = second & 0x7F, pos + 2
-            if length == 126:
-                if size - head < 2:
-                    break
-                length, head = int.from_bytes(buffer[head : head + 2], "big"), head + 2
-            elif length == 127:
-                if size - head < 8:
-                    break
-                length, head = int.from_bytes(buffer[head : head + 8], "big"), head + 8
-            if length > self.max_size:
-                raise FrameError(1009, f"message larger than {self.max_size} bytes")
-            end = head + 4 + length
-            if end > size:
-                break
-            payload = apply_mask(buffer[head + 4 : end], buffer[head : head + 4])
-            pos = end
-            self._frame(first & 0x80, first & 0x0F, payload, out)
-        if pos == size:
-            self._buffer = None
-        elif isinstance(buffer, bytearray):
-            del buffer[:pos]
-        else:
-            self._buffer = bytearray(buffer[pos:])
-        return out
-
-    def _frame(self, fin: int, opcode: int, payload: bytes, out: list[tuple[int, bytes]]) -> None:
-        if opcode in (OP_CLOSE, OP_PING, OP_PONG):
-            if not fin or len(payload) > 125:
-                raise FrameError(1002, "control frames must be final and at most 125 bytes")
-            out.append((opcode, payload))
-        elif opcode == OP_CONTINUATION:
-            if self._fragments is None:
-                raise FrameError(1002, "continuation frame without a message to continue")
-            self._fragments.append(payload)
-            if sum(map(len, self._fragments)) > self.max_size:
-                raise FrameError(1009, f"message larger than {self.max_size} bytes")
-            if fin:
-                out.append((self._opcode, b"".join(self._fragments)))
-                self._fragments = None
-        elif opcode in (OP_TEXT, OP_BINARY):
-            if self._fragments is not None:
-                raise FrameError(1002, "new message before the previous one was finished")
-            if fin:
-                out.append((opcode, payload))
-            else:
-                self._fragments, self._opcode = [payload], opcode
-        else:
-            raise FrameError(1002, f"unknown opcode {opcode:#x}")

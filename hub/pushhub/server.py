@@ -1,73 +1,113 @@
-"""Running the hub under uvicorn, with a shutdown that does not wait forever for open streams."""
+"""Running one hub process: the event loop, the listening socket, the app's lifespan, and a shutdown
+that does not wait forever for open streams.
+
+The hub serves HTTP itself (:mod:`pushhub.http11`, on httptools and uvloop): plain requests go to
+the Starlette app as ASGI calls, and the streaming endpoints keep their sockets after the handshake.
+On SIGTERM or SIGINT it stops accepting, closes every stream with reconnect advice, lets requests in
+flight finish (up to ``--shutdown-timeout``), then runs the app's shutdown.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import socket
+from collections.abc import MutableMapping
+from typing import Any
 
-import uvicorn
+import uvloop
 
 from . import disconnect, logs, startup, takeover
 from .app import PushHub, build_access
 from .config import Settings
+from .errors import PushHubError
+from .forwarded import Proxies
+from .http11 import ASGI, HttpConnection, ServerState
 
 logger = logging.getLogger("pushhub")
+BACKLOG = 2048
 
 
-class HubServer(uvicorn.Server):
-    """On SIGTERM, stop accepting, then close every stream with reconnect advice before uvicorn
-    waits for connections to finish (an open stream never finishes by itself)."""
-
-    def __init__(self, config: uvicorn.Config, app: PushHub) -> None:
-        super().__init__(config)
-        self.pushhub = app
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        self.pushhub.readiness.drain()
-        for server in self.servers:
-            server.close()
-        self.pushhub.hub.close_connections(disconnect.SHUTDOWN)
-        self.pushhub.dashboard.close()
-        await super().shutdown(sockets)
+class LifespanFailed(PushHubError):
+    """The app's start-up failed; the hub exits without serving."""
 
 
-def uvicorn_config(app: PushHub, settings: Settings) -> uvicorn.Config:
-    return uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-        lifespan="on",
-        access_log=settings.access_log,
-        timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout)),
-        log_level="info",
-        log_config=None,  # uvicorn's loggers propagate to the one handler of pushhub.logs
-    )
+class Lifespan:
+    """The ASGI lifespan protocol, driven from the server's side."""
+
+    def __init__(self, app: PushHub) -> None:
+        self.app = app
+        self.inbox: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue()
+        self.outbox: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue()
+        self.task: asyncio.Task[None] | None = None
+
+    async def _receive(self) -> MutableMapping[str, Any]:
+        return await self.inbox.get()
+
+    async def _send(self, message: MutableMapping[str, Any]) -> None:
+        await self.outbox.put(message)
+
+    async def _run(self) -> None:
+        try:
+            await self.app({"type": "lifespan", "asgi": ASGI, "state": {}}, self._receive, self._send)
+        except Exception as exc:
+            logger.exception("the app's lifespan failed")
+            await self.outbox.put({"type": "lifespan.failed", "message": str(exc)})
+
+    async def _step(self, event: str) -> None:
+        await self.inbox.put({"type": f"lifespan.{event}"})
+        reply = await self.outbox.get()
+        if reply["type"] != f"lifespan.{event}.complete":
+            raise LifespanFailed(f"{event} failed: {reply.get('message', '')}")
+
+    async def startup(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run())
+        await self._step("startup")
+
+    async def shutdown(self) -> None:
+        await self._step("shutdown")
+        if self.task is not None:
+            await self.task
 
 
-class QuietConnections(logging.Filter):
-    """Drops the lines uvicorn and websockets log for every WebSocket opened and closed, which
-    are an access log by another name: they are kept only with ``--access-log`` (writing them cost
-    a tenth of the hub's CPU while clients connected)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.msg not in _PER_CONNECTION
-
-
-_PER_CONNECTION = frozenset({'%s - "WebSocket %s" [accepted]', "connection open", "connection closed"})
+async def serve_app(app: PushHub, settings: Settings, sock: socket.socket) -> None:
+    loop = asyncio.get_running_loop()
+    lifespan = Lifespan(app)
+    await lifespan.startup()
+    state = ServerState(app, app.stream_endpoint, settings.http_limits(), Proxies(settings.forwarded_allow_ips),
+                        settings.access_log)
+    server = await loop.create_server(lambda: HttpConnection(state), sock=sock, backlog=BACKLOG)
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    host, port = sock.getsockname()[:2]
+    logger.info("pushhub listening on http://%s:%s", f"[{host}]" if ":" in host else host, port)
+    await stop.wait()
+    logger.info("shutting down")
+    app.readiness.drain()
+    server.close()
+    state.stop()
+    app.hub.close_connections(disconnect.SHUTDOWN)
+    app.dashboard.close()
+    deadline = loop.time() + settings.shutdown_timeout
+    await state.wait_closed(settings.shutdown_timeout)
+    if state.tasks:  # requests whose client left before the answer
+        await asyncio.wait(list(state.tasks), timeout=max(0.0, deadline - loop.time()))
+    await app.streams.wait_closed(max(0.0, deadline - loop.time()))
+    for conn in list(state.connections):
+        conn.close()
+    await lifespan.shutdown()
+    logger.info("shutdown complete")
 
 
 def run(settings: Settings, sock: socket.socket) -> None:
     """One hub process, serving on ``sock`` (bound already, so a port in use fails before start)."""
     logs.configure(settings.log_format)
+    logging.getLogger("websockets").setLevel(logging.WARNING)  # it logs every connection opened and closed
     app = PushHub(settings)
-    config = uvicorn_config(app, settings)
-    if not settings.access_log:
-        logging.getLogger("uvicorn.error").addFilter(QuietConnections())
-    HubServer(config, app).run(sockets=[sock])
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve_app(app, settings, sock))
 
 
 def serve(settings: Settings) -> int:
@@ -92,5 +132,9 @@ def serve(settings: Settings) -> int:
         from .workers import Supervisor
 
         return Supervisor(settings).run()
-    run(settings, sock)
+    try:
+        run(settings, sock)
+    except LifespanFailed as exc:
+        logger.error("cannot start: %s", exc.message, extra={"exit_code": 3})
+        return 3
     return 0

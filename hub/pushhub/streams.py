@@ -1,42 +1,38 @@
 """The streaming endpoints: Server-Sent Events (``GET /v1/sse``) and WebSocket (``/v1/ws``).
 
-Both are plain ASGI handlers in front of the Starlette app, so they receive the server's own ``send``
-and can reach the socket's transport: fan-out writes pre-framed bytes there directly. Once the SSE
-headers or the WebSocket handshake are out, the socket is taken over from uvicorn (:func:`_take_over`)
-so that an idle stream costs only a few small objects. They need uvicorn's ``httptools`` HTTP
-protocol and ``websockets-sansio`` WebSocket protocol, which ``pushhub serve`` selects.
+The hub's HTTP server (:mod:`pushhub.http11`) hands these requests over with their sockets once
+their heads are read (:meth:`Streams.endpoint`). An endpoint answers with the SSE headers or the
+WebSocket handshake, then installs a small protocol of its own on the socket, so an idle stream costs
+only a few small objects, and fan-out writes pre-framed bytes to the transport directly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
-from starlette.types import Receive, Scope, Send
+from starlette.types import Scope
 
 from . import cors, disconnect, protocol, sse
-from .auth import Access, Grant, TokenExpired
+from .auth import NOTHING, Access, Grant, TokenExpired
 from .channels import compile_patterns, validate_channel
 from .connection import Connection, Outbox, SSEConnection, Subscription, WSConnection
 from .errors import BadRequest, PushHubError
 from .events import EventDraft
+from .http11 import StreamEndpoint, error_response, status_line
 from .http_api import positioned
 from .hub import Hub
+from .limits import HttpLimits
+from .websocket import WSStream, handshake
 
 MAX_CHANNELS = 100
+SSE_PATH = "/v1/sse"
+WS_PATH = "/v1/ws"
 logger = logging.getLogger("pushhub")
-
-
-def _transport(send: Send) -> Any:
-    owner = getattr(send, "__self__", None)
-    transport = getattr(owner, "transport", None)
-    if transport is None:
-        raise RuntimeError("pushhub streams run on uvicorn's httptools and websockets-sansio protocols")
-    return owner, transport
 
 
 def _split(values: list[str]) -> list[str]:
@@ -57,6 +53,11 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def is_websocket(scope: Scope) -> bool:
+    upgrade = header(scope, b"upgrade")
+    return upgrade is not None and upgrade.lower() == "websocket"
+
+
 def subscription_spec(channels: list[str], types: list[str]) -> tuple[tuple[str, ...], tuple[str, ...], Any]:
     names = tuple(dict.fromkeys(validate_channel(c) for c in channels))
     if not names:
@@ -74,12 +75,10 @@ class MethodNotAllowed(BadRequest):
     code = "method_not_allowed"
 
 
-async def send_error(send: Send, exc: PushHubError, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    body = orjson.dumps({"error": {"code": exc.code, "message": exc.message}})
-    await send({"type": "http.response.start", "status": exc.status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)),
-                            *(extra or [])]})
-    await send({"type": "http.response.body", "body": body})
+def send_error(transport: asyncio.Transport, exc: PushHubError, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Answer a stream request with an error, and close its connection."""
+    transport.write(error_response(exc.status, exc.code, exc.message, extra))
+    transport.close()
 
 
 def scope_grant(access: Access, scope: Scope, query: dict[str, list[str]], origins: list[str]) -> Grant:
@@ -91,15 +90,39 @@ def scope_grant(access: Access, scope: Scope, query: dict[str, list[str]], origi
 
 class Streams:
     def __init__(self, hub: Hub, *, access: Access, cors_origins: list[str], max_queue_bytes: int,
-                 sse_retry_ms: int) -> None:
+                 sse_retry_ms: int, max_message_bytes: int, limits: HttpLimits) -> None:
         self.hub = hub
         self.access = access
         self.cors_origins = cors_origins
         self.max_queue_bytes = max_queue_bytes
         self.sse_retry_ms = sse_retry_ms
+        self.max_message_bytes = max_message_bytes
+        self.limits = limits
         self.sse_connections: dict[SSEConnection, None] = {}
-        self.ws_streams: dict[_WSStream, None] = {}
+        self.ws_streams: dict[WSStream, None] = {}
         self.outbox = Outbox()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.all_closed: asyncio.Event | None = None
+
+    async def wait_closed(self, timeout: float) -> None:
+        """Wait until no stream has its socket any more (the closing handshakes are done)."""
+        if self.sse_connections or self.ws_streams:
+            self.all_closed = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.all_closed.wait(), timeout)
+
+    def _closed(self) -> None:
+        if self.all_closed is not None and not (self.sse_connections or self.ws_streams):
+            self.all_closed.set()
+
+    def endpoint(self, scope: Scope) -> StreamEndpoint | None:
+        """The endpoint that takes ``scope``'s request over with its socket, if it is a stream."""
+        path = scope["path"]
+        if path == WS_PATH and is_websocket(scope):
+            return self.websocket
+        if path == SSE_PATH and scope["method"] != "OPTIONS":
+            return self.sse
+        return None
 
     def heartbeat(self) -> None:
         """Keep idle streams alive through proxies; close WebSockets that stopped answering pings."""
@@ -115,11 +138,17 @@ class Streams:
         delay = max(0.0, grant.expires - self.access.clock())
         return asyncio.get_running_loop().call_later(delay, conn.close, disconnect.TOKEN_EXPIRED)
 
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
     # Server-Sent Events -----------------------------------------------------------------------
 
-    async def sse(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def sse(self, scope: Scope, transport: asyncio.Transport, rest: bytes) -> None:
+        origin_headers = cors.headers(header(scope, b"origin"), self.cors_origins)
         if scope["method"] != "GET":
-            await send_error(send, MethodNotAllowed("the event stream is read with GET"))
+            send_error(transport, MethodNotAllowed("the event stream is read with GET"), origin_headers)
             return
         query = parse_query(scope)
         try:
@@ -128,81 +157,75 @@ class Streams:
             grant = scope_grant(self.access, scope, query, self.cors_origins)
             self.access.check_subscribe(grant, channels)
         except PushHubError as exc:
-            await send_error(send, exc, cors.headers(header(scope, b"origin"), self.cors_origins))
+            send_error(transport, exc, origin_headers)
             return
         cursor = header(scope, b"last-event-id") or (query.get("lastEventId") or [""])[-1] or None
-        owner, transport = _transport(send)
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": sse.HEADERS + cors.headers(header(scope, b"origin"), self.cors_origins)})
-        if transport.is_closing():
-            return
-        conn = SSEConnection(transport, self.max_queue_bytes, self.outbox, bool(owner.chunked_encoding))
+        chunked = scope["http_version"] == "1.1"
+        head = [status_line(200), *(b"%s: %s\r\n" % pair for pair in sse.HEADERS + origin_headers)]
+        if chunked:
+            head.append(b"transfer-encoding: chunked\r\n")
+        transport.write(b"".join(head) + b"\r\n")
+        conn = SSEConnection(transport, self.max_queue_bytes, self.outbox, chunked)
         self.hub.add_connection(conn)
         self.sse_connections[conn] = None
-        owner.disconnected = True  # uvicorn neither waits for nor closes the stream when the handler returns
-        _take_over(transport.get_protocol(), transport, _SSEStream(self, conn, self.expire_at(grant, conn)))
+        transport.set_protocol(_SSEStream(self, conn, self.expire_at(grant, conn)))
+        if transport.is_closing():
+            conn.mark_closed(disconnect.CLIENT_GONE)
+            self._sse_gone(conn)
+            return
+        self._spawn(self._sse_subscribe(conn, Subscription(conn, channels, types, match), cursor))
+
+    async def _sse_subscribe(self, conn: SSEConnection, sub: Subscription, cursor: str | None) -> None:
         try:
-            sub = Subscription(conn, channels, types, match)
             await self.hub.subscribe(
                 sub, cursor, lambda sub: conn.send(sse.preamble(self.sse_retry_ms, sub.cursor())))
         except PushHubError as exc:
-            logger.warning("SSE subscription to %s failed: %s", ",".join(channels), exc.message)
+            logger.warning("SSE subscription to %s failed: %s", ",".join(sub.channels), exc.message)
             conn.close(disconnect.INTERNAL_ERROR)
 
     def _sse_gone(self, conn: SSEConnection) -> None:
         self.sse_connections.pop(conn, None)
         self.hub.remove_connection(conn)
+        self._closed()
 
     # WebSocket --------------------------------------------------------------------------------
 
-    async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (await receive())["type"] != "websocket.connect":
+    def websocket(self, scope: Scope, transport: asyncio.Transport, rest: bytes) -> None:
+        query = scope["query_string"]
+        path = scope["raw_path"].decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+        response, subprotocol, accepted = handshake(path, scope["headers"])
+        transport.write(response)
+        if not accepted:
+            transport.close()
             return
-        if scope["path"] != "/v1/ws":
-            await send({"type": "websocket.close", "code": 1008})
-            return
-        offered = scope.get("subprotocols") or []
-        chosen = protocol.MSGPACK if protocol.MSGPACK in offered else (
-            protocol.JSON if protocol.JSON in offered else None)
-        await send({"type": "websocket.accept", "subprotocol": chosen})
-        owner, transport = _transport(send)
-        if transport.is_closing():
-            return
-        conn = WSConnection(transport, self.max_queue_bytes, self.outbox, chosen or protocol.JSON)
+        conn = WSConnection(transport, self.max_queue_bytes, self.outbox, subprotocol or protocol.JSON)
         self.hub.add_connection(conn)
+        session = _WSSession(self, conn)
+        stream = WSStream(conn, session.handle, max_size=self.max_message_bytes,
+                          close_timeout=self.limits.close_timeout, gone=self._ws_gone)
+        self.ws_streams[stream] = None
+        transport.set_protocol(stream)
+        if transport.is_closing():
+            conn.mark_closed(disconnect.CLIENT_GONE)
+            self._ws_gone(stream)
+            return
         try:
-            grant = scope_grant(self.access, scope, parse_query(scope), self.cors_origins)
+            session.grant = scope_grant(self.access, scope, parse_query(scope), self.cors_origins)
         except PushHubError as exc:
             conn.close(disconnect.TOKEN_EXPIRED if isinstance(exc, TokenExpired) else disconnect.UNAUTHORIZED)
             return
-        stream = _WSStream(self, conn, _WSSession(self, conn, grant), self.expire_at(grant, conn))
-        self.ws_streams[stream] = None
-        owner.stop_keepalive()  # the hub's heartbeat pings every WebSocket instead
-        owner.close_timer = _NOT_CLOSING  # uvicorn must not close the socket when the handler returns
-        _take_over(owner, transport, stream)
+        stream.expiry = self.expire_at(session.grant, conn)
+        if rest:
+            stream.data_received(rest)
 
-    def _ws_gone(self, stream: _WSStream) -> None:
+    def _ws_gone(self, stream: WSStream) -> None:
         self.ws_streams.pop(stream, None)
         self.hub.remove_connection(stream.conn)
-
-
-def _take_over(server_protocol: Any, transport: Any, protocol: asyncio.Protocol) -> None:
-    """Take a stream's socket over from uvicorn once the SSE headers or the WebSocket handshake
-    are out.
-
-    From then on a stream needs nothing from uvicorn: events are written to the transport directly,
-    an SSE client sends nothing, and WebSocket frames are read by :class:`_WSStream`. Detaching lets
-    uvicorn's per-connection objects (parser, queues, flow control, the handler's task and its
-    coroutine frames) be freed, which is most of what an idle stream would otherwise cost. The
-    handler has told uvicorn not to close the socket when it returns; shutdown still closes every
-    stream first (:meth:`pushhub.server.HubServer.shutdown`).
-    """
-    server_protocol.connections.discard(server_protocol)
-    transport.set_protocol(protocol)
+        self._closed()
 
 
 class _SSEStream(asyncio.Protocol):
-    """The protocol of an SSE socket after :func:`_take_over`: it only learns when the client leaves."""
+    """The protocol of an SSE socket after its headers: it only learns when the client leaves."""
 
     __slots__ = ("conn", "expiry", "streams")
 
@@ -217,107 +240,20 @@ class _SSEStream(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.expiry is not None:
             self.expiry.cancel()
+        if self.conn.closed is None:
+            self.conn.mark_closed(disconnect.CLIENT_GONE)
         self.streams._sse_gone(self.conn)
-
-
-class _WSStream(asyncio.Protocol):
-    """The protocol of a WebSocket after :func:`_take_over`: reads client frames, answers pings,
-    completes the closing handshake, and hands messages to the session one at a time."""
-
-    __slots__ = ("conn", "expiry", "heard", "inbox", "pinged", "reader", "session", "streams", "worker")
-
-    def __init__(self, streams: Streams, conn: WSConnection, session: _WSSession,
-                 expiry: asyncio.TimerHandle | None) -> None:
-        self.streams = streams
-        self.conn = conn
-        self.session = session
-        self.expiry = expiry
-        self.reader = protocol.FrameReader()
-        self.inbox: list[dict[str, Any]] = []
-        self.worker: asyncio.Task[None] | None = None
-        self.heard = True
-        self.pinged = False
-
-    def data_received(self, data: bytes) -> None:
-        self.heard = True
-        conn = self.conn
-        try:
-            frames = self.reader.feed(data)
-        except protocol.FrameError as exc:
-            conn.close(disconnect.Disconnect(exc.close_code, exc.message))
-            return
-        for opcode, payload in frames:
-            if conn.closed is not None:
-                return
-            if opcode == protocol.OP_TEXT:
-                try:
-                    self._receive({"text": payload.decode()})
-                except UnicodeDecodeError:
-                    conn.close(disconnect.Disconnect(1007, "text frame is not valid UTF-8"))
-            elif opcode == protocol.OP_BINARY:
-                self._receive({"bytes": payload})
-            elif opcode == protocol.OP_PING:
-                conn.write(protocol.pong_frame(payload))
-            elif opcode == protocol.OP_CLOSE:
-                conn.close(CLIENT_CLOSED)
-
-    def _receive(self, message: dict[str, Any]) -> None:
-        self.inbox.append(message)
-        if len(self.inbox) >= MAX_INBOX:
-            self.conn.transport.pause_reading()  # type: ignore[attr-defined]
-        if self.worker is None:
-            self.worker = asyncio.get_running_loop().create_task(self._work())
-
-    async def _work(self) -> None:
-        inbox, conn = self.inbox, self.conn
-        try:
-            while inbox and conn.closed is None:
-                message = inbox.pop(0)
-                if len(inbox) == MAX_INBOX - 1:
-                    conn.transport.resume_reading()  # type: ignore[attr-defined]
-                await self.session.handle(message)
-        except Exception:
-            logger.exception("WebSocket message handler failed")
-            conn.close(disconnect.INTERNAL_ERROR)
-        finally:
-            self.worker = None
-
-    def keepalive(self) -> None:
-        if self.pinged and not self.heard:
-            self.conn.close(disconnect.PING_TIMEOUT)
-            return
-        self.heard, self.pinged = False, True
-        self.conn.write(protocol.PING_FRAME)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.expiry is not None:
-            self.expiry.cancel()
-        self.streams._ws_gone(self)
-
-
-MAX_INBOX = 16
-CLIENT_CLOSED = disconnect.Disconnect(1000, "client_gone")
-
-
-class _NotClosing:
-    """Stands in for uvicorn's close timer: a handshake in progress that will close the socket."""
-
-    def cancel(self) -> None:
-        """Nothing to cancel."""
-
-
-_NOT_CLOSING = _NotClosing()
 
 
 class _WSSession:
     """The state of one WebSocket client's protocol: its subscriptions and rights."""
 
-    def __init__(self, streams: Streams, conn: WSConnection, grant: Grant) -> None:
+    def __init__(self, streams: Streams, conn: WSConnection) -> None:
         self.streams = streams
         self.hub = streams.hub
         self.access = streams.access
         self.conn = conn
-        self.grant = grant
+        self.grant = Grant(NOTHING, NOTHING)  # until the handshake's credential is read
         self.subs: dict[str, Subscription] = {}
 
     async def handle(self, message: Mapping[str, Any]) -> None:
@@ -329,6 +265,8 @@ class _WSSession:
                 raise BadRequest(f"{kind} frames are not part of this connection's subprotocol")
             request = protocol.decode(message["bytes"] if binary else message["text"], binary=binary)
             msg_id = protocol.message_id(request)
+            if binary:
+                protocol.require_json_values(request)
             op = protocol.validate(request)
             await getattr(self, "op_" + op)(request, msg_id)
         except PushHubError as exc:

@@ -1,0 +1,80 @@
+"""The transport's pure parts on plain values: which address a request comes from behind proxies,
+the framing of a live batch per group kind, and the server's own error responses."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from pushhub import protocol, sse
+from pushhub.connection import SSEGroup, WSGroup, render_batch
+from pushhub.cursor import Position
+from pushhub.errors import BadRequest
+from pushhub.events import Event, EventDraft
+from pushhub.forwarded import Proxies
+from pushhub.http11 import error_response
+from pushhub.websocket import wire_size
+from tests.ws_raw import client_frame
+
+
+def test_no_proxy_is_trusted_by_default() -> None:
+    proxies = Proxies()
+    assert not proxies
+    assert proxies.client("127.0.0.1", ["10.9.9.9"]) == "127.0.0.1"
+
+
+def test_the_client_is_the_rightmost_untrusted_hop() -> None:
+    proxies = Proxies(["127.0.0.1", "10.0.0.0/8"])
+    assert proxies.client("127.0.0.1", ["203.0.113.7"]) == "203.0.113.7"
+    assert proxies.client("127.0.0.1", ["198.51.100.1, 203.0.113.7, 10.1.2.3"]) == "203.0.113.7"
+    assert proxies.client("127.0.0.1", ["198.51.100.1", "10.1.2.3"]) == "198.51.100.1"
+    assert proxies.client("192.0.2.1", ["203.0.113.7"]) == "192.0.2.1"  # not from a proxy: not believed
+    assert proxies.client("127.0.0.1", ["10.1.2.3"]) == "10.1.2.3"  # every hop a proxy: the first one
+    assert Proxies(["*"]).client("192.0.2.1", ["203.0.113.7"]) == "203.0.113.7"
+
+
+def test_a_bad_proxy_address_is_a_clear_error() -> None:
+    with pytest.raises(BadRequest, match="forwarded-allow-ips"):
+        Proxies(["10.0.0.0/33"])
+
+
+def events(channel: str, epoch: str, offsets: range) -> list[Event]:
+    return [Event(channel, epoch, n, EventDraft(f"evt_{n}", "t", "2026-01-01T00:00:00.000Z", n, {}))
+            for n in offsets]
+
+
+def test_a_ws_batch_is_the_frames_of_its_events() -> None:
+    batch = events("a", "ep", range(1, 3))
+    assert render_batch(WSGroup(binary=False), batch, {}) == b"".join(
+        protocol.ws_frame(protocol.event_json(e, f"ep.{e.offset}"), binary=False) for e in batch)
+
+
+def test_an_sse_batch_carries_cursors_over_every_channel_and_leaves_the_tops_alone() -> None:
+    tops = {"a": Position("ep", 0), "b": Position("eb", 7)}
+    before = dict(tops)
+    data = render_batch(SSEGroup(("a", "b"), chunked=False), events("a", "ep", range(1, 3)), tops)
+    messages = sse.Parser().feed(data.decode())
+    assert [m.id for m in messages] == ["a@ep.1,b@eb.7", "a@ep.2,b@eb.7"]
+    assert [orjson.loads(m.data)["offset"] for m in messages] == [1, 2]
+    assert tops == before
+    single = render_batch(SSEGroup(("a",), chunked=False), events("a", "ep", range(1, 2)), tops)
+    assert single.startswith(b"id: ep.1\n")
+    assert render_batch(SSEGroup(("a",), chunked=True), events("a", "ep", range(1, 2)), tops) == sse.chunk(single)
+
+
+def test_group_kinds_are_values() -> None:
+    assert WSGroup(True) == WSGroup(True) and hash(SSEGroup(("a",), True)) == hash(SSEGroup(("a",), True))
+    assert WSGroup(True) != WSGroup(False)
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536])
+def test_wire_size_of_a_client_frame(size: int) -> None:
+    assert wire_size(size) == len(client_frame(b"x" * size))
+
+
+def test_error_responses_close_the_connection() -> None:
+    response = error_response(431, "headers_too_large", "too big")
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    assert b"connection: close" in head and b"content-length: %d" % len(body) in head
+    assert orjson.loads(body) == {"error": {"code": "headers_too_large", "message": "too big"}}
