@@ -16,7 +16,7 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from pushhub.backends import create_broker
+from pushhub.backends import create_backend
 from pushhub.events import Event, EventDraft, format_time
 from pushhub.hub import Hub
 from pushhub.retention import RetentionPolicy
@@ -64,10 +64,12 @@ class Harness:
 @contextlib.asynccontextmanager
 async def dispatching(path: Path, *, clock: Clock | None = None, allow: tuple[str, ...] = LOOPBACK,
                       **config: Any) -> AsyncIterator[Harness]:
-    db = str(path / "hub.db")
-    hub = Hub(create_broker("sqlite://" + db, RetentionPolicy()))
+    backend = create_backend("sqlite://" + str(path / "hub.db"), RetentionPolicy())
+    await backend.open()
+    hub = Hub(backend.broker)
     await hub.start()
-    store = SqliteDeliveryStore(db)
+    store = backend.deliveries
+    assert isinstance(store, SqliteDeliveryStore)
     dispatcher = Dispatcher(hub, store, DispatchConfig(allow=tuple(parse_networks(allow)), **config),
                             clock=clock, rand=lambda: 0.5)
     await dispatcher.start()
@@ -76,6 +78,7 @@ async def dispatching(path: Path, *, clock: Clock | None = None, allow: tuple[st
     finally:
         await dispatcher.close()
         await hub.close()
+        await backend.close()
 
 
 async def test_delivers_signed_event(tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ from .retention import DEFAULT, RetentionPolicy, parse_retention
 class Settings:
     host: str = field(default="127.0.0.1", metadata={"help": "address to listen on"})
     port: int = field(default=8000, metadata={"help": "port to listen on"})
-    data_dir: str = field(default="./pushhub-data", metadata={"help": "where the embedded log lives"})
+    data_dir: str = field(default="./pushhub-data", metadata={
+        "help": "where the embedded backend keeps its one SQLite file, pushhub.db"})
     memory: bool = field(default=False, metadata={"help": "keep logs in memory only (development)"})
     redis: str = field(default="", metadata={"help": "redis://HOST:PORT/DB: log and fan-out in Redis"})
     redis_cluster: bool = field(default=False, metadata={
@@ -76,7 +77,8 @@ class Settings:
         "help": "outgoing webhooks: how long a rotated-out secret keeps signing"})
 
     @property
-    def broker_url(self) -> str:
+    def backend_url(self) -> str:
+        """The one URL that chooses the backend (:func:`pushhub.backends.create_backend`)."""
         if self.redis:
             return self.redis
         if self.memory:

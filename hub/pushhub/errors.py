@@ -14,6 +14,7 @@ PushHubError
 ├── Forbidden           credentials are valid but do not allow the action
 ├── UnknownSource       no ingest source has that name (404; pushhub.ingest.endpoint)
 └── Unavailable         the storage backend cannot accept or serve data right now (HTTP 503)
+    └── DataVersionError  stored data is in a format newer than this release understands
 """
 
 from __future__ import annotations
@@ -61,3 +62,7 @@ class Forbidden(PushHubError):
 class Unavailable(PushHubError):
     status = 503
     code = "unavailable"
+
+
+class DataVersionError(Unavailable):
+    code = "data_version"

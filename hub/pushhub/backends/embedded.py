@@ -1,4 +1,9 @@
-"""The single-process broker: a log store on this machine, live fan-out inside this process."""
+"""The single-process broker: a log store on this machine, live fan-out inside this process.
+
+A :class:`Store` keeps the logs and the idempotency records of their publishes; an append with a
+:class:`~.base.Once` checks and stores its record in the same step (for SQLite, the same
+transaction).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from collections.abc import Sequence
 from ..cursor import new_epoch
 from ..events import Event, EventDraft
 from ..retention import RetentionPolicy
-from .base import Broker, HistoryPage, OnEvents, StreamState
+from .base import LEGACY_SCOPE, Broker, HistoryPage, Once, OnEvents, Published, Recorded, StreamState
 
 EXPIRE_INTERVAL = 30.0
 
@@ -23,14 +28,9 @@ class Store(abc.ABC):
     def __init__(self, retention: RetentionPolicy) -> None:
         self.retention = retention
 
-    def open(self) -> None:  # noqa: B027 - optional hook
-        pass
-
-    def close(self) -> None:  # noqa: B027 - optional hook
-        pass
-
     @abc.abstractmethod
-    def append(self, channel: str, drafts: Sequence[EventDraft], now: float) -> list[Event]: ...
+    def append(self, channel: str, drafts: Sequence[EventDraft], now: float, once: Once | None = None) -> Published:
+        """Append ``drafts``, or with ``once`` return the record already stored (see :meth:`Broker.publish`)."""
 
     @abc.abstractmethod
     def read(self, channel: str, after: int, limit: int) -> HistoryPage: ...
@@ -40,7 +40,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def expire(self, now: float) -> int:
-        """Drop events older than their channel's age limit; return how many were dropped."""
+        """Drop events older than their channel's age limit, and expired idempotency records;
+        return how many events were dropped."""
 
 
 class _MemoryLog:
@@ -62,6 +63,7 @@ class MemoryStore(Store):
     def __init__(self, retention: RetentionPolicy) -> None:
         super().__init__(retention)
         self._logs: dict[str, _MemoryLog] = {}
+        self._records: dict[tuple[str, str, str], tuple[float, Recorded]] = {}  # (channel, scope, key)
 
     def _log(self, channel: str) -> _MemoryLog:
         log = self._logs.get(channel)
@@ -69,7 +71,18 @@ class MemoryStore(Store):
             log = self._logs[channel] = _MemoryLog()
         return log
 
-    def append(self, channel: str, drafts: Sequence[EventDraft], now: float) -> list[Event]:
+    def _recorded(self, channel: str, once: Once, now: float) -> Recorded | None:
+        for scope in (once.scope, LEGACY_SCOPE):
+            found = self._records.get((channel, scope, once.key))
+            if found is not None and found[0] > now:
+                return found[1]
+        return None
+
+    def append(self, channel: str, drafts: Sequence[EventDraft], now: float, once: Once | None = None) -> Published:
+        if once is not None:
+            recorded = self._recorded(channel, once, now)
+            if recorded is not None:
+                return Published([], recorded)
         log = self._log(channel)
         events = []
         for draft in drafts:
@@ -80,7 +93,10 @@ class MemoryStore(Store):
         excess = len(log.entries) - self.retention.for_channel(channel).max_events
         for _ in range(excess):
             log.entries.popleft()
-        return events
+        if once is not None:
+            self._records[(channel, once.scope, once.key)] = (now + once.ttl, Recorded(once.value, log.epoch,
+                                                                                      events[0].offset))
+        return Published(events)
 
     def read(self, channel: str, after: int, limit: int) -> HistoryPage:
         log = self._log(channel)
@@ -102,6 +118,7 @@ class MemoryStore(Store):
             while log.entries and log.entries[0][0] < cutoff:
                 log.entries.popleft()
                 dropped += 1
+        self._records = {name: found for name, found in self._records.items() if found[0] > now}
         return dropped
 
 
@@ -113,7 +130,6 @@ class EmbeddedBroker(Broker):
         self._expiry: asyncio.Task[None] | None = None
 
     async def start(self, on_events: OnEvents) -> None:
-        self.store.open()
         self._on_events = on_events
         self._expiry = asyncio.get_running_loop().create_task(self._expire_forever())
 
@@ -122,18 +138,17 @@ class EmbeddedBroker(Broker):
             self._expiry.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._expiry
-        self.store.close()
 
     async def _expire_forever(self) -> None:
         while True:
             await asyncio.sleep(EXPIRE_INTERVAL)
             self.store.expire(time.time())
 
-    async def publish(self, channel: str, drafts: Sequence[EventDraft]) -> list[Event]:
-        events = self.store.append(channel, drafts, time.time())
-        if channel in self._subscribed and self._on_events is not None:
-            self._on_events(channel, events)
-        return events
+    async def publish(self, channel: str, drafts: Sequence[EventDraft], once: Once | None = None) -> Published:
+        published = self.store.append(channel, drafts, time.time(), once)
+        if published.events and channel in self._subscribed and self._on_events is not None:
+            self._on_events(channel, published.events)
+        return published
 
     async def history(self, channel: str, after: int, limit: int) -> HistoryPage:
         return self.store.read(channel, after, limit)

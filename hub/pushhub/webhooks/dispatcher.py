@@ -257,7 +257,6 @@ class Dispatcher:
     # Lifecycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.store.open()
         self.version = await self.store.endpoints_version()
         self.endpoints = {e.id: e for e in await self.store.endpoints()}
         self.cursors = await self.store.cursors()
@@ -283,7 +282,6 @@ class Dispatcher:
         for worker in [*self.workers.values(), *self._retired]:
             await worker.stop()
         self.workers.clear()
-        self.store.close()
 
     # Intake -----------------------------------------------------------------------------------
 
