@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 from collections.abc import Iterator
 
 import pytest
 
 from pushhub.backends.base import Once
-from pushhub.backends.embedded import MemoryStore, Store
+from pushhub.backends.embedded import Append, EmbeddedBroker, MemoryStore, Store
 from pushhub.backends.sqlite import Database, SqliteStore
+from pushhub.errors import Unavailable
 from pushhub.events import EventDraft
 from pushhub.retention import Retention, RetentionPolicy
 
@@ -46,6 +48,29 @@ def test_append_assigns_consecutive_offsets_in_one_epoch(store: Store) -> None:
     assert len({e.epoch for e in first + second}) == 1
     assert store.state("c") == (first[0].epoch, 3, 1)
     assert store.state("other").top == 0 and store.state("other").earliest == 1
+
+
+def test_the_appends_of_one_step_see_each_other(store: Store) -> None:
+    once = Once("", "k", b"v", ttl=10.0)
+    first, replay, other, second = store.append_all(
+        [Append("c", [draft(1)], once), Append("c", [draft(2)], once), Append("d", [draft(3)]),
+         Append("c", [draft(4), draft(5)])], now=0.0)
+    assert [e.offset for e in first.events] == [1] and replay.replayed == (b"v", first.events[0].epoch, 1)
+    assert [e.offset for e in other.events] == [1] and [e.offset for e in second.events] == [2, 3]
+    assert store.state("c").top == 3 and [e.data for e in store.read("c", 0, 10).events] == [1, 4, 5]
+
+
+async def test_a_failed_group_commit_fails_every_publish_in_it(tmp_path: pathlib.Path) -> None:
+    database = Database(str(tmp_path / "log.db"))
+    database.open()
+    broker = EmbeddedBroker(SqliteStore(database, POLICY))
+    await broker.start(lambda channel, events: None)
+    assert [p.events[0].offset for p in await asyncio.gather(*(broker.publish("c", [draft(n)]) for n in range(3)))] \
+        == [1, 2, 3]
+    database.close()
+    results = await asyncio.gather(*(broker.publish("c", [draft(n)]) for n in range(3)), return_exceptions=True)
+    assert all(isinstance(r, Unavailable) for r in results)
+    await broker.close()
 
 
 def test_read_pages_after_an_offset(store: Store) -> None:

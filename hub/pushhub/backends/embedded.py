@@ -3,6 +3,11 @@
 A :class:`Store` keeps the logs and the idempotency records of their publishes; an append with a
 :class:`~.base.Once` checks and stores its record in the same step (for SQLite, the same
 transaction).
+
+Group commit: the broker queues the publishes of one event-loop turn and hands them to the store
+together (:meth:`Store.append_all`), which makes them in one atomic step, in order: SQLite commits
+once for all of them. Each publisher is answered once that step is done; if it fails, all of them
+get the error and none of their events is stored.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from ..cursor import new_epoch
 from ..events import Event, EventDraft
@@ -22,6 +28,12 @@ from .base import LEGACY_SCOPE, Broker, HistoryPage, Once, OnEvents, Published, 
 EXPIRE_INTERVAL = 30.0
 
 
+class Append(NamedTuple):
+    channel: str
+    drafts: Sequence[EventDraft]
+    once: Once | None = None
+
+
 class Store(abc.ABC):
     """A synchronous log store. Calls are short and made from the event loop's thread."""
 
@@ -29,8 +41,12 @@ class Store(abc.ABC):
         self.retention = retention
 
     @abc.abstractmethod
+    def append_all(self, appends: Sequence[Append], now: float) -> list[Published]:
+        """Make ``appends`` in order, in one atomic step: each appends its drafts, or with ``once``
+        returns the record already stored (see :meth:`Broker.publish`)."""
+
     def append(self, channel: str, drafts: Sequence[EventDraft], now: float, once: Once | None = None) -> Published:
-        """Append ``drafts``, or with ``once`` return the record already stored (see :meth:`Broker.publish`)."""
+        return self.append_all([Append(channel, drafts, once)], now)[0]
 
     @abc.abstractmethod
     def read(self, channel: str, after: int, limit: int) -> HistoryPage: ...
@@ -78,7 +94,10 @@ class MemoryStore(Store):
                 return found[1]
         return None
 
-    def append(self, channel: str, drafts: Sequence[EventDraft], now: float, once: Once | None = None) -> Published:
+    def append_all(self, appends: Sequence[Append], now: float) -> list[Published]:
+        return [self._append(channel, drafts, now, once) for channel, drafts, once in appends]
+
+    def _append(self, channel: str, drafts: Sequence[EventDraft], now: float, once: Once | None) -> Published:
         if once is not None:
             recorded = self._recorded(channel, once, now)
             if recorded is not None:
@@ -128,6 +147,7 @@ class EmbeddedBroker(Broker):
         self._on_events: OnEvents | None = None
         self._subscribed: set[str] = set()
         self._expiry: asyncio.Task[None] | None = None
+        self._queued: list[tuple[Append, asyncio.Future[Published]]] = []
 
     async def start(self, on_events: OnEvents) -> None:
         self._on_events = on_events
@@ -145,10 +165,31 @@ class EmbeddedBroker(Broker):
             self.store.expire(time.time())
 
     async def publish(self, channel: str, drafts: Sequence[EventDraft], once: Once | None = None) -> Published:
-        published = self.store.append(channel, drafts, time.time(), once)
-        if published.events and channel in self._subscribed and self._on_events is not None:
-            self._on_events(channel, published.events)
-        return published
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Published] = loop.create_future()
+        self._queued.append((Append(channel, drafts, once), future))
+        if len(self._queued) == 1:
+            loop.call_soon(self._commit)
+        return await future
+
+    def _commit(self) -> None:
+        """Store every publish queued in this loop turn at once, answer each, then fan the events out."""
+        queued, self._queued = self._queued, []
+        try:
+            results = self.store.append_all([append for append, _ in queued], time.time())
+        except Exception as exc:
+            for _, future in queued:
+                if not future.done():
+                    future.set_exception(exc)
+                    future.exception()  # retrieved: a publisher that went away does not warn
+            return
+        for (_, future), published in zip(queued, results, strict=True):
+            if not future.done():
+                future.set_result(published)
+        if self._on_events is not None:
+            for (append, _), published in zip(queued, results, strict=True):
+                if published.events and append.channel in self._subscribed:
+                    self._on_events(append.channel, published.events)
 
     async def history(self, channel: str, after: int, limit: int) -> HistoryPage:
         return self.store.read(channel, after, limit)

@@ -16,11 +16,11 @@ from collections.abc import Callable, Sequence
 
 from ..cursor import new_epoch
 from ..errors import Unavailable
-from ..events import Event, EventDraft
+from ..events import Event
 from ..retention import RetentionPolicy
 from . import sqlite_schema
-from .base import LEGACY_SCOPE, HistoryPage, Once, Published, Recorded, StreamState
-from .embedded import Store
+from .base import LEGACY_SCOPE, HistoryPage, Published, Recorded, StreamState
+from .embedded import Append, Store
 
 
 class Database:
@@ -99,42 +99,46 @@ class SqliteStore(Store):
             head = self._heads[channel] = list(row) if row else [None, 0]
         return head
 
-    def append(self, channel: str, drafts: Sequence[EventDraft], now: float, once: Once | None = None) -> Published:
-        head = self._head(channel)
-        top = head[1]
-        assert isinstance(top, int)
-        epoch = head[0] if isinstance(head[0], str) else new_epoch()
-        new_top = top + len(drafts)
-        replayed: list[Recorded] = []
+    def append_all(self, appends: Sequence[Append], now: float) -> list[Published]:
+        """One transaction for all of ``appends``; the cached heads move only once it committed."""
+        heads: dict[str, tuple[str, int]] = {}  # channel -> (epoch, top) as the transaction leaves it
+        results: list[Published] = []
 
         def statements(db: sqlite3.Connection) -> None:
-            if once is not None:
-                row = db.execute(
-                    "SELECT value, epoch, first FROM once WHERE channel = ? AND key = ? AND scope IN (?, ?) "
-                    "AND expires > ? ORDER BY scope = ? LIMIT 1",
-                    (channel, once.key, once.scope, LEGACY_SCOPE, now, LEGACY_SCOPE)).fetchone()
-                if row is not None:
-                    replayed.append(Recorded(bytes(row[0]), row[1], row[2]))
-                    return
-                db.execute("INSERT OR REPLACE INTO once (channel, scope, key, expires, value, epoch, first) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           (channel, once.scope, once.key, now + once.ttl, once.value, epoch, top + 1))
-            rows = [(channel, top + i, now, d.stored()) for i, d in enumerate(drafts, 1)]
-            db.executemany("INSERT INTO events (channel, seq, ts, body) VALUES (?, ?, ?, ?)", rows)
-            db.execute(
-                "INSERT INTO channels (name, epoch, top) VALUES (?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET top = excluded.top",
-                (channel, epoch, new_top),
-            )
-            keep = self.retention.for_channel(channel).max_events
-            if new_top > keep:
-                db.execute("DELETE FROM events WHERE channel = ? AND seq <= ?", (channel, new_top - keep))
+            for channel, drafts, once in appends:
+                if channel in heads:
+                    epoch, top = heads[channel]
+                else:
+                    cached = self._head(channel)
+                    epoch = cached[0] if isinstance(cached[0], str) else new_epoch()
+                    top = cached[1]
+                    assert isinstance(top, int)
+                if once is not None:
+                    row = db.execute(
+                        "SELECT value, epoch, first FROM once WHERE channel = ? AND key = ? AND scope IN (?, ?) "
+                        "AND expires > ? ORDER BY scope = ? LIMIT 1",
+                        (channel, once.key, once.scope, LEGACY_SCOPE, now, LEGACY_SCOPE)).fetchone()
+                    if row is not None:
+                        results.append(Published([], Recorded(bytes(row[0]), row[1], row[2])))
+                        continue
+                    db.execute("INSERT OR REPLACE INTO once (channel, scope, key, expires, value, epoch, first) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               (channel, once.scope, once.key, now + once.ttl, once.value, epoch, top + 1))
+                db.executemany("INSERT INTO events (channel, seq, ts, body) VALUES (?, ?, ?, ?)",
+                               [(channel, top + i, now, d.stored()) for i, d in enumerate(drafts, 1)])
+                results.append(Published([Event(channel, epoch, top + i, d) for i, d in enumerate(drafts, 1)]))
+                heads[channel] = (epoch, top + len(drafts))
+            for channel, (epoch, top) in heads.items():
+                db.execute("INSERT INTO channels (name, epoch, top) VALUES (?, ?, ?) "
+                           "ON CONFLICT (name) DO UPDATE SET top = excluded.top", (channel, epoch, top))
+                keep = self.retention.for_channel(channel).max_events
+                if top > keep:
+                    db.execute("DELETE FROM events WHERE channel = ? AND seq <= ?", (channel, top - keep))
 
         self.database.transaction(statements, "append to the log")
-        if replayed:
-            return Published([], replayed[0])
-        head[0], head[1] = epoch, new_top
-        return Published([Event(channel, epoch, top + i, d) for i, d in enumerate(drafts, 1)])
+        for channel, (epoch, top) in heads.items():
+            self._heads[channel] = [epoch, top]
+        return results
 
     def _state(self, channel: str) -> StreamState:
         epoch, top = self._head(channel)
