@@ -109,10 +109,10 @@ class SqliteStore(Store):
                 if channel in heads:
                     epoch, top = heads[channel]
                 else:
-                    cached = self._head(channel)
-                    epoch = cached[0] if isinstance(cached[0], str) else new_epoch()
-                    top = cached[1]
-                    assert isinstance(top, int)
+                    cached_epoch, cached_top = self._head(channel)
+                    assert isinstance(cached_top, int)
+                    epoch = cached_epoch if isinstance(cached_epoch, str) else new_epoch()
+                    top = cached_top
                 if once is not None:
                     row = db.execute(
                         "SELECT value, epoch, first FROM once WHERE channel = ? AND key = ? AND scope IN (?, ?) "
