@@ -14,14 +14,14 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from pushhub.backends import create_backend, redis_format, redis_keys, sqlite_schema
 from pushhub.errors import DataVersionError
 from pushhub.idempotency import fingerprint
 from pushhub.retention import RetentionPolicy
 
-from .redis_servers import RedisServer
+from .redis_servers import RedisClusterServers, RedisServer
 from .utils import TIMEOUT, HubProcess, sse_stream
 
 FIXTURE = Path(__file__).parent / "data" / "c5059d1"
@@ -89,24 +89,37 @@ def test_a_file_of_a_newer_release_is_refused(hub_factory: Callable[..., HubProc
         assert sqlite_schema.version_of(db) == sqlite_schema.VERSION + 1
 
 
-async def test_redis_records_of_format_0_are_carried_over(redis_server: RedisServer) -> None:
-    url = redis_server.fresh_url()
-    client = Redis.from_url(url)
+@pytest.fixture(params=["redis", "redis-cluster"])
+def redis_url(request: pytest.FixtureRequest) -> tuple[str, bool]:
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        return server.fresh_url(), False
+    cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+    cluster.flush()
+    return cluster.url, True
+
+
+async def test_redis_records_of_format_0_are_carried_over(redis_url: tuple[str, bool]) -> None:
+    url, cluster = redis_url
+    client: Redis | RedisCluster = RedisCluster.from_url(url) if cluster else Redis.from_url(url)
     body = b'{"type":"t"}'
     answer = orjson.dumps({"id": "evt_old", "channel": "orders", "epoch": "ep0ch", "offset": 7,
                            "cursor": "ep0ch.7"}).decode()
     old = orjson.dumps({"fingerprint": fingerprint("orders", body), "answer": answer})
-    await client.set(redis_keys.LEGACY_DEDUPE + "{publish:k-1}", old, px=60_000)
+    names = [f"{{publish:k-{n}}}" for n in range(6)]  # hash tags that spread over the shards
+    for name in names:
+        await client.set(redis_keys.LEGACY_DEDUPE + name, old, px=60_000)
     await client.set(redis_keys.LEGACY_DEDUPE + "{ingest:gh:d-1}", answer, px=60_000)
-    backend = create_backend(url, RetentionPolicy())
+    backend = create_backend(url, RetentionPolicy(), cluster=cluster)
     try:
         await backend.open()
         assert int(await client.get(redis_keys.FORMAT)) == redis_format.FORMAT
-        assert await client.keys(redis_keys.LEGACY_DEDUPE + "*") == []
-        assert 0 < await client.pttl(redis_keys.once_key("orders", "*", "k-1")) <= 60_000
+        assert [name async for name in client.scan_iter(match=redis_keys.LEGACY_DEDUPE + "*")] == []
+        for n in range(6):
+            assert 0 < await client.pttl(redis_keys.once_key("orders", "*", f"k-{n}")) <= 60_000
         assert await client.hget(redis_keys.once_key("orders", "ingest:gh", "d-1"), "f") == b"7"
         await client.set(redis_keys.FORMAT, redis_format.FORMAT + 1)
-        again = create_backend(url, RetentionPolicy())
+        again = create_backend(url, RetentionPolicy(), cluster=cluster)
         with pytest.raises(DataVersionError, match=f"format {redis_format.FORMAT + 1}, newer than this release"):
             await again.open()
         await again.close()
