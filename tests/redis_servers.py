@@ -9,7 +9,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 
-from .utils import TIMEOUT, free_port
+from .utils import POLL, TIMEOUT, free_port
 
 
 class RedisServer:
@@ -53,7 +53,7 @@ class RedisServer:
             with contextlib.suppress(subprocess.CalledProcessError):
                 if self.cli("ping") == "PONG":
                     return
-            time.sleep(0.02)
+            time.sleep(POLL)
         raise RuntimeError(f"redis-server on {self.port} did not start")
 
     def stop(self) -> None:
@@ -101,7 +101,7 @@ class RedisClusterServers:
         while any("cluster_state:ok" not in n.cli("cluster", "info") for n in self.nodes):
             if time.monotonic() > deadline:
                 raise RuntimeError("the Redis Cluster did not become ready")
-            time.sleep(0.05)
+            time.sleep(POLL)
         return self
 
     def flush(self) -> None:

@@ -293,3 +293,45 @@ def test_bad_config_refused_at_startup(tmp_path: Path) -> None:
     hub = HubProcess(["--memory", "--ingest-config", str(config)], log_path=str(tmp_path / "log"))
     with pytest.raises(RuntimeError, match="unknown signature scheme"):
         hub.start()
+
+
+def svix(body: bytes, msg_id: str) -> dict[str, str]:
+    """A Standard Webhooks request signed with Svix's older ``svix-*`` header names."""
+    return {k.replace("webhook-", "svix-"): v for k, v in standard(body, msg_id).items()}
+
+
+async def test_svix_signed_request_deduped_by_the_signed_id(client: httpx.AsyncClient) -> None:
+    """An unsigned ``webhook-id`` added to a ``svix-*`` signed replay does not make it new."""
+    body = b'{"type":"svix.replayed"}'
+    headers = svix(body, "msg_signed")
+    answers = [await client.post("/v1/ingest/svix", content=body, headers={**headers, **extra})
+               for extra in ({}, {"webhook-id": "a"}, {"webhook-id": "b"})]
+    assert [a.status_code for a in answers] == [202, 200, 200], [a.text for a in answers]
+    assert {a.json()["delivery_id"] for a in answers} == {"msg_signed"}
+    (event,) = [e for e in await history(client, "std") if e["type"] == "svix.replayed"]
+    assert event["meta"]["delivery_id"] == "msg_signed"
+
+
+SLASH_COMMAND = b"command=%2Fdeploy&text=prod&user_id=U1&trigger_id=13345224609.738474920.8088930838d88f008e0"
+
+
+@pytest.mark.parametrize("source, channel, body, sign", [
+    ("slack", "slack", SLASH_COMMAND,
+     lambda body, ts: {**slack(body, ts), "content-type": "application/x-www-form-urlencoded"}),
+    ("stripe", "payments", b'{"object":"event","type":"no.id.here"}', lambda body, ts: stripe(body, ts)),
+], ids=["slack-slash-command", "stripe-without-id"])
+async def test_request_without_id_deduped_by_its_signature(client: httpx.AsyncClient, source: str, channel: str,
+                                                          body: bytes, sign: Callable[[bytes, int], dict[str, str]]
+                                                          ) -> None:
+    """The same signed request twice is one delivery; the provider signing the body anew (another
+    timestamp) is another."""
+    before = await top(client, channel)
+    signed = sign(body, now())
+    first = await client.post(f"/v1/ingest/{source}", content=body, headers=signed)
+    again = await client.post(f"/v1/ingest/{source}", content=body, headers=signed)
+    assert (first.status_code, again.status_code) == (202, 200), (first.text, again.text)
+    assert again.json()["duplicate"] is True and again.json()["offset"] == first.json()["offset"]
+    assert first.json()["delivery_id"] is None
+    resent = await client.post(f"/v1/ingest/{source}", content=body, headers=sign(body, now() - 10))
+    assert resent.status_code == 202, resent.text
+    assert await top(client, channel) == before + 2

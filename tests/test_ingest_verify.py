@@ -135,3 +135,24 @@ def test_unknown_scheme_and_missing_secret_refused_at_config() -> None:
     with pytest.raises(BadRequest, match="base64"):
         Signature("standard", ("whsec_not*base64",))
     verify(Signature("none"), {}, BODY, NOW)
+
+
+def test_verified_headers_are_those_of_the_checked_variant() -> None:
+    own = standard_headers(STD_SECRET, "msg_1", NOW, BODY)
+    svix = {"svix-" + k.removeprefix("webhook-"): v for k, v in own.items()}
+    verified = verify(Signature("standard", (STD_SECRET,)), {**svix, "webhook-id": "forged"}, BODY, NOW)
+    assert verified.headers == svix
+    assert verify(Signature("standard", (STD_SECRET,)), {**own, "svix-id": "forged"}, BODY, NOW).headers == own
+
+
+def test_fingerprint_of_timestamped_signatures_only() -> None:
+    spec = Signature("stripe", (STRIPE_SECRET,))
+    header = WebhookSignature.generate_signature_header(BODY.decode(), STRIPE_SECRET, timestamp=NOW)
+    first = verify(spec, {"stripe-signature": header}, BODY, NOW).fingerprint
+    padded = verify(spec, {"stripe-signature": header + ",v1=00ff"}, BODY, NOW).fingerprint
+    later = WebhookSignature.generate_signature_header(BODY.decode(), STRIPE_SECRET, timestamp=NOW + 1)
+    assert first is not None and first == padded  # an extra signature does not make the request new
+    assert verify(spec, {"stripe-signature": later}, BODY, NOW).fingerprint not in (None, first)
+    github = "sha256=" + hmac.new(b"k", BODY, hashlib.sha256).hexdigest()
+    assert verify(Signature("github", ("k",)), {"x-hub-signature-256": github}, BODY, NOW).fingerprint is None
+    assert verify(Signature("none"), {}, BODY, NOW).fingerprint is None

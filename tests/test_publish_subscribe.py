@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 
-from .utils import TIMEOUT, HubProcess, publish, sse_stream, ws_client
+from .utils import QUIET, TIMEOUT, HubProcess, publish, sse_stream, ws_client
 
 
 async def test_publish_answers_with_position(client: httpx.AsyncClient) -> None:
@@ -56,7 +56,7 @@ async def test_sse_several_channels_and_type_filter(hub: HubProcess, client: htt
         await publish(client, "b", "payment.failed", 3)
         await publish(client, "c", "payment.created", 4)
         events = await stream.events(2)
-        await stream.quiet(0.2)
+        await stream.quiet(QUIET)
     assert [(e["channel"], e["data"]) for e in events] == [("a", 1), ("b", 3)]
 
 

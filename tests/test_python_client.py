@@ -23,7 +23,7 @@ from pushhub_client import (
 
 from .utils import TIMEOUT, HubProcess, free_port, publish, ws_client
 
-FAST = Backoff(initial=0.05, maximum=TIMEOUT / 10)
+FAST = Backoff(initial=TIMEOUT / 100, maximum=TIMEOUT / 10)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from redis.crc import key_slot
 from pushhub.backends import redis_keys
 
 from .redis_servers import RedisClusterServers, RedisServer, running
-from .utils import TIMEOUT, HubProcess, SSEStream, publish, sse_stream
+from .utils import POLL, QUIET, TIMEOUT, HubProcess, SSEStream, publish, sse_stream
 
 HubFactory = Callable[..., HubProcess]
 
@@ -44,7 +44,7 @@ async def publish_when_up(client: httpx.AsyncClient, channel: str, data: Any) ->
             assert response.status_code == 202, response.text
             return dict(response.json())
         assert response.status_code == 503, response.text
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(POLL)
 
 
 async def script_calls(client: aioredis.Redis) -> int:
@@ -97,7 +97,7 @@ async def test_kill_9_mid_stream_then_resume_on_another_process(hub_factory: Hub
             await publishing
         async with sse_stream(survivor.url, ["feed"], last_event_id=cursor) as resumed:
             rest = await resumed.events(count - len(first))
-            await resumed.quiet(0.2)
+            await resumed.quiet(QUIET)
     assert [e["data"] for e in first + rest] == list(range(count))
 
 
@@ -112,7 +112,7 @@ async def test_pubsub_connection_killed_while_publishing(hub_factory: HubFactory
             if i % 25 == 10:
                 kills += await own_client.client_kill_filter(_type="pubsub")
         seen = [e["data"] for e in await stream.events(count)]
-        await stream.quiet(0.2)
+        await stream.quiet(QUIET)
     assert kills >= 4
     assert seen == list(range(count))
 
@@ -130,7 +130,7 @@ async def test_flushall_gives_reset_epoch_changed(hub_factory: HubFactory, own_r
             (reset,) = await resumed.events(1)
             assert (reset["control"], reset["reason"]) == ("reset", "epoch_changed")
             reads = await script_calls(own_client)
-            await resumed.quiet(0.2)
+            await resumed.quiet(QUIET)
             assert await script_calls(own_client) - reads < 10  # waits for news, does not poll the log
             after = await publish(client, "f", "t", "new")
             (event,) = await resumed.events(1)
@@ -175,7 +175,7 @@ async def test_redis_restart_with_aof_keeps_the_epoch_and_resume_exact(
             after_restart = await live.events(2)
             async with sse_stream(hub.url, ["aof"], last_event_id=sent[1]["cursor"]) as resumed:
                 rest = await resumed.events(3)
-                await resumed.quiet(0.2)
+                await resumed.quiet(QUIET)
     assert {e["epoch"] for e in sent} == {sent[0]["epoch"]}
     assert [(e["data"], e["offset"]) for e in after_restart] == [(3, 4), (4, 5)]
     assert [e["data"] for e in rest] == [2, 3, 4]
@@ -214,7 +214,7 @@ async def test_cluster_publish_subscribe_across_shards_and_resume(hub_factory: H
             await publish(client, channel, "t", 10 + i)
         async with sse_stream(one.url, channels, last_event_id=cursor) as resumed:
             rest = await resumed.events(len(channels))
-            await resumed.quiet(0.2)
+            await resumed.quiet(QUIET)
     assert sorted((e["channel"], e["data"]) for e in got) == sorted((c, i) for i, c in enumerate(channels))
     assert sorted((e["channel"], e["data"]) for e in rest) == sorted((c, 10 + i) for i, c in enumerate(channels))
 

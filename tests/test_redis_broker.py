@@ -178,7 +178,7 @@ async def test_silent_pubsub_connection_is_replaced_and_the_gap_filled(redis_ser
     proxy_port = await proxy.start()
     received: asyncio.Queue[Event] = asyncio.Queue()
     listener = redis_broker(url.replace(f":{redis_server.port}/", f":{proxy_port}/"), RetentionPolicy(),
-                           health_interval=0.05)
+                            health_interval=TIMEOUT / 100)
     publisher = redis_broker(url, RetentionPolicy())
     await listener.start(lambda channel, events: [received.put_nowait(e) for e in events])
     await publisher.start(lambda channel, events: None)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import httpx
 
-from .utils import TIMEOUT, HubProcess, publish, sse_stream, ws_client
+from .utils import QUIET, TIMEOUT, HubProcess, publish, sse_stream, ws_client
 
 
 async def test_sse_resume_one_channel_with_last_event_id(hub: HubProcess, client: httpx.AsyncClient) -> None:
@@ -47,7 +47,7 @@ async def test_sse_resume_several_channels_exactly(hub: HubProcess, client: http
     await publish(client, "m1", "t", "a3")
     async with sse_stream(hub.url, ["m1", "m2", "m3"], last_event_id=cursor) as stream:
         missed = await stream.events(4)
-        await stream.quiet(0.2)
+        await stream.quiet(QUIET)
         cursor2 = stream.last_id
     per_channel: dict[str, list[str]] = {}
     for event in missed:
@@ -56,7 +56,7 @@ async def test_sse_resume_several_channels_exactly(hub: HubProcess, client: http
     await publish(client, "m3", "t", "c2")
     async with sse_stream(hub.url, ["m1", "m2", "m3"], last_event_id=cursor2) as stream:
         assert [e["data"] for e in await stream.events(1)] == ["c2"]
-        await stream.quiet(0.2)
+        await stream.quiet(QUIET)
 
 
 async def test_sse_resume_with_new_channel_added(hub: HubProcess, client: httpx.AsyncClient) -> None:
@@ -127,15 +127,33 @@ async def test_reset_when_cursor_older_than_retention(hub_factory: Callable[...,
 
 
 async def test_reset_on_garbage_cursor_then_live(hub: HubProcess, client: httpx.AsyncClient) -> None:
+    """A cursor that cannot be read, or names an offset past the top, resumes live: the reset hands
+    out the channel's current position, and the next event follows it."""
+    for n in range(3):
+        await publish(client, "g", "t", n)
+    state = (await client.get("/v1/channels/g")).json()
+    live = f"{state['epoch']}.{state['top']}"
     async with sse_stream(hub.url, ["g"], last_event_id="not a cursor!") as stream:
         (reset,) = await stream.events(1)
-        await publish(client, "g", "t", "after")
+        after = await publish(client, "g", "t", "after")
         (event,) = await stream.events(1)
-    assert reset == {"control": "reset", "channel": "g", "reason": "bad_cursor", "cursor": reset["cursor"]}
-    assert event["data"] == "after"
+    assert reset == {"control": "reset", "channel": "g", "reason": "bad_cursor", "cursor": live}
+    assert event["data"] == "after" and event["offset"] == state["top"] + 1
     async with ws_client(hub.ws_url) as ws:
-        await ws.subscribe("g", cursor="zzzz.999999")
-        assert (await ws.recv())["reason"] in ("bad_cursor", "epoch_changed")
+        await ws.subscribe("g", cursor=f"{state['epoch']}.999999")
+        reset = await ws.recv()
+        assert reset == {"op": "reset", "channel": "g", "reason": "bad_cursor", "cursor": after["cursor"]}
+
+
+async def test_reset_on_another_epoch_replays_what_is_kept(hub: HubProcess, client: httpx.AsyncClient) -> None:
+    first = await publish(client, "e", "t", 1)
+    await publish(client, "e", "t", 2)
+    async with ws_client(hub.ws_url) as ws:
+        await ws.subscribe("e", cursor="zzzz.999999")
+        reset = await ws.recv()
+        replayed = [(await ws.recv())["event"]["data"] for _ in range(2)]
+    assert reset == {"op": "reset", "channel": "e", "reason": "epoch_changed", "cursor": f"{first['epoch']}.0"}
+    assert replayed == [1, 2]
 
 
 async def test_history_pagination(hub: HubProcess, client: httpx.AsyncClient) -> None:
@@ -169,7 +187,7 @@ async def test_resume_after_hub_restart(hub_factory: Callable[..., HubProcess]) 
         await publish(client, "durable", "t", 3)
         async with sse_stream(hub.url, ["durable"], last_event_id=cursor) as stream:
             assert [e["data"] for e in await stream.events(2)] == [2, 3]
-            await stream.quiet(0.2)
+            await stream.quiet(QUIET)
 
 
 async def test_memory_hub_restart_means_epoch_changed(hub_factory: Callable[..., HubProcess]) -> None:

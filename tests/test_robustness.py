@@ -1,18 +1,16 @@
-"""Bad input, slow consumers and shutdown: the hub answers clearly and keeps serving everyone else."""
+"""Bad input and shutdown: the hub answers clearly and keeps serving everyone else (slow consumers
+are in test_stream_lifecycle.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 from collections.abc import Callable
 
 import httpx
 import orjson
 import pytest
 from websockets.exceptions import ConnectionClosed
-
-from pushhub import sse
 
 from .utils import TIMEOUT, HubProcess, publish, sse_stream, ws_client
 
@@ -84,60 +82,6 @@ async def test_publisher_key_is_required_when_configured(hub_factory: Callable[.
         assert (await ws.request(op="publish", channel="k", event={"type": "t"}))["code"] == "unauthorized"
     async with ws_client(hub.ws_url, headers={"authorization": "Bearer s3cret"}) as ws:
         assert (await ws.request(op="publish", channel="k", event={"type": "t"}))["op"] == "published"
-
-
-def _read_until_closed(sock: socket.socket) -> bytes:
-    sock.settimeout(4 * TIMEOUT)
-    data = bytearray()
-    while chunk := sock.recv(1 << 16):
-        data += chunk
-    return bytes(data)
-
-
-def _dechunk(body: bytes) -> bytes:
-    out = bytearray()
-    while body:
-        size_line, _, rest = body.partition(b"\r\n")
-        size = int(size_line, 16)
-        if size == 0:
-            break
-        out += rest[:size]
-        body = rest[size + 2:]
-    return bytes(out)
-
-
-async def test_slow_consumer_is_disconnected_with_a_resumable_cursor(
-        hub_factory: Callable[..., HubProcess]) -> None:
-    hub = hub_factory("--max-queue-bytes", "65536")
-    slow = socket.socket()
-    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    slow.connect(("127.0.0.1", hub.port))
-    slow.sendall(b"GET /v1/sse?channel=firehose HTTP/1.1\r\nHost: x\r\n\r\n")
-    payload = "x" * 60_000
-    async with httpx.AsyncClient(base_url=hub.url, timeout=TIMEOUT) as client, \
-            sse_stream(hub.url, ["firehose"]) as fast:
-        sent = 0
-        while True:
-            await publish(client, "firehose", "t", {"n": sent, "pad": payload})
-            sent += 1
-            assert (await fast.events(1))[0]["data"]["n"] == sent - 1
-            status = (await client.get("/healthz")).json()
-            if status["connections"] == 1:
-                break
-            assert sent < 2000, "the slow consumer was never disconnected"
-        raw = await asyncio.to_thread(_read_until_closed, slow)
-        _, _, body = raw.partition(b"\r\n\r\n")
-        parser = sse.Parser()
-        messages = parser.feed(_dechunk(body).decode())
-        goodbye = messages[-1]
-        assert goodbye.event == "disconnect"
-        assert orjson.loads(goodbye.data) == {"code": 4001, "reason": "slow_consumer", "reconnect": True}
-        seen = [orjson.loads(m.data)["data"]["n"] for m in messages if m.event == "message"]
-        assert seen == list(range(len(seen)))
-        async with sse_stream(hub.url, ["firehose"], last_event_id=parser.last_id) as resumed:
-            rest = [e["data"]["n"] for e in await resumed.events(sent - len(seen))]
-        assert rest == list(range(len(seen), sent))
-    slow.close()
 
 
 async def test_sigterm_with_open_streams_exits_promptly(hub_factory: Callable[..., HubProcess]) -> None:

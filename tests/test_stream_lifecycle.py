@@ -74,6 +74,11 @@ async def test_a_client_that_stops_reading_is_cut_off_with_its_cursor(
     received = [m for m in messages if m.event == "message"]
     assert [orjson.loads(m.data)["offset"] for m in received] == list(range(1, count + 1))
     assert parser.last_id == received[-1].id == last_id
+    async with sse_stream(hub.url, ["big"], last_event_id=parser.last_id) as resumed:
+        async with httpx.AsyncClient(base_url=hub.url, timeout=TIMEOUT) as client:
+            after = await client.post("/v1/channels/big/events", json={"type": "after"})
+        (next_event,) = await resumed.events(1)
+    assert next_event["id"] == after.json()["id"] and next_event["offset"] == count + 1
 
 
 def _dechunk(body: bytes) -> list[bytes]:

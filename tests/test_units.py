@@ -198,6 +198,25 @@ def test_numbers_from_untrusted_text() -> None:
     assert not is_decimal("²") and not is_decimal("") and not is_decimal("-1") and not is_decimal("\u0661")
 
 
+def test_bounded_numbers_never_parse_past_their_bound() -> None:
+    from pushhub.numbers import bounded
+
+    assert bounded("0" * 5000 + "42", 100) == 42
+    assert bounded("9" * 5000, 100) == bounded("101", 100) == bounded("1000", 100) == 101
+    assert bounded("100", 100) == 100 and bounded("0", 100) == 0
+    assert bounded("", 100) is None and bounded("1e3", 100) is None and bounded("²", 100) is None
+
+
+def test_time_outside_the_years_datetime_holds() -> None:
+    from pushhub.errors import BadEvent
+    from pushhub.events import parse_time
+
+    assert parse_time("9999-12-31T23:59:59+00:00") == "9999-12-31T23:59:59.000Z"
+    for value in ("9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+00:01"):
+        with pytest.raises(BadEvent, match="years 1-9999"):
+            parse_time(value)
+
+
 def test_readme_documents_every_disconnect_code() -> None:
     import pathlib
 

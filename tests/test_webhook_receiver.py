@@ -38,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from .utils import TIMEOUT, free_port
+from .utils import POLL, TIMEOUT, free_port
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 MSG_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
@@ -153,7 +153,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             except redis.ConnectionError:
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise
-                time.sleep(0.02)
+                time.sleep(POLL)
         client.close()
         yield f"redis://127.0.0.1:{port}/0"
     finally:
@@ -241,7 +241,7 @@ async def serve(app: Any) -> AsyncIterator[str]:
         while not server.started:
             if task.done():
                 task.result()
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(POLL)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

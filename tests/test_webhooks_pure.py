@@ -29,7 +29,7 @@ from pushhub.webhooks.retry import (
     parse_schedule,
     should_disable,
 )
-from pushhub.webhooks.ssrf import check_address, check_url, forbidden_reason, parse_networks
+from pushhub.webhooks.ssrf import check_address, check_url, forbidden_reason, ipv4_shorthand, parse_networks
 
 VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 VECTOR_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
@@ -218,6 +218,32 @@ def test_check_url() -> None:
         check_url("http://192.168.0.10/hook", https_only=False, allow=[])
     with pytest.raises(Blocked, match="IPv4-mapped"):
         check_url("http://[::ffff:10.0.0.1]/hook", https_only=False, allow=[])
+
+
+@pytest.mark.parametrize("host, address", [
+    ("10.1", "10.0.0.1"), ("0x0a000001", "10.0.0.1"), ("167772161", "10.0.0.1"), ("127.1", "127.0.0.1"),
+    ("0", "0.0.0.0"), ("0x7f.0.0.01", "127.0.0.1"), ("1.256", "1.0.1.0"), ("8.8.8.8.", "8.8.8.8"),
+    ("4294967295", "255.255.255.255"), ("4294967296", None), ("1.2.3.4.5", None), ("08", None),
+    ("example.com", None), ("1.2.3.4x", None), ("", None),
+])
+def test_ipv4_shorthand_as_inet_aton_reads_it(host: str, address: str | None) -> None:
+    assert ipv4_shorthand(host) == (None if address is None else ipaddress.IPv4Address(address))
+
+
+@pytest.mark.parametrize("host", ["10.1", "0x0a000001", "167772161", "127.1", "0", "0x7f.1", "192.168.1"])
+def test_shorthand_forbidden_addresses_refused_at_registration(host: str) -> None:
+    with pytest.raises(InvalidEndpoint, match="address"):
+        create({"url": f"http://{host}/hook"})
+    with pytest.raises(Blocked):
+        check_url(f"http://{host}/hook", https_only=False, allow=[])
+
+
+def test_shorthand_address_stored_as_the_dotted_quad() -> None:
+    allowed = endpoints.create({"url": "http://10.1:8080/hook?x=1"}, https_only=False,
+                               allow=parse_networks(["10.0.0.0/8"]), now=100.0)
+    assert allowed.url == "http://10.0.0.1:8080/hook?x=1"
+    assert create({"url": "https://134744072/hook"}).url == "https://8.8.8.8/hook"
+    assert create({"url": "https://example.com/hook"}).url == "https://example.com/hook"
 
 
 # Endpoints -------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from pushhub.config import load
 from pushhub.errors import BadRequest
 
 from .redis_servers import RedisServer
-from .utils import TIMEOUT, HubProcess, free_port, publish, sse_stream
+from .utils import POLL, TIMEOUT, HubProcess, free_port, publish, sse_stream
 
 
 def workers_of(hub: HubProcess) -> set[int]:
@@ -38,7 +38,7 @@ def wait_for(condition: Callable[[], bool]) -> None:
     deadline = time.monotonic() + 4 * TIMEOUT
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
+        time.sleep(POLL)
 
 
 def serving(hub: HubProcess) -> bool:

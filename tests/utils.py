@@ -21,6 +21,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from pushhub import sse
 
 TIMEOUT = float(os.environ.get("PUSHHUB_TEST_TIMEOUT", "5"))
+# How long a test watches for something that must not arrive (an absence cannot be awaited).
+QUIET = TIMEOUT / 25
+# How often a test polls a condition that offers no event to await (a server's port, a counter).
+POLL = TIMEOUT / 250
 
 
 def free_port() -> int:
@@ -62,7 +66,7 @@ class HubProcess:
                 if httpx.get(self.url + "/healthz", timeout=TIMEOUT).status_code == 200:
                     return self
             except httpx.TransportError:
-                time.sleep(0.02)
+                time.sleep(POLL)
         raise RuntimeError(f"hub did not become healthy: {self.log()}")
 
     def log(self) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from .utils import TIMEOUT
+from .utils import POLL, TIMEOUT
 
 
 @dataclass
@@ -133,7 +133,7 @@ async def eventually(probe: Callable[[], Any], check: Callable[[Any], bool] = bo
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not reached in time; last value {value!r}")
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(POLL)
 
 
 class FakeClock:

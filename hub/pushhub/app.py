@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from . import client_assets, dashboard, faults
+from . import client_assets, cors, dashboard, faults
 from .auth import Access, JWTVerifier
 from .backends import create_backend
 from .config import Settings
@@ -24,6 +24,7 @@ from .http_api import HttpApi, error_response
 from .hub import Hub
 from .ingest import sources
 from .ingest.endpoint import IngestApi
+from .metrics_access import MetricsAccess
 from .session import SessionApi
 from .streams import Streams
 from .webhooks.api import WebhookApi, admin_check
@@ -59,7 +60,8 @@ class PushHub:
         ingest_sources = sources.load_file(settings.ingest_config) if settings.ingest_config else {}
         self.streams = Streams(self.hub, access=access, cors_origins=settings.cors_origins,
                                max_queue_bytes=settings.max_queue_bytes, sse_retry_ms=settings.sse_retry_ms)
-        api = HttpApi(self.hub, access, settings.max_body_bytes, settings.dedupe_window, settings.cors_origins)
+        api = HttpApi(self.hub, access, settings.max_body_bytes, settings.dedupe_window, settings.cors_origins,
+                      MetricsAccess(settings.metrics_keys))
         ingest = IngestApi(self.hub, ingest_sources, settings.dedupe_window, access)
         self.webhooks = Dispatcher(self.hub, self.backend.deliveries, config_from_settings(settings))
         self.dashboard = dashboard.Dashboard(access, self.streams, api)
@@ -67,7 +69,8 @@ class PushHub:
         self.api = Starlette(
             routes=(api.routes() + ingest.routes() + SessionApi(access).routes() + webhook_api.routes()
                     + client_assets.routes() + self.dashboard.routes()),
-            middleware=[Middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
+            middleware=[Middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                                   allow_credentials=cors.credentials_allowed(settings.cors_origins),
                                    allow_methods=["GET", "POST", "PATCH", "DELETE"], allow_headers=CORS_HEADERS,
                                    max_age=600)],
             exception_handlers={PushHubError: self._error, 404: self._not_found, 405: self._not_allowed},

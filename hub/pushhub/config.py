@@ -40,6 +40,8 @@ class Settings:
         "help": "live events buffered for one resuming subscription before it is disconnected"})
     heartbeat: float = field(default=15.0, metadata={"help": "seconds between SSE heartbeat comments"})
     sse_retry_ms: int = field(default=2000, metadata={"help": "EventSource reconnect delay sent to clients"})
+    takeover: bool = field(default=False, metadata={
+        "help": "start beside the hub running on this port and data dir, then stop it (restart without a window)"})
     shutdown_timeout: float = field(default=5.0, metadata={"help": "seconds to wait for connections on exit"})
     access_log: bool = field(default=False, metadata={"help": "log every HTTP request"})
     admin_keys: list[str] = field(default_factory=list, metadata={
@@ -53,6 +55,8 @@ class Settings:
         "help": "channel pattern anyone may read without a token, e.g. 'public:*' (repeat)"})
     cors_origins: list[str] = field(default_factory=list, metadata={
         "help": "browser origin allowed to call the hub, e.g. https://app.example.com (repeat)"})
+    metrics_keys: list[str] = field(default_factory=list, metadata={
+        "help": "key that /metrics requires as a bearer token (repeat); unset: only loopback peers may read it"})
     ingest_config: str = field(default="", metadata={"help": "TOML or JSON file that defines ingest sources"})
     dedupe_window: float = field(default=72 * 3600.0, metadata={
         "help": "seconds a webhook delivery id or Idempotency-Key is remembered"})
@@ -75,6 +79,11 @@ class Settings:
         "help": "outgoing webhooks: how long attempts and finished deliveries are kept"})
     webhook_secret_overlap: str = field(default="24h", metadata={
         "help": "outgoing webhooks: how long a rotated-out secret keeps signing"})
+
+    @property
+    def uses_sqlite(self) -> bool:
+        """Whether this hub keeps its data in its SQLite file in ``data_dir`` (one writer at a time)."""
+        return not (self.redis or self.memory)
 
     @property
     def backend_url(self) -> str:
@@ -107,6 +116,9 @@ class Settings:
                 f"refusing to listen on {self.host} with no publisher key: set --publisher-key "
                 "(PUSHHUB_PUBLISHER_KEYS) or --jwt-secret, or --insecure to let anyone who reaches it publish"
             )
+        if self.takeover and not self.uses_sqlite:
+            raise BadRequest("--takeover replaces a hub on the same --data-dir (SQLite): a --memory hub has "
+                             "nothing to hand over, and hubs on --redis cannot take over yet")
         if self.dedupe_window <= 0:
             raise BadRequest("--dedupe-window must be a positive number of seconds")
 
@@ -118,7 +130,7 @@ def _flag(name: str) -> str:
 
 
 _REPEATABLE = ("publisher_keys", "retention_rules", "admin_keys", "jwt_secrets", "jwt_public_keys",
-               "public_channels", "cors_origins", "webhook_allow_networks")
+               "public_channels", "cors_origins", "webhook_allow_networks", "metrics_keys")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

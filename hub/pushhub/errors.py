@@ -6,6 +6,7 @@ PushHubError
 │   ├── BadCursor       a resume cursor cannot be decoded
 │   ├── BadEvent        a published event is not a valid event
 │   ├── PayloadTooLarge a request body exceeds its limit (413; pushhub.http_api)
+│   ├── ClientGone      the client left before sending the whole body (pushhub.http_api)
 │   └── KeyReused       an Idempotency-Key came back with another request (422; pushhub.idempotency)
 ├── Unauthorized        credentials are missing or wrong
 │   ├── TokenExpired    a valid token past its ``exp`` (pushhub.auth)

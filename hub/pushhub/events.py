@@ -33,7 +33,10 @@ def parse_time(value: str) -> str:
         raise BadEvent(f"invalid time {value!r}: use RFC 3339, e.g. 2026-01-31T12:00:00Z") from exc
     if parsed.tzinfo is None:
         raise BadEvent(f"invalid time {value!r}: a UTC offset is required")
-    return format_time(parsed.timestamp())
+    try:
+        return format_time(parsed.timestamp())
+    except (ValueError, OverflowError) as exc:  # e.g. 9999-12-31T23:59:59-23:59 is in the year 10000 in UTC
+        raise BadEvent(f"invalid time {value!r}: it falls outside the years 1-9999 in UTC") from exc
 
 
 class EventDraft:

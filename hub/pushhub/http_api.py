@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -17,7 +17,8 @@ from .connection import SSEConnection
 from .errors import BadRequest, PushHubError
 from .events import Event, parse_publish_body
 from .hub import Hub
-from .numbers import is_decimal
+from .metrics_access import MetricsAccess
+from .numbers import bounded
 from .stats import StatsCollector
 
 MAX_HISTORY_LIMIT = 1000
@@ -28,15 +29,24 @@ def error_response(exc: PushHubError) -> JSONResponse:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and is_decimal(declared) and int(declared) > limit:
+    declared = bounded(request.headers.get("content-length", ""), limit)
+    if declared is not None and declared > limit:
         raise PayloadTooLarge(limit)
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(limit)
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise PayloadTooLarge(limit)
+    except ClientDisconnect as exc:
+        raise ClientGone("the client closed the connection before sending the whole body") from exc
     return bytes(body)
+
+
+class ClientGone(BadRequest):
+    """The request ended before its body did: nothing was done, and the answer reaches no one."""
+
+    code = "client_disconnected"
 
 
 class PayloadTooLarge(BadRequest):
@@ -54,13 +64,14 @@ def positioned(event: Event) -> dict[str, Any]:
 
 class HttpApi:
     def __init__(self, hub: Hub, access: Access, max_body_bytes: int, window: float,
-                 cors_origins: list[str]) -> None:
+                 cors_origins: list[str], metrics: MetricsAccess) -> None:
         """``window``: seconds an ``Idempotency-Key`` is remembered."""
         self.hub = hub
         self.access = access
         self.max_body_bytes = max_body_bytes
         self.window = window
         self.cors_origins = cors_origins
+        self.metrics_access = metrics
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(StatsCollector(hub.stats, self.gauges))
 
@@ -115,10 +126,9 @@ class HttpApi:
     async def history(self, request: Request) -> Response:
         channel = self.readable(request)
         after = request.query_params.get("after") or None
-        raw_limit = request.query_params.get("limit", "100")
-        if not is_decimal(raw_limit) or not 1 <= int(raw_limit) <= MAX_HISTORY_LIMIT:
+        limit = bounded(request.query_params.get("limit", "100"), MAX_HISTORY_LIMIT)
+        if limit is None or not 1 <= limit <= MAX_HISTORY_LIMIT:
             raise BadRequest(f"'limit' must be an integer from 1 to {MAX_HISTORY_LIMIT}")
-        limit = int(raw_limit)
         page, reset = await self.hub.history(channel, after, limit)
         events = page.events
         if events:
@@ -145,6 +155,8 @@ class HttpApi:
         return JSONResponse(self.hub.stats.snapshot(self.gauges()))
 
     async def metrics(self, request: Request) -> Response:
+        self.metrics_access.check(bearer(request.headers.get("authorization")),
+                                  request.client.host if request.client else None)
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def channel_state(self, request: Request) -> Response:

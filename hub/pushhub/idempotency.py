@@ -7,7 +7,8 @@ append. A record is found by channel, *scope* and key:
 - a publish's scope is its publisher (:attr:`pushhub.auth.Grant.publisher`: the hash of its key,
   or a token's ``sub``; ``""`` for everyone when the hub runs open), so two publishers never
   collide and nobody can read another's answers by guessing keys;
-- an ingested webhook's scope is ``ingest:<source>`` and its key the delivery id;
+- an ingested webhook's scope is ``ingest:<source>`` and its key the delivery id (or, for a
+  request without one, ``ingest-signed:<source>`` and the hash of what its signature covers);
 - records migrated from before scopes existed have :data:`LEGACY_SCOPE` and match any publisher.
 
 A record keeps the request's fingerprint (its channel and exact body) and the ids of its events;
@@ -46,8 +47,10 @@ def fingerprint(channel: str, body: bytes) -> str:
     return hashlib.sha256(channel.encode() + b"\0" + body).hexdigest()
 
 
-def ingest_scope(source: str) -> str:
-    return INGEST + source
+def ingest_scope(source: str, *, signed: bool = False) -> str:
+    """The scope of a source's records: keyed by delivery id, or by the hash of a signed request
+    that carries none (``signed``)."""
+    return ("ingest-signed:" if signed else INGEST) + source
 
 
 def record(fingerprint: str | None, ids: Sequence[str], batch: bool) -> bytes:

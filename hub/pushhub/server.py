@@ -7,7 +7,7 @@ import socket
 
 import uvicorn
 
-from . import disconnect
+from . import disconnect, takeover
 from .app import PushHub
 from .config import Settings
 
@@ -60,13 +60,17 @@ _PER_CONNECTION = frozenset({'%s - "WebSocket %s" [accepted]', "connection open"
 
 
 def run(settings: Settings, sock: socket.socket | None = None) -> None:
-    """One hub process, on ``sock`` if given (a worker), else on the configured address."""
+    """One hub process, on ``sock`` if given (a worker), else on the configured address, holding
+    the data directory (see :mod:`pushhub.takeover`)."""
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    if sock is None:
+        sock = takeover.listen(settings)
+        data_dir_lock = takeover.hold_data_dir(settings)  # noqa: F841 - held until the process ends
     app = PushHub(settings)
     config = uvicorn_config(app, settings)  # configures uvicorn's loggers
     if not settings.access_log:
         logging.getLogger("uvicorn.error").addFilter(QuietConnections())
-    HubServer(config, app).run(sockets=None if sock is None else [sock])
+    HubServer(config, app).run(sockets=[sock])
 
 
 def serve(settings: Settings) -> int:

@@ -63,6 +63,8 @@ def subscription_spec(channels: list[str], types: list[str]) -> tuple[tuple[str,
         raise BadRequest("name at least one channel")
     if len(names) > MAX_CHANNELS:
         raise BadRequest(f"at most {MAX_CHANNELS} channels per subscription")
+    if not all(isinstance(t, str) for t in types):
+        raise BadRequest("'types' must be a list of event-type patterns (strings)")
     type_patterns = tuple(sorted(set(types)))
     return tuple(sorted(names)), type_patterns, compile_patterns(type_patterns)
 

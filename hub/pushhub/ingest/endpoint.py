@@ -60,8 +60,9 @@ class IngestApi:
         if not source.allows(address):
             raise Forbidden(f"{address} is not in the allowlist of ingest source {name!r}")
         body = await read_body(request, source.max_body_bytes)
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        verify(source.signature, headers, body, self.clock())
+        verified = verify(source.signature, {k.lower(): v for k, v in request.headers.items()}, body,
+                          self.clock())
+        headers = verified.headers
         data = extract.decode_body(body, headers.get("content-type", ""))
         if source.signature.scheme == "slack" and isinstance(data, dict) and data.get("type") == "url_verification":
             return JSONResponse({"challenge": data.get("challenge")})
@@ -69,16 +70,19 @@ class IngestApi:
         draft = extract.draft(name, extract.event_type(extract.first(source.type_refs, headers, data)),
                               delivery_id, data)
 
-        if delivery_id is None:
+        if delivery_id is not None:
+            scope, key = idempotency.ingest_scope(name), extract.delivery_key(delivery_id)
+        elif verified.fingerprint is not None:  # no id: the same signed request is the same delivery
+            scope, key = idempotency.ingest_scope(name, signed=True), verified.fingerprint
+        else:
             (event,) = await self.hub.publish(source.channel, [draft])
             return JSONResponse({**positioned(event), "duplicate": False, "delivery_id": None}, status_code=202)
-        once = Once(idempotency.ingest_scope(name), extract.delivery_key(delivery_id),
-                    idempotency.record(None, [draft.id], False), self.window)
+        once = Once(scope, key, idempotency.record(None, [draft.id], False), self.window)
         published = await self.hub.publish_once(source.channel, [draft], once)
         if published.replayed is None:
             described = positioned(published.events[0])
         else:
-            described = idempotency.replay(source.channel, published.replayed, None, delivery_id)[0][0]
+            described = idempotency.replay(source.channel, published.replayed, None, key)[0][0]
         repeat = published.replayed is not None
         return JSONResponse({**described, "duplicate": repeat, "delivery_id": delivery_id},
                             status_code=200 if repeat else 202)

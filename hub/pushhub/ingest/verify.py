@@ -20,6 +20,13 @@ shopify    X-Shopify-Hmac-SHA256         body → base64
 hmac       configurable                  body → hex or base64, optional prefix, sha1/256/512
 none       —                             nothing (trusted networks only)
 ========== ============================= ===================================================
+
+A valid signature vouches only for what it covers, so :func:`verify` answers with a
+:class:`Verified`: the headers of the scheme that was checked (a request signed with ``svix-*``
+headers loses any ``webhook-*`` ones, which an attacker could add to a replay, and the other way
+round), and, for the schemes that sign a timestamp, a fingerprint of the signed content, which
+dedupes a replay of a delivery that carries no id (Slack slash commands, Stripe-style bodies
+without ``id``).
 """
 
 from __future__ import annotations
@@ -82,19 +89,41 @@ def standard_key(secret: str) -> bytes:
         raise BadRequest("a Standard Webhooks secret is 'whsec_' followed by base64") from exc
 
 
-def verify(spec: Signature, headers: Mapping[str, str], body: bytes, now: float) -> None:
+@dataclass(frozen=True)
+class Verified:
+    """What a valid signature vouches for.
+
+    ``headers``: the request's headers minus those of another variant of the scheme than the one
+    verified. ``signed``: the signed content when it includes a timestamp, else ``None``.
+    """
+
+    headers: Mapping[str, str]
+    signed: bytes | None = None
+
+    @property
+    def fingerprint(self) -> str | None:
+        """``sha256:`` and the hex digest of the signed content, if it has a timestamp: the same
+        request replayed has the same fingerprint, one the provider signed anew has another."""
+        return None if self.signed is None else "sha256:" + hashlib.sha256(self.signed).hexdigest()
+
+
+def verify(spec: Signature, headers: Mapping[str, str], body: bytes, now: float) -> Verified:
     """Raise :class:`SignatureError` unless ``body`` and ``headers`` (lower-case names) carry a
     valid signature by one of ``spec.secrets``, made within ``spec.tolerance`` seconds of ``now``."""
+    signed: bytes | None = None
     if spec.scheme == "none":
-        return
-    if spec.scheme == "standard":
-        _standard(spec, headers, body, now)
+        pass
+    elif spec.scheme == "standard":
+        prefix = _standard_prefix(headers)
+        signed = _standard(spec, headers, body, now, prefix)
+        other = "svix-" if prefix == "webhook-" else "webhook-"
+        headers = {k: v for k, v in headers.items() if not k.startswith(other)}
     elif spec.scheme == "github":
         given = _header(headers, "x-hub-signature-256")
         expected = ["sha256=" + _mac(s.encode(), body, "sha256").hex() for s in spec.secrets]
         _match(expected, [given])
     elif spec.scheme == "stripe":
-        _stripe(spec, headers, body, now)
+        signed = _stripe(spec, headers, body, now)
     elif spec.scheme == "slack":
         timestamp = _header(headers, "x-slack-request-timestamp")
         _fresh(timestamp, now, spec.tolerance)
@@ -108,6 +137,7 @@ def verify(spec: Signature, headers: Mapping[str, str], body: bytes, now: float)
         _generic(spec, headers, body)
     else:
         raise SignatureError(f"unknown signature scheme {spec.scheme!r}")
+    return Verified(headers, signed)
 
 
 def _mac(key: bytes, message: bytes, algorithm: str) -> bytes:
@@ -138,8 +168,12 @@ def _fresh(timestamp: str, now: float, tolerance: float) -> None:
         raise StaleTimestamp(f"timestamp {timestamp} is more than {tolerance:g} s away from the hub's clock")
 
 
-def _standard(spec: Signature, headers: Mapping[str, str], body: bytes, now: float) -> None:
-    prefix = "webhook-" if "webhook-signature" in headers else "svix-"
+def _standard_prefix(headers: Mapping[str, str]) -> str:
+    """Standard Webhooks' own header names, or Svix's older ``svix-*`` ones."""
+    return "webhook-" if "webhook-signature" in headers else "svix-"
+
+
+def _standard(spec: Signature, headers: Mapping[str, str], body: bytes, now: float, prefix: str) -> bytes:
     msg_id = _header(headers, prefix + "id")
     timestamp = _header(headers, prefix + "timestamp")
     _fresh(timestamp, now, spec.tolerance)
@@ -147,9 +181,10 @@ def _standard(spec: Signature, headers: Mapping[str, str], body: bytes, now: flo
     given = [part.removeprefix("v1,") for part in _header(headers, prefix + "signature").split(" ")
              if part.startswith("v1,")]
     _match([base64.b64encode(_mac(standard_key(s), signed, "sha256")).decode() for s in spec.secrets], given)
+    return signed
 
 
-def _stripe(spec: Signature, headers: Mapping[str, str], body: bytes, now: float) -> None:
+def _stripe(spec: Signature, headers: Mapping[str, str], body: bytes, now: float) -> bytes:
     timestamp = ""
     given = []
     for item in _header(headers, "stripe-signature").split(","):
@@ -163,6 +198,7 @@ def _stripe(spec: Signature, headers: Mapping[str, str], body: bytes, now: float
     _fresh(timestamp, now, spec.tolerance)
     signed = timestamp.encode() + b"." + body
     _match([_mac(s.encode(), signed, "sha256").hex() for s in spec.secrets], given)
+    return signed
 
 
 def _generic(spec: Signature, headers: Mapping[str, str], body: bytes) -> None:

@@ -20,7 +20,7 @@ from ..channels import validate_channel
 from ..errors import BadRequest
 from ..events import parse_time
 from ..http_api import read_body
-from ..numbers import is_decimal
+from ..numbers import bounded
 from ..retention import parse_duration
 from . import endpoints, signing
 from .dispatcher import Dispatcher, event_seconds
@@ -28,6 +28,7 @@ from .errors import InvalidEndpoint, NotFound
 from .store import STATUSES
 
 MAX_LIMIT = 1000
+MAX_SEQ = (1 << 63) - 1  # the largest row id SQLite (and a Redis sorted-set score, exactly) can hold
 Handler = Callable[[Request], Awaitable[Response]]
 Authorize = Callable[[Request], None]
 
@@ -40,19 +41,20 @@ def admin_check(access: Access) -> Authorize:
 
 
 def _limit(request: Request) -> int:
-    raw = request.query_params.get("limit", "100")
-    if not is_decimal(raw) or not 1 <= int(raw) <= MAX_LIMIT:
+    limit = bounded(request.query_params.get("limit", "100"), MAX_LIMIT)
+    if limit is None or not 1 <= limit <= MAX_LIMIT:
         raise BadRequest(f"'limit' must be an integer from 1 to {MAX_LIMIT}")
-    return int(raw)
+    return limit
 
 
 def _before(request: Request) -> int | None:
     raw = request.query_params.get("before")
     if raw is None:
         return None
-    if not is_decimal(raw):
+    before = bounded(raw, MAX_SEQ)
+    if before is None or before > MAX_SEQ:
         raise BadRequest("'before' must be the 'next_before' value of the previous page")
-    return int(raw)
+    return before
 
 
 def _page(items: list[dict[str, Any]], key: str, limit: int) -> JSONResponse:

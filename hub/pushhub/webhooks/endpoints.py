@@ -17,7 +17,7 @@ from ..errors import BadRequest
 from . import signing
 from .errors import Blocked, InvalidEndpoint
 from .retry import format_schedule, parse_schedule
-from .ssrf import IPNetwork, check_url
+from .ssrf import IPNetwork, check_url, normalise_host
 
 MAX_URL_LENGTH = 2048
 MAX_DESCRIPTION = 1024
@@ -123,11 +123,12 @@ def _url(value: Any, https_only: bool, allow: Sequence[IPNetwork]) -> str:
         raise InvalidEndpoint("'url' may not carry credentials: use 'headers'")
     if parsed.fragment:
         raise InvalidEndpoint("'url' may not have a #fragment")
+    url = normalise_host(value)
     try:
-        check_url(value, https_only=https_only, allow=allow)
+        check_url(url, https_only=https_only, allow=allow)
     except Blocked as exc:
         raise InvalidEndpoint(f"'url': {exc.message}") from exc
-    return value
+    return url
 
 
 def _headers(value: Any) -> tuple[tuple[str, str], ...]:

@@ -70,10 +70,59 @@ def check_address(address: IPAddress, allow: Sequence[IPNetwork]) -> None:
 
 
 def literal_address(host: str) -> IPAddress | None:
+    """The address ``host`` names without DNS: an IP literal, or a shorthand IPv4 form."""
     try:
         return ipaddress.ip_address(host.strip("[]"))
     except ValueError:
+        return ipv4_shorthand(host)
+
+
+def ipv4_shorthand(host: str) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a host such as ``127.1``, ``0x7f000001``, ``2130706433``, ``0x7f.0.0.01``
+    or ``0`` stands for, read as the WHATWG URL standard's IPv4 parser and ``inet_aton`` (which
+    ``getaddrinfo`` uses) read it: one to four parts, each decimal, ``0x`` hex or ``0`` octal, the
+    last filling the remaining bytes. ``None`` if ``host`` is not of that form."""
+    parts = host.split(".")
+    if len(parts) > 1 and parts[-1] == "":
+        parts.pop()
+    if not 1 <= len(parts) <= 4:
         return None
+    numbers = [_ipv4_number(part) for part in parts]
+    if any(n is None for n in numbers):
+        return None
+    *leading, last = typing.cast(list[int], numbers)
+    if any(n > 255 for n in leading) or last >= 256 ** (5 - len(parts)):
+        return None
+    value = last
+    for index, number in enumerate(leading):
+        value += number << (8 * (3 - index))
+    return ipaddress.IPv4Address(value)
+
+
+def _ipv4_number(part: str) -> int | None:
+    if not part.isascii():
+        return None
+    text, base = part, 10
+    if text[:2] in ("0x", "0X"):
+        text, base = text[2:] or "0", 16
+    elif len(text) > 1 and text.startswith("0"):
+        text, base = text[1:], 8
+    if not text or len(text) > 12:
+        return None
+    try:
+        return int(text, base)
+    except ValueError:
+        return None
+
+
+def normalise_host(url: str) -> str:
+    """``url`` with a shorthand IPv4 host written as the dotted quad it stands for, so what is
+    stored, shown and checked is the address that is connected to."""
+    parsed = httpx.URL(url)
+    shorthand = ipv4_shorthand(parsed.host)
+    if shorthand is None or str(shorthand) == parsed.host:
+        return url
+    return str(parsed.copy_with(host=str(shorthand)))
 
 
 def check_url(url: str, *, https_only: bool, allow: Sequence[IPNetwork]) -> None:
