@@ -220,6 +220,8 @@ async def test_follows_a_channel_whose_slot_moves_to_another_shard(
             assert cluster.nodes[1].cli("cluster", "countkeysinslot", "0") == "2"  # slot 0 moved
             await publisher.publish(channel, [draft(2)])
             event = await asyncio.wait_for(received.get(), TIMEOUT)
+            while event.offset == 1:  # following the moved slot hands the hub the newest event again
+                event = await asyncio.wait_for(received.get(), TIMEOUT)
             assert (event.offset, event.data) == (2, 2)
             await late_listener.subscribe(channel)  # refused (MOVED) by the old owner, then followed
             await publisher.publish(channel, [draft(3)])
