@@ -22,6 +22,7 @@ from typing import Any
 
 from benchmarks.loadgen import (
     Hub,
+    ServerProcess,
     WorkerSpec,
     add_hub_arguments,
     fresh_channel,
@@ -29,6 +30,7 @@ from benchmarks.loadgen import (
     prioritise,
     raise_fd_limit,
     save_result,
+    storage_name,
     worker_main,
 )
 
@@ -42,10 +44,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, server: ServerProcess | None = None) -> dict[str, Any]:
+    """One measurement against ``server`` (started here and stopped after), by default the hub
+    the options describe."""
     raise_fd_limit()
     facts = machine_facts()
-    hub = Hub(args.url, storage=args.storage, pid=args.pid, extra_args=args.hub_arg).start()
+    hub = (server or Hub(args.url, storage=args.storage, pid=args.pid, extra_args=args.hub_arg)).start()
     context = multiprocessing.get_context("spawn")
     workers = []
     try:
@@ -53,7 +57,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         shares = [args.connections // args.procs + (i < args.connections % args.procs) for i in range(args.procs)]
         for share in shares:
             parent, child = context.Pipe()
-            spec = WorkerSpec(args.transport, hub.host, hub.port, channel, share, concurrency=args.concurrency)
+            spec = WorkerSpec(args.transport, hub.host, hub.port, channel, share, concurrency=args.concurrency,
+                              dialect=hub.dialect.name)
             process = context.Process(target=worker_main, args=(child, spec), daemon=True)
             process.start()
             workers.append((process, parent))
@@ -85,8 +90,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     elapsed = max(r["done"] for r in reports) - min(r["began"] for r in reports)
     return {
         "benchmark": "connect",
+        "server": hub.dialect.name,
         "transport": args.transport,
-        "storage": args.storage if args.url is None else "external",
+        "storage": storage_name(args, server),
         "connections": args.connections,
         "connected": connected,
         "failed": sum(r["failed"] for r in reports),
@@ -111,7 +117,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def summary(r: dict[str, Any]) -> str:
     return "\n".join([
-        f"connect {r['transport']}: {r['connected']}/{r['connections']} subscribed in {r['seconds']} s "
+        f"connect {r['server']} {r['transport']}: {r['connected']}/{r['connections']} subscribed in {r['seconds']} s "
         f"({r['per_s']:g}/s, {r['failed']} failed; {r['concurrency']} in flight x {r['procs']} proc(s))",
         f"  per connection  p50 {r['p50_ms']} ms   p99 {r['p99_ms']} ms   hub CPU {r['hub_us_per_connect']} us",
         f"  hub RSS         {r['rss_before_kib']} KiB -> {r['rss_idle_kib']} KiB ({r['kib_per_idle_conn']} KiB/conn)",

@@ -5,10 +5,11 @@
     python -m benchmarks.fanout --transport sse --subscribers 100 --flat-out --batch 10 --duration 10
 
 Reports delivered messages/s, publish-to-receive latency (p50/p99/max), lost and duplicated
-messages (by offset, per subscriber), the hub's RSS before and after connecting (KiB per idle
-connection) and the hub's CPU time per delivery, measured from /proc. It starts its own hub
-(``python -m pushhub serve --memory``, or ``--storage sqlite``) unless ``--url`` names one. Prints a
-summary and one JSON line, and appends the JSON to ``benchmarks/results/fanout.jsonl``.
+messages (by the sequence numbers in the events, per subscriber), the hub's RSS before and after
+connecting (KiB per idle connection) and the hub's CPU time per delivery, measured from /proc. It
+starts its own hub (``python -m pushhub serve --memory``, or ``--storage sqlite``) unless ``--url``
+names one. Prints a summary and one JSON line, and appends the JSON to
+``benchmarks/results/fanout.jsonl``. ``python -m benchmarks.peer`` runs it beside nginx+Nchan.
 """
 
 from __future__ import annotations
@@ -27,17 +28,19 @@ import uvloop
 from benchmarks.loadgen import (
     HttpClient,
     Hub,
+    ServerProcess,
     WorkerSpec,
     add_hub_arguments,
     events_body,
     fresh_channel,
-    last_offset,
     machine_facts,
     merge_histograms,
     percentile,
     prioritise,
+    publish_flat_out,
     raise_fd_limit,
     save_result,
+    storage_name,
     worker_main,
 )
 
@@ -60,33 +63,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def publish(hub: Hub, channel: str, args: argparse.Namespace) -> dict[str, Any]:
+async def publish(server: ServerProcess, channel: str, args: argparse.Namespace) -> dict[str, Any]:
     """Publish at ``args.rate`` (or flat out) for ``args.duration`` seconds over a pool of
-    keep-alive connections; a request waits for a free connection rather than opening one."""
+    keep-alive connections; a request waits for a free connection rather than opening one. The
+    events are numbered from 1 in the order their requests are sent."""
+    dialect = server.dialect
     headers = f"Authorization: Bearer {args.key}\r\n" if args.key else ""
     pad = b',"pad":"%s"' % (b"x" * args.pad) if args.pad else b""
-    path = f"/v1/channels/{channel}/events"
-    clients = [await HttpClient.open(hub.host, hub.port) for _ in range(args.publishers)]
+    if args.flat_out:
+        result = await publish_flat_out(dialect, server.host, server.port, channel, in_flight=args.publishers,
+                                        duration=args.duration, batch=args.batch, pad=pad, headers=headers)
+        if result["first_error"]:
+            print(f"publish failed: {result['first_error']}", file=sys.stderr)
+        return result
+    path = dialect.publish_path.format(channel=channel)
+    clients = [await HttpClient.open(server.host, server.port) for _ in range(args.publishers)]
     pool: asyncio.Queue[HttpClient] = asyncio.Queue()
     for client in clients:
         pool.put_nowait(client)
-    result = {"published": 0, "requests": 0, "errors": 0, "final": 0}
+    result = {"published": 0, "requests": 0, "errors": 0}
 
-    async def one(client: HttpClient) -> None:
+    async def one(client: HttpClient, first: int) -> None:
         try:
-            status, body = await client.post(path, events_body(args.batch, pad), headers)
+            status, body = await client.post(path, events_body(dialect, first, args.batch, pad), headers)
         finally:
             pool.put_nowait(client)
         result["requests"] += 1
-        if status == 202:
+        if status in dialect.accepted:
             result["published"] += args.batch
-            result["final"] = max(result["final"], last_offset(body))
         else:
             result["errors"] += 1
             if result["errors"] == 1:
                 print(f"publish failed: {status} {body[:200]!r}", file=sys.stderr)
 
-    interval = 0.0 if args.flat_out else args.batch / args.rate
+    interval = args.batch / args.rate
     tasks: set[asyncio.Task[None]] = set()
     start = time.monotonic()
     end = start + args.duration
@@ -99,7 +109,7 @@ async def publish(hub: Hub, channel: str, args: argparse.Namespace) -> dict[str,
         if delay > 0:
             await asyncio.sleep(delay)
         client = await pool.get()
-        task = asyncio.get_running_loop().create_task(one(client))
+        task = asyncio.get_running_loop().create_task(one(client, 1 + sent * args.batch))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         sent += 1
@@ -111,18 +121,21 @@ async def publish(hub: Hub, channel: str, args: argparse.Namespace) -> dict[str,
     return result
 
 
-async def warm_up(hub: Hub, key: str | None) -> None:
+async def warm_up(server: ServerProcess, key: str | None) -> None:
     """One publish on another channel, so the baseline RSS includes the code paths used later."""
-    client = await HttpClient.open(hub.host, hub.port)
+    client = await HttpClient.open(server.host, server.port)
     headers = f"Authorization: Bearer {key}\r\n" if key else ""
-    await client.post(f"/v1/channels/{fresh_channel('warmup')}/events", events_body(1), headers)
+    path = server.dialect.publish_path.format(channel=fresh_channel("warmup"))
+    await client.post(path, events_body(server.dialect, 0), headers)
     client.close()
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, server: ServerProcess | None = None) -> dict[str, Any]:
+    """One measurement against ``server`` (started here and stopped after), by default the hub
+    the options describe."""
     raise_fd_limit()
     facts = machine_facts()
-    hub = Hub(args.url, storage=args.storage, pid=args.pid, extra_args=args.hub_arg).start()
+    hub = (server or Hub(args.url, storage=args.storage, pid=args.pid, extra_args=args.hub_arg)).start()
     context = multiprocessing.get_context("spawn")
     workers = []
     try:
@@ -130,7 +143,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         shares = [args.subscribers // args.procs + (i < args.subscribers % args.procs) for i in range(args.procs)]
         for share in shares:
             parent, child = context.Pipe()
-            spec = WorkerSpec(args.transport, hub.host, hub.port, channel, share)
+            spec = WorkerSpec(args.transport, hub.host, hub.port, channel, share, dialect=hub.dialect.name)
             process = context.Process(target=worker_main, args=(child, spec), daemon=True)
             process.start()
             workers.append((process, parent))
@@ -147,7 +160,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         cpu_before = hub.cpu_seconds()
         published = uvloop.run(publish(hub, channel, args))
         for _, pipe in workers:
-            pipe.send(("finish", published["final"], args.patience))
+            pipe.send(("finish", published["published"], args.patience))
         reports = [pipe.recv() for _, pipe in workers]
         cpu_after = hub.cpu_seconds()
         rss_after = hub.rss_kib()
@@ -168,8 +181,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     connected = sum(len(c["delays"]) for c in connects)
     record: dict[str, Any] = {
         "benchmark": "fanout",
+        "server": hub.dialect.name,
         "transport": args.transport,
-        "storage": args.storage if args.url is None else "external",
+        "storage": storage_name(args, server),
         "subscribers": args.subscribers,
         "connected": connected,
         "rate": None if args.flat_out else args.rate,
@@ -182,6 +196,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "published": published["published"],
         "publish_rate": round(published["published"] / published["elapsed"], 1),
         "publish_errors": published["errors"],
+        "publisher_us_per_request": published.get("publisher_us_per_request"),
         "expected": published["published"] * connected,
         "received": received,
         "delivered_per_s": round(received / span, 1) if span else None,
@@ -228,7 +243,8 @@ def generator_cpu(connects: list[dict[str, Any]], reports: list[dict[str, Any]])
 def summary(r: dict[str, Any]) -> str:
     mode = "flat out" if r["flat_out"] else f"{r['rate']:g} events/s"
     lines = [
-        f"fanout {r['transport']}: {r['connected']}/{r['subscribers']} subscribers, {mode} for {r['duration']:g} s "
+        f"fanout {r['server']} {r['transport']}: {r['connected']}/{r['subscribers']} subscribers, {mode} for "
+        f"{r['duration']:g} s "
         f"(batch {r['batch']}, {r['publishers']} publisher conn), {r['storage']} log, {r['procs']} generator proc(s)",
         f"  published  {r['published']} events ({r['publish_rate']:g}/s, {r['publish_errors']} errors)",
         f"  delivered  {r['received']} of {r['expected']} ({r['delivered_per_s']:g} messages/s)",

@@ -1,12 +1,25 @@
-"""The machine's floor for one delivery: the CPU one ``send()`` of an event-sized message costs on a
-loopback TCP socket, measured with no hub at all.
+"""Floors: what the machine and the libraries under the hub cost with nothing of the hub on top,
+each measured beside pushhub in the same run.
 
-    python -m benchmarks.floor --sockets 1000 --rounds 100 --size 300
+    python -m benchmarks.floor send --sockets 1000 --rounds 100 --size 300
+    python -m benchmarks.floor stack --runs 3 --duration 10
+    python -m benchmarks.floor client --runs 3 --requests 5000
 
-A reader process holds the other ends of the sockets and drains them; the sender writes one
-message per socket per round, as a fan-out of one event does. Whatever a server does, a delivery
-written on its own costs at least this much CPU; only writing several events at once goes below it.
-Prints a summary and one JSON line, and appends it to ``benchmarks/results/floor.jsonl``.
+* ``send``: the CPU one ``send()`` of an event-sized message costs on a loopback TCP socket. A
+  reader process holds the other ends of the sockets and drains them; the sender writes one message
+  per socket per round, as a fan-out of one event does. Whatever a server does, a delivery written
+  on its own costs at least this much CPU; only writing several events at once goes below it.
+* ``stack``: flat-out single-event publishing (``--in-flight`` 32 requests at a time) into a bare
+  uvicorn+httptools app that answers 202 (:mod:`benchmarks.bare`), the ceiling of the server stack
+  the hub runs on, beside pushhub with its memory and its SQLite log; the ratios are pushhub's.
+* ``client``: POSTs per second from a bare ``aiohttp`` and a bare ``httpx`` client (4 in flight)
+  to the fast receiver of the webhook benchmark (:class:`benchmarks.webhooks.Receiver`, in a process
+  of its own), beside the webhooks pushhub delivers to that receiver per second (SQLite store, 4 in
+  flight per endpoint).
+
+The contenders of ``stack`` and ``client`` take turns within each run, in an order that rotates
+from run to run; each prints the median and range of its runs. Every result is appended, with the
+machine's facts, to ``benchmarks/results/floor.jsonl``.
 """
 
 from __future__ import annotations
@@ -19,15 +32,27 @@ import socket
 import sys
 from typing import Any
 
+from benchmarks import client_floor, stack_floor
 from benchmarks.loadgen import machine_facts, raise_fd_limit, save_result
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sockets", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=100)
-    parser.add_argument("--size", type=int, default=300, help="bytes per message")
-    parser.add_argument("--no-save", action="store_true", help="do not append to benchmarks/results")
+    floors = parser.add_subparsers(dest="floor", required=True)
+    send = floors.add_parser("send", help="CPU per loopback send() of one message")
+    send.add_argument("--sockets", type=int, default=1000)
+    send.add_argument("--rounds", type=int, default=100)
+    send.add_argument("--size", type=int, default=300, help="bytes per message")
+    stack = floors.add_parser("stack", help="flat-out publish: bare uvicorn+httptools app beside pushhub")
+    stack.add_argument("--duration", type=float, default=10.0, help="seconds of publishing per run")
+    stack.add_argument("--in-flight", type=int, default=32, help="publish requests in flight")
+    client = floors.add_parser("client", help="POSTs/s: bare aiohttp and httpx beside pushhub's webhooks")
+    client.add_argument("--requests", type=int, default=5000, help="POSTs (and webhooks) per run")
+    client.add_argument("--in-flight", type=int, default=4, help="requests in flight")
+    for sub in (stack, client):
+        sub.add_argument("--runs", type=int, default=3, help="interleaved runs per contender")
+    for sub in (send, stack, client):
+        sub.add_argument("--no-save", action="store_true", help="do not append to benchmarks/results")
     return parser.parse_args(argv)
 
 
@@ -49,7 +74,7 @@ def reader(port: int, count: int, ready: int) -> None:
                 open_count -= 1
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def send_floor(args: argparse.Namespace) -> dict[str, Any]:
     raise_fd_limit()
     facts = machine_facts()
     with socket.socket() as listener:
@@ -92,11 +117,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    record = run(args)
-    print(f"floor: send() of {record['size']} bytes to {record['sockets']} loopback sockets: "
-          f"{record['us_per_send']} us CPU per send (user {record['user_us_per_send']}, system "
-          f"{record['sys_us_per_send']}); load average {record['loadavg_start']:.2f} on {record['nproc']} cores")
-    print(json.dumps(record))
+    if args.floor in ("stack", "client"):
+        record = (stack_floor if args.floor == "stack" else client_floor).run(args)
+        print(json.dumps({key: value for key, value in record.items() if key != "records"}))
+    else:
+        record = send_floor(args)
+        print(f"floor: send() of {record['size']} bytes to {record['sockets']} loopback sockets: "
+              f"{record['us_per_send']} us CPU per send (user {record['user_us_per_send']}, system "
+              f"{record['sys_us_per_send']}); load average {record['loadavg_start']:.2f} on {record['nproc']} cores")
+        print(json.dumps(record))
     if not args.no_save:
         save_result("floor", record)
     return 0

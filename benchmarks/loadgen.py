@@ -2,10 +2,13 @@
 the hub process under test and its /proc readings.
 
 The subscribers are plain asyncio protocols on uvloop, with no HTTP or WebSocket library: a
-subscriber counts frames and pulls the offset and the publish timestamp out of them with a few
-``bytes.find`` calls, so that the generator costs less CPU than the hub it measures. Every event published
-by the benchmarks carries ``{"t": <time.monotonic() at publish>}`` as its data; ``CLOCK_MONOTONIC``
-is shared by every process on the machine, so the receiving process computes the latency.
+subscriber counts frames and pulls the publish timestamp and the sequence number out of them with a
+few ``bytes.find`` calls, so that the generator costs less CPU than the server it measures. Every event
+published by the benchmarks carries ``{"t": <time.monotonic() at publish>, "s": <sequence number>}``
+as its data; ``CLOCK_MONOTONIC`` is shared by every process on the machine, so the receiving process
+computes the latency, and the sequence numbers count what was lost or duplicated the same way
+whichever server delivered it (pushhub, or the reference it is compared with, :mod:`benchmarks.nchan`).
+The wire differences between the servers are a :class:`Dialect`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import asyncio
 import base64
 import contextlib
 import datetime
+import importlib.metadata
+import itertools
 import json
 import os
 import platform
@@ -27,10 +32,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection as Pipe
-from typing import Any, cast
+from typing import IO, Any, cast
 
 import uvloop
 
@@ -42,8 +49,31 @@ BUCKET_S = 1e-4
 BUCKETS = 300_000
 
 # Frames are picked apart with bytes.find, which is three times cheaper than one regular expression.
-_TIME = b'"data":{"t":'
+_TIME = b'{"t":'
+_SEQUENCE = b',"s":'
 _NUMBER = re.compile(rb"[0-9.]+")
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How one server is published to and subscribed from."""
+
+    name: str
+    sse_path: str  # formatted with the channel
+    ws_path: str
+    ws_protocol: str | None  # Sec-WebSocket-Protocol to ask for
+    ws_subscribe: bool  # a subscribe message follows the handshake (else the URL subscribes)
+    publish_path: str
+    accepted: frozenset[int]  # publish statuses that mean the event was taken
+    envelope: bool  # the publish body wraps the data in {"type", "data"} (and can batch events)
+
+
+PUSHHUB = Dialect("pushhub", "/v1/sse?channel={channel}", "/v1/ws", "pushhub.json", True,
+                  "/v1/channels/{channel}/events", frozenset({202}), True)
+# Nchan answers 201 when the message reached a subscriber and 202 when it was only stored.
+NCHAN = Dialect("nchan", "/sub?channel={channel}", "/sub?channel={channel}", None, False,
+                "/pub?channel={channel}", frozenset({201, 202}), False)
+DIALECTS = {d.name: d for d in (PUSHHUB, NCHAN)}
 
 
 
@@ -58,6 +88,13 @@ def add_hub_arguments(parser: argparse.ArgumentParser, *, pid_use: str) -> None:
     parser.add_argument("--url", default=None, help="benchmark a running hub instead of starting one")
     parser.add_argument("--pid", type=int, default=None, help=f"PID of the hub at --url, for {pid_use}")
     parser.add_argument("--no-save", action="store_true", help="do not append to benchmarks/results")
+
+def storage_name(args: argparse.Namespace, server: ServerProcess | None) -> str:
+    """What a result record calls the log of the server measured."""
+    if server is not None and server.dialect is not PUSHHUB:
+        return "memory"
+    return str(args.storage) if args.url is None else "external"
+
 
 def raise_fd_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -87,7 +124,102 @@ def fresh_channel(prefix: str) -> str:
 # The hub under test ---------------------------------------------------------------------------
 
 
-class Hub:
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (a server's workers), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent = int(f.read().rpartition(")")[2].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        pending.extend(children.get(current, []))
+    return tree
+
+
+class ServerProcess:
+    """What the benchmarks read of a server under test: where it listens, its dialect, and the CPU
+    time and memory of its process and all its workers."""
+
+    dialect = PUSHHUB
+    host = "127.0.0.1"
+    port = 0
+    pid: int | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServerProcess:
+        return self
+
+    def launch(self, args: list[str], ready_url: str, what: str, output: int | IO[bytes] = subprocess.DEVNULL) -> None:
+        """Start ``args`` and wait until ``ready_url`` answers."""
+        self.process = subprocess.Popen(args, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
+        self.pid = self.process.pid
+        wait_until_serving(self.process, ready_url, what)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+            self.process = None
+            self.pid = None
+
+    def cpu_seconds(self) -> tuple[float, float] | None:
+        """User and system CPU time of the server's processes so far."""
+        if self.pid is None:
+            return None
+        tick = os.sysconf("SC_CLK_TCK")
+        user = system = 0.0
+        for pid in process_tree(self.pid):
+            with contextlib.suppress(OSError):
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rpartition(")")[2].split()
+                user += int(fields[11]) / tick
+                system += int(fields[12]) / tick
+        return user, system
+
+    def rss_kib(self) -> int | None:
+        if self.pid is None:
+            return None
+        total = 0
+        for pid in process_tree(self.pid):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        return total
+
+
+def wait_until_serving(process: subprocess.Popen[bytes], url: str, what: str) -> None:
+    """Poll ``url`` until it answers (any HTTP status), or fail if ``process`` exits first."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not start serving")
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class Hub(ServerProcess):
     """A ``python -m pushhub serve`` process on a free loopback port (memory or SQLite log), or an
     already running hub given by URL (then its PID, if known, enables the /proc readings)."""
 
@@ -119,50 +251,30 @@ class Hub:
         else:
             self.data_dir = tempfile.mkdtemp(prefix="pushhub-bench-")
             args += ["--data-dir", self.data_dir]
-        self.process = subprocess.Popen(args, cwd=ROOT,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.pid = self.process.pid
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"hub exited with {self.process.returncode}")
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=5) as response:
-                    if response.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("hub did not become healthy")
+        self.launch(args, self.url + "/healthz", "hub")
+        return self
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
+        super().stop()
         if self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
-    def cpu_seconds(self) -> tuple[float, float] | None:
-        """User and system CPU time of the hub process so far."""
-        if self.pid is None:
-            return None
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
-        tick = os.sysconf("SC_CLK_TCK")
-        return int(fields[11]) / tick, int(fields[12]) / tick
 
-    def rss_kib(self) -> int | None:
-        if self.pid is None:
-            return None
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return None
+def versions() -> dict[str, str]:
+    """The versions of the server stack under test, and of nginx and Nchan when installed."""
+    found = {}
+    for name in ("uvicorn", "httptools", "uvloop", "starlette", "websockets", "aiohttp", "httpx"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            found[name] = importlib.metadata.version(name)
+    with contextlib.suppress(OSError):
+        nginx = subprocess.run(["/usr/sbin/nginx", "-v"], capture_output=True, text=True, check=False)
+        found["nginx"] = nginx.stderr.strip().rpartition("/")[2]
+    with contextlib.suppress(OSError):
+        nchan = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "libnginx-mod-nchan"],
+                               capture_output=True, text=True, check=False)
+        if nchan.returncode == 0:
+            found["nchan"] = nchan.stdout.strip()
+    return found
 
 
 def machine_facts() -> dict[str, Any]:
@@ -173,6 +285,7 @@ def machine_facts() -> dict[str, Any]:
         "nproc": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "versions": versions(),
         "commit": commit,
         "loadavg_start": os.getloadavg()[0],
     }
@@ -198,10 +311,9 @@ class Stats:
 
 
 class Subscriber(asyncio.Protocol):
-    """One subscription. ``last`` is the highest offset received; gaps count as lost, repeats as
-    duplicated; ``ready`` is set once the hub has confirmed the subscription."""
-
-    pattern: re.Pattern[bytes]
+    """One subscription. Counts the distinct sequence numbers received (``distinct``) and the
+    repeats (``duplicated``), whatever order they arrive in; ``ready`` is set once the server has
+    confirmed the subscription."""
 
     def __init__(self, stats: Stats, request: bytes) -> None:
         self.stats = stats
@@ -211,9 +323,9 @@ class Subscriber(asyncio.Protocol):
         self.upgraded = False
         self.ready: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.last = 0
+        self.seen = bytearray()
+        self.distinct = 0
         self.received = 0
-        self.lost = 0
         self.duplicated = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -242,50 +354,55 @@ class Subscriber(asyncio.Protocol):
 
     expected_status = b" 200 "
 
-    def record(self, offset: int, sent: float, now: float) -> None:
-        last = self.last
-        if offset == last + 1:
-            self.last = offset
-        elif offset <= last:
+    def record(self, buffer: bytearray, start: int, end: int, now: float) -> int:
+        """Count the event whose data starts at ``start`` (``{"t":…,"s":…}``); returns where it ends."""
+        number = _NUMBER.match(buffer, start + len(_TIME))
+        assert number is not None
+        sent = float(number[0])
+        sequence = _NUMBER.match(buffer, buffer.find(_SEQUENCE, number.end(), end) + len(_SEQUENCE))
+        assert sequence is not None
+        seq = int(sequence[0])
+        seen = self.seen
+        if seq >= len(seen):
+            seen.extend(bytes(seq + 1024 - len(seen)))
+        if seen[seq]:
             self.duplicated += 1
         else:
-            self.lost += offset - last - 1
-            self.last = offset
+            seen[seq] = 1
+            self.distinct += 1
         self.received += 1
         index = int((now - sent) / BUCKET_S)
         self.stats.histogram[index if 0 <= index < BUCKETS else BUCKETS - 1] += 1
+        return sequence.end()
 
 
 class SSESubscriber(Subscriber):
+    """An EventSource stream: ready at the first complete frame (pushhub's preamble, Nchan's
+    ``: hi`` comment), then every frame with benchmark data counts."""
+
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer
         buffer += data
         if not self.upgraded and not self._headers():
             return
-        if not self.ready.done():
-            if b"\nid: " not in buffer and not buffer.startswith(b"id: "):
-                return
-            self.ready.set_result(time.monotonic())
         limit = buffer.rfind(b"\n\n")
         if limit < 0:
             return
         now = time.monotonic()
+        if not self.ready.done():
+            self.ready.set_result(now)
         find, pos = buffer.find, 0
-        while (start := find(b"id: ", pos, limit)) >= 0:
-            eol = find(b"\n", start, limit)
-            pos = eol
-            if not buffer.startswith(b"\ndata: ", eol):
-                continue  # the preamble, or a control event
-            offset = int(buffer[find(b".", start, eol) + 1 : eol])
-            number = _NUMBER.match(buffer, find(_TIME, eol, limit) + len(_TIME))
-            assert number is not None
-            self.record(offset, float(number[0]), now)
-            pos = number.end()
-        self.stats.last_receive = now
+        while (start := find(_TIME, pos, limit)) >= 0:
+            pos = self.record(buffer, start, limit, now)
+            self.stats.last_receive = now
         del buffer[: limit + 2]
 
 
 class WSSubscriber(Subscriber):
+    """A WebSocket: ready at the ``subscribed`` reply to ``subscribe``, or at the handshake when
+    there is no subscribe message (the URL names the channel); every text frame with benchmark
+    data counts."""
+
     expected_status = b" 101 "
 
     def __init__(self, stats: Stats, request: bytes, subscribe: bytes) -> None:
@@ -295,12 +412,15 @@ class WSSubscriber(Subscriber):
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer
         buffer += data
+        now = time.monotonic()
         if not self.upgraded:
             if not self._headers():
                 return
             assert self.transport is not None
-            self.transport.write(self.subscribe)
-        now = time.monotonic()
+            if self.subscribe:
+                self.transport.write(self.subscribe)
+            else:
+                self.ready.set_result(now)
         pos, size = 0, len(buffer)
         while size - pos >= 2:
             length, head = buffer[pos + 1] & 0x7F, 2
@@ -317,13 +437,9 @@ class WSSubscriber(Subscriber):
                 break
             opcode = buffer[pos] & 0x0F
             if opcode == 1:
-                if buffer.startswith(b'{"op":"event"', pos + head):
-                    cursor = buffer.find(b'"cursor":"', pos + head, end)
-                    dot = buffer.find(b".", cursor, end)
-                    quote = buffer.find(b'"', dot, end)
-                    number = _NUMBER.match(buffer, buffer.find(_TIME, quote, end) + len(_TIME))
-                    assert number is not None
-                    self.record(int(buffer[dot + 1 : quote]), float(number[0]), now)
+                start = buffer.find(_TIME, pos + head, end)
+                if start >= 0:
+                    self.record(buffer, start, end, now)
                     self.stats.last_receive = now
                 elif not self.ready.done() and buffer.find(b'"op":"subscribed"', pos + head, end) >= 0:
                     self.ready.set_result(now)
@@ -345,27 +461,31 @@ def ws_client_frame(payload: bytes, opcode: int = 1) -> bytes:
     return head + b"\0\0\0\0" + payload
 
 
-def sse_request(host: str, port: int, channel: str) -> bytes:
-    return (f"GET /v1/sse?channel={channel} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+def sse_request(dialect: Dialect, host: str, port: int, channel: str) -> bytes:
+    return (f"GET {dialect.sse_path.format(channel=channel)} HTTP/1.1\r\nHost: {host}:{port}\r\n"
             "Accept: text/event-stream\r\n\r\n").encode()
 
 
-def ws_request(host: str, port: int) -> bytes:
+def ws_request(dialect: Dialect, host: str, port: int, channel: str) -> bytes:
     key = base64.b64encode(secrets.token_bytes(16)).decode()
-    return (f"GET /v1/ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-            "Sec-WebSocket-Protocol: pushhub.json\r\n\r\n").encode()
+    protocol = f"Sec-WebSocket-Protocol: {dialect.ws_protocol}\r\n" if dialect.ws_protocol else ""
+    return (f"GET {dialect.ws_path.format(channel=channel)} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{protocol}\r\n").encode()
 
 
-async def open_subscriber(stats: Stats, transport: str, host: str, port: int, channel: str) -> Subscriber:
+async def open_subscriber(stats: Stats, dialect: Dialect, transport: str, host: str, port: int,
+                          channel: str) -> Subscriber:
     loop = asyncio.get_running_loop()
     sub: Subscriber
     if transport == "sse":
-        request = sse_request(host, port, channel)
+        request = sse_request(dialect, host, port, channel)
         _, sub = await loop.create_connection(lambda: SSESubscriber(stats, request), host, port)
     else:
-        subscribe = ws_client_frame(b'{"op":"subscribe","id":1,"channel":"%s"}' % channel.encode())
-        request = ws_request(host, port)
+        subscribe = b""
+        if dialect.ws_subscribe:
+            subscribe = ws_client_frame(b'{"op":"subscribe","id":1,"channel":"%s"}' % channel.encode())
+        request = ws_request(dialect, host, port, channel)
         _, sub = await loop.create_connection(lambda: WSSubscriber(stats, request, subscribe), host, port)
     return sub
 
@@ -424,18 +544,114 @@ class HttpClient(asyncio.Protocol):
             self.transport.close()
 
 
-def events_body(count: int, pad: bytes = b"") -> bytes:
-    """A publish body whose events carry the time of publishing."""
+def events_body(dialect: Dialect, first: int, count: int = 1, pad: bytes = b"") -> bytes:
+    """A publish body of ``count`` events numbered from ``first``, carrying the time of publishing."""
     now = b"%.6f" % time.monotonic()
-    event = b'{"type":"bench.tick","data":{"t":%s%s}}' % (now, pad)
+    if not dialect.envelope:
+        if count != 1:
+            raise ValueError(f"{dialect.name} takes one message per publish")
+        return b'{"t":%s,"s":%d%s}' % (now, first, pad)
+    events = [b'{"type":"bench.tick","data":{"t":%s,"s":%d%s}}' % (now, first + i, pad) for i in range(count)]
     if count == 1:
-        return event
-    return b'{"events":[%s]}' % b",".join([event] * count)
+        return events[0]
+    return b'{"events":[%s]}' % b",".join(events)
 
 
-def last_offset(body: bytes) -> int:
-    reply = json.loads(body)
-    return int((reply["events"][-1] if "events" in reply else reply)["offset"])
+class FlatOutPublisher(asyncio.Protocol):
+    """One keep-alive connection that always has one publish request in flight until ``deadline``:
+    the next request is written from ``data_received`` as soon as the answer to the previous one is
+    in, with no task or future per request, so that the generator stays cheaper than the server."""
+
+    def __init__(self, dialect: Dialect, path: str, headers: str, numbers: Iterator[int], batch: int,
+                 pad: bytes, deadline: float) -> None:
+        self.dialect = dialect
+        self.head = (f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                     f"{headers}Content-Length: ").encode()
+        self.numbers = numbers
+        self.batch = batch
+        self.pad = pad
+        self.deadline = deadline
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.length = -1
+        self.status = 0
+        self.accepted = 0
+        self.errors = 0
+        self.first_error = ""
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.send()
+
+    def send(self) -> None:
+        assert self.transport is not None
+        body = events_body(self.dialect, next(self.numbers), self.batch, self.pad)
+        self.transport.write(b"%s%d\r\n\r\n%s" % (self.head, len(body), body))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_exception(ConnectionError(f"publisher connection closed: {exc}"))
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        if self.length < 0:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(buffer[:end]).lower()
+            self.status = int(head[9:12])
+            self.length = int(head.split(b"content-length:", 1)[1].split(b"\r\n", 1)[0])
+            del buffer[: end + 4]
+        if len(buffer) < self.length:
+            return
+        if self.status in self.dialect.accepted:
+            self.accepted += self.batch
+        else:
+            self.errors += 1
+            if not self.first_error:
+                self.first_error = f"{self.status} {bytes(buffer[: min(self.length, 200)])!r}"
+        del buffer[: self.length]
+        self.length = -1
+        if time.monotonic() < self.deadline:
+            self.send()
+        elif not self.done.done():
+            self.done.set_result(None)
+
+
+async def publish_flat_out(dialect: Dialect, host: str, port: int, channel: str, *, in_flight: int,
+                           duration: float, batch: int = 1, pad: bytes = b"", headers: str = "",
+                           numbers: Iterator[int] | None = None) -> dict[str, Any]:
+    """Publish as fast as the server answers for ``duration`` seconds, ``in_flight`` requests at a
+    time (one per connection), events numbered from 1 in the order they are sent."""
+    loop = asyncio.get_running_loop()
+    numbers = numbers or itertools.count(1, batch)
+    path = dialect.publish_path.format(channel=channel)
+    start = time.monotonic()
+    cpu = os.times()
+    publishers = []
+    for _ in range(in_flight):
+        _, publisher = await loop.create_connection(
+            lambda: FlatOutPublisher(dialect, path, headers, numbers, batch, pad, start + duration), host, port)
+        publishers.append(publisher)
+    await asyncio.gather(*(p.done for p in publishers))
+    elapsed = time.monotonic() - start
+    after = os.times()
+    for publisher in publishers:
+        assert publisher.transport is not None
+        publisher.transport.close()
+    requests = sum(p.accepted // batch + p.errors for p in publishers)
+    return {
+        "published": sum(p.accepted for p in publishers),
+        "requests": requests,
+        "errors": sum(p.errors for p in publishers),
+        "first_error": next((p.first_error for p in publishers if p.first_error), ""),
+        "start": start,
+        "elapsed": elapsed,
+        "publisher_us_per_request": round((after.user + after.system - cpu.user - cpu.system) / requests * 1e6, 2)
+        if requests else None,
+    }
 
 
 # Generator worker processes -------------------------------------------------------------------
@@ -449,6 +665,7 @@ class WorkerSpec:
     channel: str
     count: int
     concurrency: int = 200
+    dialect: str = PUSHHUB.name
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -459,7 +676,7 @@ def worker_main(pipe: Pipe, spec: WorkerSpec) -> None:
 
 async def _worker(pipe: Pipe, spec: WorkerSpec) -> None:
     """Connect ``spec.count`` subscribers when told to, then count what arrives; the parent drives
-    each step over ``pipe``: ``connect`` → ``finish`` (the last published offset) → ``close``."""
+    each step over ``pipe``: ``connect`` → ``finish`` (how many events were accepted) → ``close``."""
     loop = asyncio.get_running_loop()
     stats = Stats()
     subs: list[Subscriber] = []
@@ -476,7 +693,8 @@ async def _worker(pipe: Pipe, spec: WorkerSpec) -> None:
         async with gate:
             started = time.monotonic()
             try:
-                sub = await open_subscriber(stats, spec.transport, spec.host, spec.port, spec.channel)
+                sub = await open_subscriber(stats, DIALECTS[spec.dialect], spec.transport, spec.host, spec.port,
+                                            spec.channel)
                 subs.append(sub)
                 ready = await asyncio.wait_for(sub.ready, 60)
             except (OSError, TimeoutError) as exc:
@@ -490,11 +708,11 @@ async def _worker(pipe: Pipe, spec: WorkerSpec) -> None:
     pipe.send({"began": began, "done": done, "delays": [d for d in delays if d is not None],
                "failures": failures[:5], "failed": len(failures), "cpu": _own_cpu()})
 
-    command, final, patience = await receive()
+    command, accepted, patience = await receive()
     assert command == "finish"
     progress, idle_since = -1, time.monotonic()
     while True:
-        reached = sum(1 for sub in subs if sub.last >= final or sub.closed.done())
+        reached = sum(1 for sub in subs if sub.distinct >= accepted or sub.closed.done())
         received = sum(sub.received for sub in subs)
         if reached == len(subs):
             break
@@ -505,7 +723,7 @@ async def _worker(pipe: Pipe, spec: WorkerSpec) -> None:
         await asyncio.sleep(0.05)
     pipe.send({
         "received": sum(sub.received for sub in subs),
-        "lost": sum(sub.lost + max(0, final - sub.last) for sub in subs),
+        "lost": sum(max(0, accepted - sub.distinct) for sub in subs),
         "duplicated": sum(sub.duplicated for sub in subs),
         "disconnected": sum(1 for sub in subs if sub.closed.done()),
         "histogram": {i: n for i, n in enumerate(stats.histogram) if n},

@@ -34,18 +34,19 @@ def scenario(record: dict[str, Any]) -> tuple[Any, ...]:
     kind = record["benchmark"]
     if kind == "fanout":
         mode = "flat out" if record["flat_out"] else f"{record['rate']:g}/s"
-        return (kind, record["transport"], record["subscribers"], mode, record["batch"], record["storage"],
-                record.get("nice", 0), record.get("commit", ""))
+        return (kind, record.get("server", "pushhub"), record["transport"], record["subscribers"], mode,
+                record["batch"], record["storage"], record.get("nice", 0), record.get("commit", ""))
     if kind == "connect":
-        return (kind, record["transport"], record["connections"], record["storage"], record.get("nice", 0),
-                record.get("commit", ""))
+        return (kind, record.get("server", "pushhub"), record["transport"], record["connections"],
+                record["storage"], record.get("nice", 0), record.get("commit", ""))
     return (kind, record["sockets"], record["size"])
 
 
 def summarize(records: list[dict[str, Any]]) -> list[str]:
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
     for record in records:
-        groups[scenario(record)].append(record)
+        if record["benchmark"] in FIGURES:  # peer.py's records carry their own medians
+            groups[scenario(record)].append(record)
     lines = []
     for key, runs in groups.items():
         parts = [f"{' '.join(str(k) for k in key if k != '')}  ({len(runs)} runs)"]

@@ -30,11 +30,10 @@ from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from .channels import compile_patterns
 from .errors import BadRequest, Forbidden, Unauthorized
+from .extras import needs
 
 CLAIM = "pushhub"
 COOKIE = "pushhub_token"
@@ -90,6 +89,13 @@ class JWTVerifier:
             if len(secret.encode()) < MIN_SECRET_BYTES:
                 raise BadRequest(f"a JWT secret needs at least {MIN_SECRET_BYTES} bytes (HS256 key length)")
             self.keys.setdefault("HS256", []).append(secret)
+        if public_keys:
+            self._add_public_keys(public_keys)
+
+    def _add_public_keys(self, public_keys: Sequence[bytes]) -> None:
+        with needs("jwt-rsa", "--jwt-public-key (RS256/ES256 tokens)"):
+            from cryptography.hazmat.primitives.asymmetric import ec, rsa
+            from cryptography.hazmat.primitives.serialization import load_pem_public_key
         for pem in public_keys:
             try:
                 key = load_pem_public_key(pem)

@@ -14,8 +14,9 @@ PushHubError
 │       └── StaleTimestamp  its signed timestamp is outside the tolerance
 ├── Forbidden           credentials are valid but do not allow the action
 ├── UnknownSource       no ingest source has that name (404; pushhub.ingest.endpoint)
-└── Unavailable         the storage backend cannot accept or serve data right now (HTTP 503)
-    └── DataVersionError  stored data is in a format newer than this release understands
+├── Unavailable         the storage backend cannot accept or serve data right now (HTTP 503)
+│   └── DataVersionError  stored data is in a format newer than this release understands
+└── MissingExtra        a configured feature needs an extra that is not installed (pushhub.extras)
 """
 
 from __future__ import annotations
@@ -67,3 +68,7 @@ class Unavailable(PushHubError):
 
 class DataVersionError(Unavailable):
     code = "data_version"
+
+
+class MissingExtra(PushHubError):
+    code = "missing_extra"

@@ -12,6 +12,7 @@ idempotency records of its publishes) and the webhook delivery store, over one c
 from __future__ import annotations
 
 from ..errors import BadRequest
+from ..extras import needs
 from ..retention import RetentionPolicy
 from .base import Backend, Broker, HistoryPage, Once, Published, Recorded, StreamState
 
@@ -44,9 +45,10 @@ def create_backend(url: str, retention: RetentionPolicy, *, fsync: bool = False,
         return Backend(EmbeddedBroker(SqliteStore(database, retention)), SqliteDeliveryStore(database),
                        opened=open_database, closed=close_database)
     if scheme in ("redis", "rediss"):
-        from ..webhooks.redis_store import LEASE_MARGIN, RedisDeliveryStore
-        from .redis import RedisBroker
-        from .redis_connection import RedisConnection
+        with needs("redis", "--redis"):
+            from ..webhooks.redis_store import LEASE_MARGIN, RedisDeliveryStore
+            from .redis import RedisBroker
+            from .redis_connection import RedisConnection
 
         connection = RedisConnection(url, cluster=cluster)
         return Backend(RedisBroker(connection, retention),

@@ -1,0 +1,194 @@
+"""The benchmarks work: their counting on plain frames, and the scripts themselves at tiny sizes
+against real servers (pushhub, nginx+Nchan, the bare uvicorn app). Nothing here is timed: the
+figures are the scripts' business; these tests check that every run completes and loses nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks import comparisons, nchan, report
+from benchmarks.loadgen import NCHAN, PUSHHUB, SSESubscriber, Stats, WSSubscriber, events_body, ws_client_frame
+
+from .utils import TIMEOUT
+
+ROOT = Path(__file__).resolve().parent.parent
+needs_nchan = pytest.mark.skipif(nchan.missing() is not None,
+                                 reason=f"needs nginx with Nchan ({nchan.INSTALL}; scripts/test installs them)")
+
+
+class Transport:
+    def __init__(self) -> None:
+        self.written = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        pass
+
+
+def server_frame(payload: bytes) -> bytes:
+    assert len(payload) < 126
+    return bytes([0x81, len(payload)]) + payload
+
+
+def data(seq: int) -> bytes:
+    return b'{"t":%.6f,"s":%d}' % (1.5, seq)
+
+
+async def test_sse_counts_by_sequence_number_in_any_order_and_split_anywhere() -> None:
+    stats = Stats()
+    sub = SSESubscriber(stats, b"")
+    sub.connection_made(Transport())  # type: ignore[arg-type]
+    stream = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n: hi\n\n"
+              + b"".join(b"id: 1:%d\ndata: %s\n\n" % (n, data(n)) for n in (1, 3, 2, 3)))
+    for start in range(0, len(stream), 7):
+        sub.data_received(stream[start : start + 7])
+    assert sub.ready.done()
+    assert (sub.received, sub.distinct, sub.duplicated) == (4, 3, 1)
+
+
+async def test_sse_reads_pushhub_frames_inside_chunks() -> None:
+    sub = SSESubscriber(Stats(), b"")
+    sub.connection_made(Transport())  # type: ignore[arg-type]
+    event = b'{"id":"evt_1","channel":"c","type":"bench.tick","data":%s}' % data(1)
+    frame = b"id: e.1\ndata: %s\n\n" % event
+    preamble = b"retry: 1000\nid: e.0\n\n"
+    sub.data_received(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+                      b"%x\r\n%s\r\n%x\r\n%s\r\n" % (len(preamble), preamble, len(frame), frame))
+    assert sub.ready.done()
+    assert (sub.received, sub.distinct) == (1, 1)
+
+
+async def test_websocket_ready_at_upgrade_for_nchan_and_at_subscribed_for_pushhub() -> None:
+    upgrade = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
+    plain = WSSubscriber(Stats(), b"", b"")
+    plain.connection_made(Transport())  # type: ignore[arg-type]
+    plain.data_received(upgrade + server_frame(data(1)) + server_frame(data(2))[:3])
+    assert plain.ready.done()
+    assert plain.distinct == 1
+    plain.data_received(server_frame(data(2))[3:])
+    assert plain.distinct == 2
+
+    transport = Transport()
+    subscribe = ws_client_frame(b'{"op":"subscribe","id":1,"channel":"c"}')
+    hub = WSSubscriber(Stats(), b"", subscribe)
+    hub.connection_made(transport)  # type: ignore[arg-type]
+    hub.data_received(upgrade)
+    assert transport.written == subscribe
+    assert not hub.ready.done()
+    hub.data_received(server_frame(b'{"op":"subscribed","id":1}')
+                      + server_frame(b'{"op":"event","cursor":"e.1","data":%s}' % data(7)))
+    assert hub.ready.done()
+    assert (hub.distinct, hub.duplicated) == (1, 0)
+
+
+def test_events_body_numbers_every_event() -> None:
+    message = json.loads(events_body(NCHAN, 5))
+    assert sorted(message) == ["s", "t"] and message["s"] == 5
+    batch = json.loads(events_body(PUSHHUB, 10, 3))
+    assert [event["data"]["s"] for event in batch["events"]] == [10, 11, 12]
+    with pytest.raises(ValueError, match="one message per publish"):
+        events_body(NCHAN, 1, 2)
+
+
+def test_interleave_rotates_who_goes_first() -> None:
+    order: list[str] = []
+    runs = report.interleave(("a", "b", "c"), 4, lambda name: {"name": name, "n": order.append(name) or len(order)})
+    assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b", "a", "b", "c"]
+    assert [r["n"] for r in runs["a"]] == [1, 6, 8, 10]
+
+
+def test_spread_and_ratio() -> None:
+    ours, theirs = report.spread([3.0, 1.0, 2.0]), report.spread([4.0, 4.0, 8.0])
+    assert ours == {"median": 2.0, "min": 1.0, "max": 3.0}
+    assert report.ratio(ours, theirs) == 0.5
+    assert report.ratio(ours, None) is None
+    assert report.spread([]) is None
+
+
+def bench(*args: str, timeout: float = 60 * TIMEOUT) -> list[dict[str, Any]]:
+    """Run ``python -m benchmarks.…`` and return the JSON lines it printed."""
+    done = subprocess.run([sys.executable, "-m", *args, "--no-save"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+@needs_nchan
+def test_peer_runs_both_servers_without_loss() -> None:
+    records = bench("benchmarks.peer", "--quick", "--runs", "1", "--duration", "0.5", "--patience", str(TIMEOUT),
+                    "--only", "fanout-ws-1000x100", "--only", "connect-sse-5000", "--only", "publish")
+    assert [r["scenario"] for r in records] == ["fanout-ws-1000x100", "connect-sse-5000", "publish"]
+    for record in records:
+        for server in ("pushhub", "nchan"):
+            assert record["losses"][server] == {"lost": 0, "duplicated": 0, "publish_errors": 0, "failed": 0,
+                                                "connect_failed": 0}
+    fanout, connect, publish = (r["figures"] for r in records)
+    assert fanout["delivered_per_s"]["pushhub"]["median"] > 0 and fanout["delivered_per_s"]["nchan"]["median"] > 0
+    assert connect["seconds"]["ratio"] is not None
+    assert publish["publish_rate"]["ratio"] is not None
+
+
+@needs_nchan
+def test_nchan_listens_on_loopback_from_its_own_prefix() -> None:
+    server = nchan.Nchan().start()
+    try:
+        assert server.prefix is not None
+        with open(Path(server.prefix) / "nginx.conf") as f:
+            config = f.read()
+        assert f"listen 127.0.0.1:{server.port};" in config
+        assert (Path(server.prefix) / "nginx.pid").read_text().strip() == str(server.pid)
+        prefix = server.prefix
+    finally:
+        server.stop()
+    assert not Path(prefix).exists()
+
+
+def test_stack_floor_runs_every_contender() -> None:
+    [record] = bench("benchmarks.floor", "stack", "--runs", "1", "--duration", "0.5")
+    assert set(record["publish_rate"]) == {"bare", "pushhub-memory", "pushhub-sqlite"}
+    assert record["errors"] == {"bare": 0, "pushhub-memory": 0, "pushhub-sqlite": 0}
+    assert all(spread["median"] > 0 for spread in record["publish_rate"].values())
+
+
+def test_client_floor_runs_every_contender() -> None:
+    [record] = bench("benchmarks.floor", "client", "--runs", "1", "--requests", "50")
+    assert set(record["per_s"]) == {"aiohttp", "httpx", "pushhub"}
+    assert all(spread["median"] > 0 for spread in record["per_s"].values())
+
+
+def test_send_floor() -> None:
+    [record] = bench("benchmarks.floor", "send", "--sockets", "20", "--rounds", "5")
+    assert record["sockets"] == 20 and record["us_per_send"] >= 0
+
+
+
+def test_comparisons_tables_come_from_the_latest_saved_runs() -> None:
+    def spread(median: float) -> dict[str, float]:
+        return {"median": median, "min": median - 1, "max": median + 1}
+
+    def peer(date: str, ours: float) -> dict[str, Any]:
+        zero = {"lost": 0, "duplicated": 0, "publish_errors": 0, "failed": 0, "connect_failed": 0}
+        return {"benchmark": "peer", "scenario": "publish", "date": date, "commit": "abc1234", "runs": 3,
+                "figures": {"publish_rate": {"better": "higher", "pushhub": spread(ours), "nchan": spread(20000),
+                                             "ratio": ours / 20000}},
+                "losses": {"pushhub": zero, "nchan": zero},
+                "records": {"pushhub": [{"loadavg_start": 2.0}], "nchan": [{"loadavg_start": 3.5}]}}
+
+    stack = {"benchmark": "floor-stack", "date": "2026-12-01T16:30:00+00:00", "commit": "abc1234", "runs": 3,
+             "in_flight": 32, "publish_rate": {"bare": spread(20000), "pushhub-memory": spread(5000),
+                                               "pushhub-sqlite": spread(2500)},
+             "records": {"bare": [{"loadavg": 1.0}]}}
+    text = comparisons.markdown([peer("2026-12-01T15:00:00+00:00", 1000), peer("2026-12-01T16:20:00+00:00", 5000),
+                                 {**peer("2026-12-01T16:25:00+00:00", 7), "quick": True}, stack])
+    assert "| publish | publishes/s (higher is better) | 5 000 [4 999-5 001] | 20 000 [19 999-20 001] | 0.25 |" in text
+    assert "2026-12-01 16:20 UTC, commit abc1234, 3 runs, load average 2.0-3.5" in text
+    assert "| pushhub, SQLite log | 2 500 [2 499-2 501] | 0.12 |" in text
+    assert "1 000 [" not in text
