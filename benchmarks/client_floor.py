@@ -23,7 +23,7 @@ import uvloop
 
 from benchmarks.loadgen import Hub, machine_facts, raise_fd_limit
 from benchmarks.report import figures, heading, interleave, ratio, record, table
-from benchmarks.webhooks import Receiver
+from benchmarks.webhooks import Receiver, listen
 
 CONTENDERS = ("aiohttp", "httpx", "pushhub")
 # What pushhub's sender puts on every delivery (Standard Webhooks), with fixed values.
@@ -40,7 +40,7 @@ async def _receiver(pipe: Pipe) -> None:
     """Serve on a free port (sent first), then answer each ``count`` with the monotonic time at
     which the receiver had seen that many requests (or None when ``timeout`` passed first)."""
     receiver = Receiver()
-    server = await asyncio.start_server(receiver.serve, "127.0.0.1", 0)
+    server, _ = await listen(receiver)
     pipe.send(server.sockets[0].getsockname()[1])
     loop = asyncio.get_running_loop()
     while (command := await loop.run_in_executor(None, pipe.recv)) is not None:

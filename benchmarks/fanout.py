@@ -130,9 +130,22 @@ async def warm_up(server: ServerProcess, key: str | None) -> None:
     client.close()
 
 
-def run(args: argparse.Namespace, server: ServerProcess | None = None) -> dict[str, Any]:
+class Hooks:
+    """What a scenario built on this one does around the run (``benchmarks.mixed`` adds webhooks)."""
+
+    def prepare(self, hub: ServerProcess, channel: str) -> None:
+        """The hub is up; nobody is subscribed or publishing yet."""
+
+    def published(self, hub: ServerProcess, published: dict[str, Any]) -> dict[str, Any]:
+        """Publishing ended and the subscribers have reported; the hub is still up. Returns figures
+        to add to the record."""
+        return {}
+
+
+def run(args: argparse.Namespace, server: ServerProcess | None = None, hooks: Hooks | None = None) -> dict[str, Any]:
     """One measurement against ``server`` (started here and stopped after), by default the hub
-    the options describe."""
+    the options describe; ``hooks`` add to it."""
+    hooks = hooks or Hooks()
     raise_fd_limit()
     facts = machine_facts()
     hub = (server or Hub(args.url, storage=args.storage, pid=args.pid, extra_args=args.hub_arg)).start()
@@ -148,6 +161,7 @@ def run(args: argparse.Namespace, server: ServerProcess | None = None) -> dict[s
             process.start()
             workers.append((process, parent))
         prioritise([hub.pid, os.getpid(), *(process.pid for process, _ in workers)], args.nice)
+        hooks.prepare(hub, channel)
         uvloop.run(warm_up(hub, args.key))
         time.sleep(0.5)
         rss_before = hub.rss_kib()
@@ -162,6 +176,7 @@ def run(args: argparse.Namespace, server: ServerProcess | None = None) -> dict[s
         for _, pipe in workers:
             pipe.send(("finish", published["published"], args.patience))
         reports = [pipe.recv() for _, pipe in workers]
+        extra = hooks.published(hub, published)
         cpu_after = hub.cpu_seconds()
         rss_after = hub.rss_kib()
         for _, pipe in workers:
@@ -215,6 +230,7 @@ def run(args: argparse.Namespace, server: ServerProcess | None = None) -> dict[s
         if rss_idle is not None and rss_before is not None and connected else None,
         **cpu_figures("hub", cpu_before, cpu_after, received),
         **cpu_figures("generator", *generator_cpu(connects, reports), received),
+        **extra,
         **facts,
         "loadavg_end": os.getloadavg()[0],
     }

@@ -114,6 +114,26 @@ async def test_resend_restarts_and_wins_over_an_attempt_in_flight(store: Deliver
     assert (current.status, current.attempts, current.next_at, current.tries) == (PENDING, 1, 200.0, 0)
 
 
+async def test_finish_attempts_records_a_batch_in_one_write(store: DeliveryStore) -> None:
+    await store.enqueue("orders", Position("ep0ch", 3), [delivery("ep_a", n) for n in (1, 2, 3)])
+    done, retried, resent = await store.due("ep_a", 100.0, 10)
+    gone = delivery("ep_a", 9)  # never stored (its endpoint was deleted meanwhile): no attempt for it
+    assert await store.resend([delivery("ep_a", 3)], 100.0) == 1
+    done.status, done.attempts, done.updated_at = SUCCEEDED, 1, 101.0
+    retried.attempts, retried.tries, retried.next_at, retried.last_status = 1, 1, 160.0, 503
+    resent.status, resent.attempts, resent.last_status = FAILED, 1, 500
+    await store.finish_attempts([
+        (d, Attempt(d.id, "ep_a", d.event_id, 1, 100.0, 1.0, status))
+        for d, status in ((done, 200), (retried, 503), (resent, 500), (gone, 200))])
+    found = {d.offset: d for d in await store.deliveries(endpoint_id="ep_a")}
+    assert (found[1].status, found[1].attempts) == (SUCCEEDED, 1)
+    assert (found[2].status, found[2].next_at, found[2].tries, found[2].last_status) == (PENDING, 160.0, 1, 503)
+    assert (found[3].status, found[3].attempts, found[3].last_status) == (PENDING, 1, 500)  # the resend wins
+    assert sorted(a.status or 0 for a in await store.attempts(endpoint_id="ep_a")) == [200, 500, 503]
+    assert await store.next_due("ep_a") == 100.0 and [d.offset for d in await store.due("ep_a", 100.0, 10)] == [3]
+    await store.finish_attempts([])
+
+
 async def test_listing_pages_and_prune(store: DeliveryStore) -> None:
     items = [delivery("ep_a", n) for n in range(1, 6)]
     await store.enqueue("orders", Position("ep0ch", 5), items)

@@ -28,7 +28,8 @@ from .metrics_access import MetricsAccess
 from .session import SessionApi
 from .streams import Streams
 from .webhooks.api import WebhookApi, admin_check
-from .webhooks.dispatcher import Dispatcher, config_from_settings
+from .webhooks.dispatcher import Dispatcher
+from .webhooks.settings import config_from_settings
 
 logger = logging.getLogger("pushhub")
 

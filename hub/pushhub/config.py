@@ -69,6 +69,9 @@ class Settings:
     webhook_allow_networks: list[str] = field(default_factory=list, metadata={
         "help": "outgoing webhooks: a private network (CIDR) deliveries may reach (repeat)"})
     webhook_https_only: bool = field(default=False, metadata={"help": "outgoing webhooks: refuse http:// URLs"})
+    webhook_sender: str = field(default="inline", metadata={
+        "help": "outgoing webhooks: 'process' makes the HTTP requests in a child process beside the hub's "
+                "event loop, 'inline' on it"})
     webhook_disable_after: str = field(default="5d", metadata={
         "help": "outgoing webhooks: disable an endpoint failing without a success this long"})
     webhook_breaker_threshold: int = field(default=10, metadata={

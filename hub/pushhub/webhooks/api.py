@@ -23,8 +23,9 @@ from ..http_api import read_body
 from ..numbers import bounded
 from ..retention import parse_duration
 from . import endpoints, signing
-from .dispatcher import Dispatcher, event_seconds
+from .dispatcher import Dispatcher
 from .errors import InvalidEndpoint, NotFound
+from .replay import event_seconds
 from .store import STATUSES
 
 MAX_LIMIT = 1000

@@ -11,6 +11,7 @@ from __future__ import annotations
 from .redis_keys import LUA_NAMES
 
 FIELDS = 10
+FINISH_FIELDS = 11
 
 _COMMON = LUA_NAMES + """
 local function unique(endpoint, channel, epoch, offset)
@@ -143,38 +144,42 @@ redis.call('ZADD', K.due(f[3]), ARGV[5], id)
 return 1
 """
 
-# ARGV: prefix, delivery id, version, status, attempts, tries, next_at, updated_at, last_status (JSON),
-# last_error (JSON), attempt record (JSON), attempt time. Returns the attempt id, or 0 if the delivery
-# is gone.
-FINISH_ATTEMPT = _COMMON + """
-local id = ARGV[2]
-local d = K.delivery(id)
-local f = redis.call('HMGET', d, 'endpoint_id', 'version', 'event_id')
-if not f[1] then
-    return 0
-end
-local endpoint = f[1]
-if f[2] == ARGV[3] then
-    redis.call('HSET', d, 'status', ARGV[4], 'attempts', ARGV[5], 'tries', ARGV[6], 'next_at', ARGV[7],
-        'updated_at', ARGV[8], 'last_status', ARGV[9], 'last_error', ARGV[10])
-    if ARGV[4] == 'pending' then
-        redis.call('ZADD', K.due(endpoint), ARGV[7], id)
-    else
-        redis.call('ZREM', K.due(endpoint), id)
-        redis.call('ZREM', K.pending(endpoint), id)
-        redis.call('ZADD', K.finished, ARGV[8], id)
+# ARGV: prefix, then for each finished attempt: delivery id, version, status, attempts, tries, next_at,
+# updated_at, last_status (JSON), last_error (JSON), attempt record (JSON), attempt time. A delivery
+# that is gone gets no attempt recorded. Returns how many attempts were recorded.
+FINISH_ATTEMPTS = _COMMON + """
+local recorded = 0
+for i = 2, #ARGV, """ + str(FINISH_FIELDS) + """ do
+    local id = ARGV[i]
+    local d = K.delivery(id)
+    local f = redis.call('HMGET', d, 'endpoint_id', 'version', 'event_id')
+    if f[1] then
+        local endpoint = f[1]
+        if f[2] == ARGV[i + 1] then
+            redis.call('HSET', d, 'status', ARGV[i + 2], 'attempts', ARGV[i + 3], 'tries', ARGV[i + 4],
+                'next_at', ARGV[i + 5], 'updated_at', ARGV[i + 6], 'last_status', ARGV[i + 7],
+                'last_error', ARGV[i + 8])
+            if ARGV[i + 2] == 'pending' then
+                redis.call('ZADD', K.due(endpoint), ARGV[i + 5], id)
+            else
+                redis.call('ZREM', K.due(endpoint), id)
+                redis.call('ZREM', K.pending(endpoint), id)
+                redis.call('ZADD', K.finished, ARGV[i + 6], id)
+            end
+        else
+            redis.call('HSET', d, 'attempts', ARGV[i + 3], 'last_status', ARGV[i + 7], 'last_error', ARGV[i + 8])
+        end
+        local attempt = redis.call('INCR', K.attempt_seq)
+        redis.call('HSET', K.attempts, attempt, ARGV[i + 9])
+        redis.call('ZADD', K.attempts_all, attempt, attempt)
+        redis.call('ZADD', K.attempts_at, ARGV[i + 10], attempt)
+        redis.call('ZADD', K.attempts_by_endpoint(endpoint), attempt, attempt)
+        redis.call('ZADD', K.attempts_by_event(f[3]), attempt, attempt)
+        redis.call('ZADD', K.attempts_by_delivery(id), attempt, attempt)
+        recorded = recorded + 1
     end
-else
-    redis.call('HSET', d, 'attempts', ARGV[5], 'last_status', ARGV[9], 'last_error', ARGV[10])
 end
-local attempt = redis.call('INCR', K.attempt_seq)
-redis.call('HSET', K.attempts, attempt, ARGV[11])
-redis.call('ZADD', K.attempts_all, attempt, attempt)
-redis.call('ZADD', K.attempts_at, ARGV[12], attempt)
-redis.call('ZADD', K.attempts_by_endpoint(endpoint), attempt, attempt)
-redis.call('ZADD', K.attempts_by_event(f[3]), attempt, attempt)
-redis.call('ZADD', K.attempts_by_delivery(id), attempt, attempt)
-return attempt
+return recorded
 """
 
 # ARGV: prefix, before, batch. Drops up to `batch` attempts and `batch` finished deliveries last

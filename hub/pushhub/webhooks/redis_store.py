@@ -189,13 +189,17 @@ class RedisDeliveryStore(DeliveryStore):
         return bool(await self._run(scripts.CLAIM, delivery.id, str(delivery.version), _number(now),
                                     _number(now + self.lease)))
 
-    async def finish_attempt(self, delivery: Delivery, attempt: Attempt) -> None:
-        d = delivery
-        record = attempt.as_dict()
-        del record["id"]
-        await self._run(scripts.FINISH_ATTEMPT, d.id, str(d.version), d.status, str(d.attempts), str(d.tries),
-                        _number(d.next_at), _number(d.updated_at), orjson.dumps(d.last_status),
-                        orjson.dumps(d.last_error), orjson.dumps(record), _number(attempt.at))
+    async def finish_attempts(self, finished: Sequence[tuple[Delivery, Attempt]]) -> None:
+        if not finished:
+            return
+        args: list[str | bytes] = []
+        for d, attempt in finished:
+            record = attempt.as_dict()
+            del record["id"]
+            args += [d.id, str(d.version), d.status, str(d.attempts), str(d.tries), _number(d.next_at),
+                     _number(d.updated_at), orjson.dumps(d.last_status), orjson.dumps(d.last_error),
+                     orjson.dumps(record), _number(attempt.at)]
+        await self._run(scripts.FINISH_ATTEMPTS, *args)
 
     # Looking back -------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import secrets
@@ -35,6 +36,7 @@ def generate_secret(random_bytes: Callable[[int], bytes] = secrets.token_bytes) 
     return PREFIX + base64.b64encode(random_bytes(KEY_BYTES)).decode()
 
 
+@functools.lru_cache(maxsize=4096)  # decoded once per secret, not once per signature
 def secret_key(secret: str) -> bytes:
     """The HMAC key of a ``whsec_`` secret; raises :class:`InvalidEndpoint` saying what is wrong."""
     if not isinstance(secret, str) or not secret.startswith(PREFIX):

@@ -1,10 +1,9 @@
 """Which addresses a delivery may reach.
 
-The checks on addresses and URLs are pure. :class:`GuardedTransport` applies them where it matters:
-it resolves the host itself when it opens a connection, refuses if any resolved address is
-forbidden, and connects to the address it checked, so a DNS answer that changes between the check
-and the connection (DNS rebinding) cannot slip through. It never follows redirects (httpx does not
-by default, and the dispatcher never asks it to) and ignores proxy environment variables.
+The checks on addresses and URLs are pure. :class:`GuardedResolver` applies them where it matters:
+the HTTP client's connector asks it for the addresses of a host when it opens a connection; it
+refuses if any of them is forbidden, and the connector connects to the addresses it checked, so a
+DNS answer that changes between the check and the connection (DNS rebinding) cannot slip through.
 """
 
 from __future__ import annotations
@@ -12,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-import ssl
 import typing
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
-import httpcore
 import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from .errors import Blocked, InvalidEndpoint
 
@@ -142,59 +140,27 @@ async def system_resolver(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """Resolves, checks, then connects to the checked address (TLS still verifies the host name)."""
+class GuardedResolver(AbstractResolver):
+    """An aiohttp resolver that refuses a name if any address it resolves to is forbidden. The
+    connector connects to the addresses this returns, so what is checked is what is connected to
+    (TLS still verifies the host name). aiohttp asks no resolver for a literal address:
+    :func:`check_url` covers those."""
 
     def __init__(self, allow: Sequence[IPNetwork], resolver: Resolver = system_resolver) -> None:
         self.allow = list(allow)
         self.resolver = resolver
-        self.inner = httpcore.AnyIOBackend()
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                          local_address: str | None = None,
-                          socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
-                          ) -> httpcore.AsyncNetworkStream:
-        literal = literal_address(host)
-        if literal is not None:
-            addresses = [literal]
-        else:
-            try:
-                resolved = await asyncio.wait_for(self.resolver(host, port), timeout)
-            except (OSError, TimeoutError) as exc:
-                raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-            addresses = [ipaddress.ip_address(a.split("%")[0]) for a in resolved]
-            if not addresses:
-                raise httpcore.ConnectError(f"{host} has no address")
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        addresses = [ipaddress.ip_address(a.split("%")[0]) for a in await self.resolver(host, port)]
+        if not addresses:
+            raise OSError(f"{host} has no address")
         for address in addresses:
             check_address(address, self.allow)
-        error: Exception | None = None
-        for address in addresses:
-            try:
-                return await self.inner.connect_tcp(str(address), port, timeout=timeout,
-                                                    local_address=local_address, socket_options=socket_options)
-            except httpcore.ConnectError as exc:
-                error = exc
-        assert error is not None
-        raise error
+        return [ResolveResult(hostname=host, host=str(address), port=port,
+                              family=socket.AF_INET6 if address.version == 6 else socket.AF_INET,
+                              proto=socket.IPPROTO_TCP, flags=socket.AI_NUMERICHOST | socket.AI_NUMERICSERV)
+                for address in addresses]
 
-    async def sleep(self, seconds: float) -> None:
-        await self.inner.sleep(seconds)
-
-
-class GuardedTransport(httpx.AsyncHTTPTransport):
-    """An httpx transport whose every connection goes through :class:`GuardedBackend`."""
-
-    def __init__(self, allow: Sequence[IPNetwork], resolver: Resolver = system_resolver,
-                 limits: httpx.Limits | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
-        limits = limits or httpx.Limits(max_connections=None, max_keepalive_connections=100)
-        ssl_context = ssl_context or httpx.create_ssl_context(trust_env=False)
-        super().__init__(verify=ssl_context, trust_env=False, limits=limits)
-        # httpx offers no public hook for the network backend: replace the pool it built with an
-        # equivalent one that connects through the guard.
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=GuardedBackend(allow, resolver),
-        )
+    async def close(self) -> None:
+        pass

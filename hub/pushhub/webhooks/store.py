@@ -146,10 +146,14 @@ class DeliveryStore(abc.ABC):
         or another process is sending it. A store only this process uses has nobody to share with."""
         return True
 
-    @abc.abstractmethod
     async def finish_attempt(self, delivery: Delivery, attempt: Attempt) -> None:
         """Atomically record ``attempt`` and save ``delivery``'s new state, unless the delivery was
         resent while the attempt was in flight (then it stays pending, only its attempt count moves)."""
+        await self.finish_attempts([(delivery, attempt)])
+
+    @abc.abstractmethod
+    async def finish_attempts(self, finished: Sequence[tuple[Delivery, Attempt]]) -> None:
+        """:meth:`finish_attempt` for each pair, all in one write (a transaction, or one round trip)."""
 
     # Looking back
     @abc.abstractmethod
@@ -258,16 +262,17 @@ class MemoryDeliveryStore(DeliveryStore):
     async def next_due(self, endpoint_id: str) -> float | None:
         return min((d.next_at for d in self._pending(endpoint_id)), default=None)
 
-    async def finish_attempt(self, delivery: Delivery, attempt: Attempt) -> None:
-        current = self._deliveries.get(delivery.id)
-        if current is None:
-            return
-        if current.version == delivery.version:
-            self._deliveries[delivery.id] = dataclasses.replace(delivery)
-        else:
-            current.attempts, current.last_status, current.last_error = (
-                delivery.attempts, delivery.last_status, delivery.last_error)
-        self._attempts.append(dataclasses.replace(attempt, id=len(self._attempts) + 1))
+    async def finish_attempts(self, finished: Sequence[tuple[Delivery, Attempt]]) -> None:
+        for delivery, attempt in finished:
+            current = self._deliveries.get(delivery.id)
+            if current is None:
+                continue
+            if current.version == delivery.version:
+                self._deliveries[delivery.id] = dataclasses.replace(delivery)
+            else:
+                current.attempts, current.last_status, current.last_error = (
+                    delivery.attempts, delivery.last_status, delivery.last_error)
+            self._attempts.append(dataclasses.replace(attempt, id=len(self._attempts) + 1))
 
     async def delivery(self, delivery_id: str) -> Delivery | None:
         found = self._deliveries.get(delivery_id)
@@ -446,22 +451,21 @@ class SqliteDeliveryStore(DeliveryStore):
                           (endpoint_id, PENDING))
         return rows[0][0] if rows else None
 
-    async def finish_attempt(self, delivery: Delivery, attempt: Attempt) -> None:
-        d, a = delivery, attempt
-
+    async def finish_attempts(self, finished: Sequence[tuple[Delivery, Attempt]]) -> None:
         def statements(db: sqlite3.Connection) -> None:
-            changed = db.execute(
-                "UPDATE webhook_deliveries SET status = ?, attempts = ?, tries = ?, next_at = ?, updated_at = ?, "
-                "last_status = ?, last_error = ? WHERE id = ? AND version = ?",
-                (d.status, d.attempts, d.tries, d.next_at, d.updated_at, d.last_status, d.last_error, d.id,
-                 d.version)).rowcount or db.execute(
-                "UPDATE webhook_deliveries SET attempts = ?, last_status = ?, last_error = ? WHERE id = ?",
-                (d.attempts, d.last_status, d.last_error, d.id)).rowcount
-            if changed:
-                db.execute(f"INSERT INTO webhook_attempts ({_ATTEMPT_COLUMNS}) "
-                           "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           (a.delivery_id, a.endpoint_id, a.event_id, a.number, a.at, a.latency_ms, a.status,
-                            a.response, a.error))
+            recorded = []
+            for d, a in finished:
+                if db.execute(
+                        "UPDATE webhook_deliveries SET status = ?, attempts = ?, tries = ?, next_at = ?, "
+                        "updated_at = ?, last_status = ?, last_error = ? WHERE id = ? AND version = ?",
+                        (d.status, d.attempts, d.tries, d.next_at, d.updated_at, d.last_status, d.last_error, d.id,
+                         d.version)).rowcount or db.execute(
+                        "UPDATE webhook_deliveries SET attempts = ?, last_status = ?, last_error = ? WHERE id = ?",
+                        (d.attempts, d.last_status, d.last_error, d.id)).rowcount:
+                    recorded.append((a.delivery_id, a.endpoint_id, a.event_id, a.number, a.at, a.latency_ms,
+                                     a.status, a.response, a.error))
+            db.executemany(f"INSERT INTO webhook_attempts ({_ATTEMPT_COLUMNS}) "
+                           "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?)", recorded)
         self._write(statements)
 
     async def delivery(self, delivery_id: str) -> Delivery | None:

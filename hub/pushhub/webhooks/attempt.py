@@ -1,0 +1,74 @@
+"""One delivery attempt: the signed request it sends (pure), the POST, and what its reply means for
+the delivery (pure): succeeded, failed for good, or pending until the next step of the schedule."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from . import message, signing
+from .client import HttpClient, Reply
+from .endpoints import Endpoint
+from .errors import Blocked
+from .retry import Outcome, classify, next_delay, parse_retry_after
+from .settings import DispatchConfig
+from .ssrf import check_url
+from .store import FAILED, SUCCEEDED, Attempt, Delivery
+
+
+def request(endpoint: Endpoint, delivery: Delivery, number: int, now: float) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of attempt ``number`` of ``delivery``, signed at ``now``."""
+    body = message.render(delivery.payload, channel=delivery.channel, cursor=f"{delivery.epoch}.{delivery.offset}",
+                          delivery_id=delivery.id, endpoint_id=endpoint.id, attempt=number)
+    headers = {**dict(endpoint.headers), "content-type": "application/json",
+               **signing.headers(endpoint.signature, endpoint.live_secrets(now), delivery.event_id, int(now), body)}
+    return body, headers
+
+
+def conclude(delivery: Delivery, reply: Reply, *, number: int, done: float, schedule: tuple[float, ...],
+             jitter: float, rand: Callable[[], float]) -> Outcome:
+    """Move ``delivery`` to its state after attempt ``number`` got ``reply`` at ``done``."""
+    outcome = classify(reply.status)
+    delivery.attempts = number
+    delivery.updated_at = done
+    delivery.last_status = reply.status
+    delivery.last_error = reply.error
+    if outcome is Outcome.SUCCESS:
+        delivery.status = SUCCEEDED
+    elif outcome is Outcome.GONE:
+        delivery.status = FAILED
+    else:
+        delivery.tries += 1
+        retry_after = parse_retry_after(reply.retry_after, done)
+        delay = next_delay(delivery.tries, schedule, jitter, rand, retry_after)
+        if delay is None:
+            delivery.status = FAILED
+        else:
+            delivery.next_at = done + delay
+    return outcome
+
+
+def blocked(url: str, config: DispatchConfig) -> str | None:
+    """Why no request may go to ``url`` whatever its host resolves to (scheme, literal address), or
+    ``None``. The addresses a name resolves to are checked by the client when it connects."""
+    try:
+        check_url(url, https_only=config.https_only, allow=config.allow)
+    except Blocked as exc:
+        return exc.message
+    return None
+
+
+async def send(client: HttpClient, endpoint: Endpoint, delivery: Delivery, config: DispatchConfig,
+               now: Callable[[], float], rand: Callable[[], float], refused: str | None) -> tuple[Outcome, Attempt]:
+    """Send ``delivery`` once (unless ``refused`` says why its URL may not be reached) and move it to its
+    next state; returns the outcome and the attempt's record."""
+    started_at = now()
+    number = delivery.attempts + 1
+    body, headers = request(endpoint, delivery, number, started_at)
+    started = time.monotonic()
+    reply = Reply(error=refused) if refused is not None else await client.post(endpoint.url, body, headers)
+    latency_ms = (time.monotonic() - started) * 1000.0
+    schedule = config.schedule if endpoint.retry_schedule is None else endpoint.retry_schedule
+    outcome = conclude(delivery, reply, number=number, done=now(), schedule=schedule, jitter=config.jitter, rand=rand)
+    return outcome, Attempt(delivery.id, endpoint.id, delivery.event_id, number, started_at, latency_ms,
+                            reply.status, reply.body, reply.error)
