@@ -294,11 +294,11 @@ async def test_cli_listen_presents_its_key(secured: HubProcess, admin: httpx.Asy
     await admin.post("/v1/channels/cli/events", json={"type": "t", "data": "via cli"})
     out = Lines()
     args = argparse.Namespace(url=secured.url, key=token(["cli"]), channels=["cli"], type=[], cursor=before)
-    task = asyncio.ensure_future(cli.listen(args, out))
+    task = asyncio.ensure_future(cli.Listener(args, out).run())
     try:
         await asyncio.wait_for(out.arrived.wait(), TIMEOUT)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    assert orjson.loads(out.getvalue())["data"] == "via cli"
+    assert orjson.loads(out.getvalue())["event"]["data"] == "via cli"

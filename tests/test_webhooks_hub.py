@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import orjson
 from standardwebhooks.webhooks import Webhook
 
 from .utils import TIMEOUT, HubProcess, publish
@@ -64,12 +65,15 @@ async def test_endpoint_api(hub_factory: Callable[..., HubProcess]) -> None:
 async def test_cli_manages_endpoints_and_replays(hub_factory: Callable[..., HubProcess]) -> None:
     hub = hub_factory(*ALLOW, "--admin-key", KEY, "--webhook-retry-schedule", "")
     async with receiver(lambda n: Reply(500 if n == 0 else 200)) as server, admin(hub) as client:
-        created = cli(hub, "endpoints", "create", server.url, "--channel", "orders", "--header", "X-Team=billing")
+        created = cli(hub, "endpoints", "create", "--endpoint-url", server.url, "--channel", "orders",
+                      "--header", "X-Team=billing")
         assert created.returncode == 0, created.stderr
         endpoint_id = httpx.Response(200, content=created.stdout).json()["id"]
         assert endpoint_id in cli(hub, "endpoints", "list").stdout
-        bad = cli(hub, "endpoints", "create", "ftp://nowhere")
-        assert bad.returncode == 1 and "422" in bad.stderr and "http(s) URL" in bad.stderr
+        bad = cli(hub, "endpoints", "create", "--endpoint-url", "ftp://nowhere")
+        assert bad.returncode == 1 and bad.stdout == ""
+        assert bad.stderr.startswith("pushhub: 422 invalid_endpoint: ") and "http(s) URL" in bad.stderr
+        assert len(bad.stderr.splitlines()) == 1
         event = await publish(client, "orders", "payment.created", {"n": 1})
         (first,) = await server.wait_for(1)
         assert first.headers["x-team"] == "billing"
@@ -85,8 +89,10 @@ async def test_cli_manages_endpoints_and_replays(hub_factory: Callable[..., HubP
         assert second.headers["webhook-id"] == first.headers["webhook-id"] == event["id"]
         updated = cli(hub, "endpoints", "update", endpoint_id, "--no-enabled")
         assert '"enabled": false' in updated.stdout
-        assert cli(hub, "endpoints", "delete", endpoint_id).returncode == 0
-        assert cli(hub, "endpoints", "show", endpoint_id).returncode == 1
+        deleted = cli(hub, "endpoints", "delete", endpoint_id)
+        assert deleted.returncode == 0 and orjson.loads(deleted.stdout) == {"deleted": endpoint_id}
+        missing = cli(hub, "endpoints", "show", endpoint_id)
+        assert missing.returncode == 1 and missing.stderr.startswith("pushhub: 404 not_found: ")
 
 
 async def test_signatures_verify_with_standardwebhooks(hub_factory: Callable[..., HubProcess], backend: str) -> None:

@@ -14,6 +14,7 @@ import httpx
 import orjson
 import pytest
 
+from pushhub import startup
 from pushhub.config import load
 from pushhub.errors import BadRequest
 
@@ -91,5 +92,5 @@ def test_workers_refuse_a_port_other_workers_hold(hub_factory: Callable[..., Hub
     result = subprocess.run([sys.executable, "-m", "pushhub", "serve", "--redis", redis_server.fresh_url(),
                              "--workers", "2", "--port", str(hub.port)],
                             capture_output=True, text=True, timeout=4 * TIMEOUT)
-    assert result.returncode == 2
-    assert f"cannot listen on 127.0.0.1:{hub.port}" in result.stderr
+    assert result.returncode == startup.ADDRESS
+    assert f"--port {hub.port}: cannot listen (Address already in use)" in result.stderr

@@ -13,6 +13,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from . import client_assets, cors, dashboard, faults
@@ -24,12 +25,16 @@ from .http_api import HttpApi, error_response
 from .hub import Hub
 from .ingest import sources
 from .ingest.endpoint import IngestApi
+from .metrics import BACKLOG_CAP, Metrics
 from .metrics_access import MetricsAccess
+from .openapi import Docs
+from .readiness import Readiness
 from .session import SessionApi
 from .streams import Streams
 from .webhooks.api import WebhookApi, admin_check
 from .webhooks.dispatcher import Dispatcher
 from .webhooks.settings import config_from_settings
+from .webhooks.store import PENDING
 
 logger = logging.getLogger("pushhub")
 
@@ -61,15 +66,18 @@ class PushHub:
         ingest_sources = sources.load_file(settings.ingest_config) if settings.ingest_config else {}
         self.streams = Streams(self.hub, access=access, cors_origins=settings.cors_origins,
                                max_queue_bytes=settings.max_queue_bytes, sse_retry_ms=settings.sse_retry_ms)
-        api = HttpApi(self.hub, access, settings.max_body_bytes, settings.dedupe_window, settings.cors_origins,
-                      MetricsAccess(settings.metrics_keys))
+        api = HttpApi(self.hub, access, settings.max_body_bytes, settings.dedupe_window, settings.cors_origins)
         ingest = IngestApi(self.hub, ingest_sources, settings.dedupe_window, access)
         self.webhooks = Dispatcher(self.hub, self.backend.deliveries, config_from_settings(settings))
         self.dashboard = dashboard.Dashboard(access, self.streams, api)
         webhook_api = WebhookApi(self.webhooks, admin_check(access), settings.max_body_bytes)
+        self.readiness = Readiness(self.backend.broker.healthy, settings.data_dir if settings.uses_sqlite else None)
+        self.metrics = Metrics(self.hub.stats, api.gauges, MetricsAccess(settings.metrics_keys), self._backlog)
+        routes = (api.routes() + ingest.routes() + SessionApi(access).routes() + webhook_api.routes()
+                  + client_assets.routes() + self.dashboard.routes() + self.readiness.routes() + Docs().routes()
+                  + [Route("/metrics", self.metrics.endpoint, methods=["GET"])])
         self.api = Starlette(
-            routes=(api.routes() + ingest.routes() + SessionApi(access).routes() + webhook_api.routes()
-                    + client_assets.routes() + self.dashboard.routes()),
+            routes=[self.metrics.counted(route) for route in routes],
             middleware=[Middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                                    allow_credentials=cors.credentials_allowed(settings.cors_origins),
                                    allow_methods=["GET", "POST", "PATCH", "DELETE"], allow_headers=CORS_HEADERS,
@@ -108,6 +116,11 @@ class PushHub:
         finally:
             await self.backend.close()
 
+    async def _backlog(self) -> dict[str, int]:
+        store = self.webhooks.store
+        return {endpoint_id: len(await store.deliveries(endpoint_id=endpoint_id, status=PENDING, limit=BACKLOG_CAP))
+                for endpoint_id in list(self.webhooks.endpoints)}
+
     async def _heartbeat(self) -> None:
         """SSE heartbeats, and the once-a-second throughput sample."""
         loop = asyncio.get_running_loop()
@@ -115,6 +128,7 @@ class PushHub:
         while True:
             await asyncio.sleep(1.0)
             self.hub.stats.sample(time.time())
+            self.metrics.sync()
             if loop.time() >= next_beat:
                 self.streams.heartbeat()
                 next_beat = loop.time() + self.settings.heartbeat

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -17,9 +16,7 @@ from .connection import SSEConnection
 from .errors import BadRequest, PushHubError
 from .events import Event, parse_publish_body
 from .hub import Hub
-from .metrics_access import MetricsAccess
 from .numbers import bounded
-from .stats import StatsCollector
 
 MAX_HISTORY_LIMIT = 1000
 
@@ -64,16 +61,13 @@ def positioned(event: Event) -> dict[str, Any]:
 
 class HttpApi:
     def __init__(self, hub: Hub, access: Access, max_body_bytes: int, window: float,
-                 cors_origins: list[str], metrics: MetricsAccess) -> None:
+                 cors_origins: list[str]) -> None:
         """``window``: seconds an ``Idempotency-Key`` is remembered."""
         self.hub = hub
         self.access = access
         self.max_body_bytes = max_body_bytes
         self.window = window
         self.cors_origins = cors_origins
-        self.metrics_access = metrics
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(StatsCollector(hub.stats, self.gauges))
 
     def routes(self) -> list[Route]:
         return [
@@ -82,7 +76,6 @@ class HttpApi:
             Route("/v1/channels/{channel}/events", self.history, methods=["GET"]),
             Route("/v1/channels/{channel}", self.channel_state, methods=["GET"]),
             Route("/v1/stats", self.stats, methods=["GET"]),
-            Route("/metrics", self.metrics, methods=["GET"]),
         ]
 
     async def healthz(self, request: Request) -> Response:
@@ -153,11 +146,6 @@ class HttpApi:
     async def stats(self, request: Request) -> Response:
         self.access.check_admin(self.access.grant(bearer(request.headers.get("authorization"))))
         return JSONResponse(self.hub.stats.snapshot(self.gauges()))
-
-    async def metrics(self, request: Request) -> Response:
-        self.metrics_access.check(bearer(request.headers.get("authorization")),
-                                  request.client.host if request.client else None)
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def channel_state(self, request: Request) -> Response:
         channel = self.readable(request)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Coroutine, Hashable, Sequence
 from typing import Any, Protocol
 
@@ -107,11 +108,13 @@ class Hub:
         comes back and nothing is appended): see :meth:`Broker.publish`."""
         for listener in self.publish_listeners:
             await listener.before_publish(channel)
+        started = time.perf_counter()
         published = await self.broker.publish(channel, drafts, once)
         if published.replayed is not None:
             return published
         self.after_append()
         self.stats.published += len(published.events)
+        self.stats.observer.publish(len(published.events), time.perf_counter() - started)
         for listener in self.publish_listeners:
             await listener.published(channel, published.events)
         return published
@@ -400,6 +403,7 @@ class Hub:
 
     def _fan_out(self, state: ChannelState, events: list[Event]) -> None:
         tops = self.tops
+        delivered = self.stats.delivered
         for group in list(state.groups.values()):
             match = group.match
             selected = events if match is None else [e for e in events if match(e.type)]
@@ -409,6 +413,8 @@ class Hub:
                 for conn in list(members):
                     conn.write(data)
                 self.stats.delivered += len(members) * len(selected)
+        if self.stats.delivered != delivered:
+            self.stats.observer.delivery(events[-1].time, time.time())
         tops[state.name] = events[-1].position
         for sub in list(state.pending):
             sub.backlog.extend(events)

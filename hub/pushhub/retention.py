@@ -1,21 +1,18 @@
 """How much history each channel keeps (pure).
 
 Rules are ``PATTERN=COUNT/AGE`` strings, e.g. ``orders.*=5000/7d``; the first rule whose pattern
-matches a channel applies, and the default applies to the rest. AGE takes the units s, m, h, d.
+matches a channel applies, and the default applies to the rest. AGE is a duration (:mod:`pushhub.durations`).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from . import durations
 from .channels import compile_patterns
 from .errors import BadRequest
 from .numbers import is_decimal
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION_RE = re.compile(r"([0-9]+)([smhd])")
 
 
 class Retention(NamedTuple):
@@ -27,10 +24,7 @@ DEFAULT = Retention(1000, 86400.0)
 
 
 def parse_duration(text: str) -> float:
-    match = _DURATION_RE.fullmatch(text.strip())
-    if match is None:
-        raise BadRequest(f"invalid duration {text!r}: use a number and one of s, m, h, d (e.g. 24h)")
-    return float(int(match.group(1)) * _UNITS[match.group(2)])
+    return durations.parse(text)
 
 
 def parse_retention(text: str) -> Retention:

@@ -7,9 +7,11 @@ import socket
 
 import uvicorn
 
-from . import disconnect, takeover
-from .app import PushHub
+from . import disconnect, logs, startup, takeover
+from .app import PushHub, build_access
 from .config import Settings
+
+logger = logging.getLogger("pushhub")
 
 
 class HubServer(uvicorn.Server):
@@ -21,6 +23,7 @@ class HubServer(uvicorn.Server):
         self.pushhub = app
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.pushhub.readiness.drain()
         for server in self.servers:
             server.close()
         self.pushhub.hub.close_connections(disconnect.SHUTDOWN)
@@ -41,10 +44,8 @@ def uvicorn_config(app: PushHub, settings: Settings) -> uvicorn.Config:
         access_log=settings.access_log,
         timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout)),
         log_level="info",
+        log_config=None,  # uvicorn's loggers propagate to the one handler of pushhub.logs
     )
-
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 class QuietConnections(logging.Filter):
@@ -59,28 +60,37 @@ class QuietConnections(logging.Filter):
 _PER_CONNECTION = frozenset({'%s - "WebSocket %s" [accepted]', "connection open", "connection closed"})
 
 
-def run(settings: Settings, sock: socket.socket | None = None) -> None:
-    """One hub process, on ``sock`` if given (a worker), else on the configured address, holding
-    the data directory (see :mod:`pushhub.takeover`)."""
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    if sock is None:
-        sock = takeover.listen(settings)
-        data_dir_lock = takeover.hold_data_dir(settings)  # noqa: F841 - held until the process ends
+def run(settings: Settings, sock: socket.socket) -> None:
+    """One hub process, serving on ``sock`` (bound already, so a port in use fails before start)."""
+    logs.configure(settings.log_format)
     app = PushHub(settings)
-    config = uvicorn_config(app, settings)  # configures uvicorn's loggers
+    config = uvicorn_config(app, settings)
     if not settings.access_log:
         logging.getLogger("uvicorn.error").addFilter(QuietConnections())
     HubServer(config, app).run(sockets=[sock])
 
 
 def serve(settings: Settings) -> int:
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    logs.configure(settings.log_format)
+    build_access(settings)  # credentials and key files load (or the error is the one line)
+    try:
+        startup.check_storage(settings)
+        startup.check_redis(settings)
+        if settings.workers > 1:  # fail here if anything holds the port; each worker binds its own
+            startup.listening_socket(settings, shared=False).close()
+        else:
+            sock = takeover.listen(settings)
+            data_dir_lock = takeover.hold_data_dir(settings)  # noqa: F841 - held until the process ends
+    except startup.StartupError as exc:
+        logger.error("cannot start: %s", exc.message, extra={"exit_code": exc.exit_code})
+        return exc.exit_code
+    logger.info("%s", startup.banner(settings))
     if not (settings.publisher_keys or settings.jwt_secrets or settings.jwt_public_keys):
-        logging.getLogger("pushhub").warning(
-            "no publisher key configured: anyone who can reach %s:%s can publish", settings.host, settings.port)
+        logger.warning("no publisher key configured: anyone who can reach %s:%s can publish",
+                       settings.host, settings.port)
     if settings.workers > 1:
         from .workers import Supervisor
 
         return Supervisor(settings).run()
-    run(settings)
+    run(settings, sock)
     return 0

@@ -1,24 +1,38 @@
 """Counters of what the hub does, sampled once a second for throughput over time.
 
 The hot path only adds to plain integers; turning them into rates, JSON or the Prometheus text
-format happens when someone asks.
+format happens when someone asks. What cannot be a count (durations, outcomes with labels) goes to
+``Stats.observer``, which does nothing unless :class:`pushhub.metrics.Metrics` replaces it.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
-
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 HISTORY_SECONDS = 300
 
 
+class Observer:
+    """Receives what the hub measures besides counts; this one ignores it."""
+
+    def publish(self, count: int, seconds: float) -> None:
+        """A publish call appended ``count`` events in ``seconds``."""
+
+    def delivery(self, event_time: str, now: float) -> None:
+        """A fan-out batch whose last event has ``event_time`` (RFC 3339) was written at ``now``."""
+
+    def webhook_attempt(self, outcome: str, seconds: float) -> None:
+        """An outgoing webhook attempt ended with ``outcome`` after ``seconds``."""
+
+    def ingested(self, source: str, result: str, reason: str = "") -> None:
+        """An ingest webhook was ``accepted``, a ``duplicate`` or ``rejected`` (``reason``: the error code)."""
+
+
 class Stats:
-    __slots__ = ("delivered", "published", "resets", "samples", "slow_consumers", "started")
+    __slots__ = ("delivered", "observer", "published", "resets", "samples", "slow_consumers", "started")
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.published = 0
@@ -26,6 +40,7 @@ class Stats:
         self.resets = 0
         self.slow_consumers = 0
         self.started = clock()
+        self.observer = Observer()
         self.samples: deque[tuple[float, int, int]] = deque(maxlen=HISTORY_SECONDS + 1)
 
     def sample(self, now: float) -> None:
@@ -48,22 +63,3 @@ class Stats:
     def snapshot(self, gauges: dict[str, int], after: float | None = None) -> dict[str, Any]:
         return {"published": self.published, "delivered": self.delivered, "resets": self.resets,
                 "slow_consumers": self.slow_consumers, **gauges, "rates": self.rates(after)}
-
-
-class StatsCollector(Collector):
-    """Exposes :class:`Stats` and the current gauges in the Prometheus format."""
-
-    def __init__(self, stats: Stats, gauges: Callable[[], dict[str, int]]) -> None:
-        self.stats = stats
-        self.gauges = gauges
-
-    def collect(self) -> Iterator[Metric]:
-        stats = self.stats
-        yield CounterMetricFamily("pushhub_events_published", "Events appended to a log", value=stats.published)
-        yield CounterMetricFamily("pushhub_deliveries", "Events written to subscriber connections",
-                                  value=stats.delivered)
-        yield CounterMetricFamily("pushhub_resets", "Reset notices sent to subscribers", value=stats.resets)
-        yield CounterMetricFamily("pushhub_slow_consumers", "Connections closed for reading too slowly",
-                                  value=stats.slow_consumers)
-        for name, value in self.gauges().items():
-            yield GaugeMetricFamily(f"pushhub_{name}", f"Current number of {name.replace('_', ' ')}", value=value)

@@ -28,16 +28,18 @@ import socket
 from typing import IO
 
 from .config import Settings
-from .errors import PushHubError
-from .workers import listening_socket
+from .startup import ADDRESS, STORAGE, StartupError, listening_socket
 
 BACKLOG = 2048
 LOCK_FILE = "writer.lock"
 PID_FILE = "pushhub.pid"
 
 
-class DataDirInUse(PushHubError):
+class DataDirInUse(StartupError):
     code = "data_dir_in_use"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(STORAGE, message)
 
 
 def listen(settings: Settings) -> socket.socket:
@@ -46,9 +48,10 @@ def listen(settings: Settings) -> socket.socket:
         if not settings.takeover:
             listening_socket(settings, shared=False).close()  # fail clearly if anything holds the port
         sock = listening_socket(settings, shared=True)
-    except PushHubError as exc:
-        hint = "" if settings.takeover else " (to replace a hub running there, start this one with --takeover)"
-        raise PushHubError(exc.message + hint) from exc
+    except StartupError as exc:
+        hint = "" if settings.takeover or exc.exit_code != ADDRESS else (
+            " (to replace a hub running there, start this one with --takeover)")
+        raise StartupError(exc.exit_code, exc.message + hint) from exc
     sock.listen(BACKLOG)
     return sock
 

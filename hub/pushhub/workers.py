@@ -13,36 +13,28 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
 import signal
-import socket
+import sys
+import tempfile
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
+from . import metrics
 from .config import Settings
-from .errors import PushHubError
+from .startup import FAILED, listening_socket
 
 logger = logging.getLogger("pushhub")
-
-
-def listening_socket(settings: Settings, *, shared: bool = True) -> socket.socket:
-    """A socket bound to the hub's address that other workers may bind too (if ``shared``)."""
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if shared:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((settings.host, settings.port))
-    except OSError as exc:
-        sock.close()
-        raise PushHubError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from exc
-    return sock
 
 
 def run_worker(settings: Settings) -> None:
     from .server import run
 
-    run(settings, listening_socket(settings))
+    try:
+        run(settings, listening_socket(settings, shared=True))
+    except Exception:  # one log line (JSON with --log-format json), not multiprocessing's traceback
+        logger.critical("worker %s failed", multiprocessing.current_process().pid, exc_info=True)
+        sys.exit(FAILED)
 
 
 class Supervisor:
@@ -65,10 +57,13 @@ class Supervisor:
                 worker.terminate()
 
     def run(self) -> int:
-        # Fail here, clearly, if anything holds the port (even another hub's workers).
-        listening_socket(self.settings, shared=False).close()
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
+        with tempfile.TemporaryDirectory(prefix="pushhub-metrics-") as shared:
+            os.environ.setdefault(metrics.MULTIPROC_ENV, shared)  # the workers' metrics, added up by any of them
+            return self._run()
+
+    def _run(self) -> int:
         self.workers = [self._start_worker() for _ in range(self.settings.workers)]
         logger.info("started %d workers on %s:%s", len(self.workers), self.settings.host, self.settings.port)
         while any(worker.is_alive() for worker in self.workers):
@@ -84,6 +79,8 @@ class Supervisor:
                     self._stop(signal.SIGTERM, None)
                     break
                 logger.warning("worker %s was killed (%s); starting another", worker.pid, worker.exitcode)
+                if worker.pid is not None:
+                    metrics.mark_process_dead(worker.pid)
                 self.workers[index] = self._start_worker()
         for worker in self.workers:
             worker.join()

@@ -42,7 +42,7 @@ class IngestApi:
 
     def routes(self) -> list[Route]:
         return [
-            Route("/v1/ingest/{source}", self.ingest, methods=["POST"]),
+            Route("/v1/ingest/{source}", self.counted, methods=["POST"]),
             Route("/v1/admin/ingest/sources", self.list_sources, methods=["GET"]),
         ]
 
@@ -50,6 +50,15 @@ class IngestApi:
         self.access.check_admin(self.access.grant(bearer(request.headers.get("authorization"))))
         return JSONResponse({"sources": [s.describe() for s in self.sources.values()],
                              "dedupe_window": self.window})
+
+    async def counted(self, request: Request) -> Response:
+        """:meth:`ingest`, with rejections counted by source and error code."""
+        try:
+            return await self.ingest(request)
+        except PushHubError as exc:
+            name = request.path_params["source"]
+            self.hub.stats.observer.ingested(name if name in self.sources else "(unknown)", "rejected", exc.code)
+            raise
 
     async def ingest(self, request: Request) -> Response:
         name = request.path_params["source"]
@@ -65,6 +74,7 @@ class IngestApi:
         headers = verified.headers
         data = extract.decode_body(body, headers.get("content-type", ""))
         if source.signature.scheme == "slack" and isinstance(data, dict) and data.get("type") == "url_verification":
+            self.hub.stats.observer.ingested(name, "challenge")
             return JSONResponse({"challenge": data.get("challenge")})
         delivery_id = extract.first(source.id_refs, headers, data)
         draft = extract.draft(name, extract.event_type(extract.first(source.type_refs, headers, data)),
@@ -76,6 +86,7 @@ class IngestApi:
             scope, key = idempotency.ingest_scope(name, signed=True), verified.fingerprint
         else:
             (event,) = await self.hub.publish(source.channel, [draft])
+            self.hub.stats.observer.ingested(name, "accepted")
             return JSONResponse({**positioned(event), "duplicate": False, "delivery_id": None}, status_code=202)
         once = Once(scope, key, idempotency.record(None, [draft.id], False), self.window)
         published = await self.hub.publish_once(source.channel, [draft], once)
@@ -84,5 +95,6 @@ class IngestApi:
         else:
             described = idempotency.replay(source.channel, published.replayed, None, key)[0][0]
         repeat = published.replayed is not None
+        self.hub.stats.observer.ingested(name, "duplicate" if repeat else "accepted")
         return JSONResponse({**described, "duplicate": repeat, "delivery_id": delivery_id},
                             status_code=200 if repeat else 202)

@@ -1,24 +1,23 @@
 """``pushhub endpoints …``, ``pushhub deliveries …`` and ``pushhub attempts …``: the webhook API from a shell.
 
-Each command makes one request to a running hub and prints the JSON answer.
+Each command makes one request to a running hub and prints the JSON answer (``endpoints delete``
+prints ``{"deleted": ID}``); errors are one line on stderr (:mod:`pushhub.cli_output`).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-import orjson
+from ..cli_output import call
+from ..errors import BadRequest
 
 COMMANDS = ("endpoints", "deliveries", "attempts")
 
 
 def _endpoint_options(parser: argparse.ArgumentParser, *, update: bool) -> None:
-    if update:
-        parser.add_argument("--endpoint-url", help="where deliveries are POSTed")
+    parser.add_argument("--endpoint-url", required=not update, help="where deliveries are POSTed")
     parser.add_argument("--description")
     parser.add_argument("--channel", action="append", dest="channels", help="channel or pattern (repeat; default *)")
     parser.add_argument("--type", action="append", dest="types", help="event type pattern, e.g. payment.* (repeat)")
@@ -43,9 +42,8 @@ def _endpoint_body(args: argparse.Namespace) -> dict[str, Any]:
     if args.headers is not None:
         pairs = [h.partition("=") for h in args.headers]
         body["headers"] = {name: value for name, _, value in pairs}
-    url = getattr(args, "endpoint_url", None) or getattr(args, "target", None)
-    if url:
-        body["url"] = url
+    if args.endpoint_url:
+        body["url"] = args.endpoint_url
     return body
 
 
@@ -60,7 +58,6 @@ def add_commands(commands: Any, client_args: Callable[[argparse.ArgumentParser],
 
     endpoints = group("endpoints", "manage outgoing webhook endpoints")
     create = action(endpoints, "create", "register an endpoint")
-    create.add_argument("target", metavar="URL")
     _endpoint_options(create, update=False)
     action(endpoints, "list", "list endpoints")
     action(endpoints, "show", "show one endpoint, with its secret").add_argument("id")
@@ -122,7 +119,7 @@ def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None,
         if args.id:
             return "POST", f"{base}/deliveries/{args.id}/replay", {}, {}
         if not args.endpoint:
-            raise SystemExit("pushhub: deliveries replay needs a delivery ID or --endpoint")
+            raise BadRequest("deliveries replay needs a delivery ID or --endpoint")
         body: dict[str, Any] = {"failed": True} if args.failed else {}
         body.update({k: v for k, v in (("since", args.since), ("channel", args.channel), ("after", args.after))
                      if v is not None})
@@ -136,20 +133,5 @@ def _query(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     method, path, body, query = _request(args)
-    headers = {"authorization": f"Bearer {args.key}"} if args.key else {}
-    try:
-        response = httpx.request(method, args.url + path, json=body, params=query, headers=headers, timeout=30.0)
-    except httpx.HTTPError as exc:
-        print(f"pushhub: cannot reach {args.url}: {exc}", file=sys.stderr)
-        return 1
-    if response.status_code == 204:
-        return 0
-    try:
-        text = orjson.dumps(response.json(), option=orjson.OPT_INDENT_2).decode()
-    except ValueError:
-        text = response.text
-    if response.is_success:
-        print(text)
-        return 0
-    print(f"pushhub: {response.status_code} {text}", file=sys.stderr)
-    return 1
+    done = {"deleted": args.id} if (args.command, args.action) == ("endpoints", "delete") else None
+    return call(method, args.url + path, key=args.key, body=body, query=query, done=done)

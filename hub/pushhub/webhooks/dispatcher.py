@@ -28,9 +28,9 @@ from .process import SenderProcess
 from .recorder import Recorder
 from .registry import Registry
 from .replay import Replay, channels_for
-from .retry import Outcome
+from .retry import Outcome, classify
 from .settings import PROCESS, DispatchConfig
-from .store import Delivery, DeliveryStore
+from .store import Attempt, Delivery, DeliveryStore
 from .sync import follow_others
 from .worker import Worker
 
@@ -61,7 +61,7 @@ class Dispatcher:
         self.registry = Registry(store, self._configure, self._forget)
         self.intake = Intake(hub.broker, store, self.registry, self.clock, self._wake)
         self.replay = Replay(hub.broker, store, self.registry, self.clock, self._wake)
-        self.recorder = Recorder(store)
+        self.recorder = Recorder(store, self._observe)
         self.workers: dict[str, Worker] = {}
         self._retired: list[Worker] = []  # disabled endpoints' workers, finishing what they started
         self._tasks: list[asyncio.Task[None]] = []
@@ -100,6 +100,10 @@ class Dispatcher:
         await self.recorder.close()
         if self.process is not None:
             await self.process.close()
+
+    def _observe(self, attempt: Attempt) -> None:
+        outcome = "error" if attempt.status is None else classify(attempt.status).value
+        self.hub.stats.observer.webhook_attempt(outcome, attempt.latency_ms / 1000.0)
 
     # The hub's publish listener ---------------------------------------------------------------
 

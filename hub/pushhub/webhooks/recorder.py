@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 from .store import Attempt, Delivery, DeliveryStore
 
@@ -15,14 +16,17 @@ INTERVAL = 0.01  # seconds an attempt's record waits for others to share its tra
 
 
 class Recorder:
-    def __init__(self, store: DeliveryStore) -> None:
+    def __init__(self, store: DeliveryStore, observe: Callable[[Attempt], None] = lambda attempt: None) -> None:
+        """``observe`` sees every attempt handed in (the metrics)."""
         self.store = store
+        self.observe = observe
         self._batch: list[tuple[Delivery, Attempt, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
 
     async def record(self, delivery: Delivery, attempt: Attempt) -> None:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
+        self.observe(attempt)
         self._batch.append((delivery, attempt, future))
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._write())

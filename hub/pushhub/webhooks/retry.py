@@ -14,11 +14,11 @@
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
+from .. import durations
 from ..errors import BadRequest
 from ..numbers import is_decimal
 
@@ -26,8 +26,6 @@ SVIX_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 MAX_RETRY_AFTER = 86400.0
 MAX_SCHEDULE_STEPS = 50
 
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_STEP_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 
 
 class Outcome(enum.Enum):
@@ -52,10 +50,10 @@ def parse_schedule(text: str) -> tuple[float, ...]:
         part = part.strip()
         if not part:
             continue
-        match = _STEP_RE.fullmatch(part)
-        if match is None:
-            raise BadRequest(f"invalid retry step {part!r}: use a number and one of ms, s, m, h, d (e.g. 5m)")
-        steps.append(float(match.group(1)) * _UNITS[match.group(2)])
+        try:
+            steps.append(durations.parse(part))
+        except BadRequest as exc:
+            raise BadRequest(f"invalid retry step {part!r}: use {durations.GRAMMAR}") from exc
     if len(steps) > MAX_SCHEDULE_STEPS:
         raise BadRequest(f"a retry schedule has at most {MAX_SCHEDULE_STEPS} steps")
     return tuple(steps)
