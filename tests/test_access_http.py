@@ -231,7 +231,8 @@ async def test_idempotent_publish(admin: httpx.AsyncClient) -> None:
     assert other.status_code == 422
     assert other.json()["error"]["code"] == "idempotency_key_reused"
     elsewhere = await admin.post("/v1/channels/idem2/events", json=event, headers={"idempotency-key": "k-1"})
-    assert elsewhere.status_code == 422
+    assert elsewhere.status_code == 202  # keys are scoped per channel: another channel, another request
+    assert elsewhere.headers["idempotent-replayed"] == "false" and elsewhere.json()["id"] != first.json()["id"]
     bad = await admin.post("/v1/channels/idem/events", json=event, headers={"idempotency-key": "x" * 300})
     assert bad.status_code == 400
     assert len((await admin.get("/v1/channels/idem/events")).json()["events"]) == 1

@@ -1,16 +1,13 @@
-"""Ingest configuration, field extraction and the dedupe stores, on plain values."""
+"""Ingest configuration and field extraction, on plain values (dedupe records: tests/test_brokers.py)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
 import pytest
 
-from pushhub.dedupe import DedupeStore, MemoryDedupe, SqliteDedupe
-from pushhub.errors import BadRequest, Unavailable
+from pushhub.errors import BadRequest
 from pushhub.ingest import extract, sources
 
 
@@ -77,60 +74,3 @@ def test_extraction() -> None:
     assert extract.delivery_key("x" * 200).startswith("sha256:")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[DedupeStore, Clock]]:
-    clock = Clock()
-    made = MemoryDedupe(clock) if request.param == "memory" else SqliteDedupe(str(tmp_path / "d.db"), clock)
-    yield made, clock
-    await made.close()
-
-
-async def test_store_expiry(store: tuple[DedupeStore, Clock]) -> None:
-    dedupe, clock = store
-    await dedupe.put("k", b"answer", 10)
-    assert await dedupe.get("k") == b"answer"
-    clock.now += 10
-    assert await dedupe.get("k") is None
-
-
-async def test_once_runs_action_once_even_concurrently(store: tuple[DedupeStore, Clock]) -> None:
-    dedupe, _ = store
-    calls = 0
-    gate = asyncio.Event()
-
-    async def action() -> bytes:
-        nonlocal calls
-        calls += 1
-        await gate.wait()
-        return b"published"
-
-    tasks = [asyncio.ensure_future(dedupe.once("k", 60, action)) for _ in range(5)]
-    await asyncio.sleep(0)  # one loop turn: every task runs up to its first wait (the gate, or the first call)
-    gate.set()
-    results = await asyncio.gather(*tasks)
-    assert calls == 1
-    assert sorted(repeat for _, repeat in results) == [False, True, True, True, True]
-    assert {answer for answer, _ in results} == {b"published"}
-    assert await dedupe.once("k", 60, action) == (b"published", True)
-
-
-async def test_failed_action_is_not_recorded(store: tuple[DedupeStore, Clock]) -> None:
-    dedupe, _ = store
-
-    async def failing() -> bytes:
-        raise Unavailable("log down")
-
-    async def working() -> bytes:
-        return b"ok"
-
-    with pytest.raises(Unavailable):
-        await dedupe.once("k", 60, failing)
-    assert await dedupe.once("k", 60, working) == (b"ok", False)

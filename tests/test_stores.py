@@ -1,14 +1,17 @@
-"""The embedded log stores, on plain values (no server)."""
+"""The embedded log stores, on plain values and a given clock (no server)."""
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 from collections.abc import Iterator
 
 import pytest
 
-from pushhub.backends.embedded import MemoryStore, Store
-from pushhub.backends.sqlite import SqliteStore
+from pushhub.backends.base import Once
+from pushhub.backends.embedded import Append, EmbeddedBroker, MemoryStore, Store
+from pushhub.backends.sqlite import Database, SqliteStore
+from pushhub.errors import Unavailable
 from pushhub.events import EventDraft
 from pushhub.retention import Retention, RetentionPolicy
 
@@ -21,20 +24,53 @@ def draft(n: int) -> EventDraft:
 
 @pytest.fixture(params=["memory", "sqlite"])
 def store(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iterator[Store]:
-    made: Store = MemoryStore(POLICY) if request.param == "memory" else SqliteStore(
-        str(tmp_path / "log.db"), POLICY)
-    made.open()
-    yield made
-    made.close()
+    if request.param == "memory":
+        yield MemoryStore(POLICY)
+        return
+    database = Database(str(tmp_path / "log.db"))
+    database.open()
+    yield SqliteStore(database, POLICY)
+    database.close()
+
+
+def test_idempotency_records_expire_with_their_window(store: Store) -> None:
+    once = Once("", "k", b"v", ttl=10.0)
+    (event,) = store.append("c", [draft(1)], now=1000.0, once=once).events
+    assert store.append("c", [draft(2)], now=1009.0, once=once).replayed == (b"v", event.epoch, 1)
+    store.expire(now=1010.0)
+    assert store.append("c", [draft(3)], now=1010.0, once=once).events[0].offset == 2
 
 
 def test_append_assigns_consecutive_offsets_in_one_epoch(store: Store) -> None:
-    first = store.append("c", [draft(1), draft(2)], now=0.0)
-    second = store.append("c", [draft(3)], now=0.0)
+    first = store.append("c", [draft(1), draft(2)], now=0.0).events
+    second = store.append("c", [draft(3)], now=0.0).events
     assert [e.offset for e in first + second] == [1, 2, 3]
     assert len({e.epoch for e in first + second}) == 1
     assert store.state("c") == (first[0].epoch, 3, 1)
     assert store.state("other").top == 0 and store.state("other").earliest == 1
+
+
+def test_the_appends_of_one_step_see_each_other(store: Store) -> None:
+    once = Once("", "k", b"v", ttl=10.0)
+    first, replay, other, second = store.append_all(
+        [Append("c", [draft(1)], once), Append("c", [draft(2)], once), Append("d", [draft(3)]),
+         Append("c", [draft(4), draft(5)])], now=0.0)
+    assert [e.offset for e in first.events] == [1] and replay.replayed == (b"v", first.events[0].epoch, 1)
+    assert [e.offset for e in other.events] == [1] and [e.offset for e in second.events] == [2, 3]
+    assert store.state("c").top == 3 and [e.data for e in store.read("c", 0, 10).events] == [1, 4, 5]
+
+
+async def test_a_failed_group_commit_fails_every_publish_in_it(tmp_path: pathlib.Path) -> None:
+    database = Database(str(tmp_path / "log.db"))
+    database.open()
+    broker = EmbeddedBroker(SqliteStore(database, POLICY))
+    await broker.start(lambda channel, events: None)
+    assert [p.events[0].offset for p in await asyncio.gather(*(broker.publish("c", [draft(n)]) for n in range(3)))] \
+        == [1, 2, 3]
+    database.close()
+    results = await asyncio.gather(*(broker.publish("c", [draft(n)]) for n in range(3)), return_exceptions=True)
+    assert all(isinstance(r, Unavailable) for r in results)
+    await broker.close()
 
 
 def test_read_pages_after_an_offset(store: Store) -> None:
@@ -63,17 +99,17 @@ def test_age_retention_expires_old_events(store: Store) -> None:
 
 
 def test_sqlite_log_survives_reopening(tmp_path: pathlib.Path) -> None:
-    path = str(tmp_path / "log.db")
-    store = SqliteStore(path, POLICY)
-    store.open()
-    (event,) = store.append("c", [draft(1)], now=0.0)
+    database = Database(str(tmp_path / "log.db"))
+    database.open()
+    store = SqliteStore(database, POLICY)
+    (event,) = store.append("c", [draft(1)], now=0.0).events
     empty_epoch = store.state("empty").epoch
-    store.close()
-    reopened = SqliteStore(path, POLICY)
-    reopened.open()
+    database.close()
+    database.open()
+    reopened = SqliteStore(database, POLICY)
     assert reopened.state("c") == (event.epoch, 1, 1)
     assert reopened.state("empty").epoch == empty_epoch
-    (again,) = reopened.append("c", [draft(2)], now=0.0)
+    (again,) = reopened.append("c", [draft(2)], now=0.0).events
     assert (again.epoch, again.offset) == (event.epoch, 2)
     assert reopened.read("c", 0, 10).events[0].id == "evt_1"
-    reopened.close()
+    database.close()

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from pushhub.backends import create_broker
+from pushhub.backends import create_backend
 from pushhub.cursor import Position
 from pushhub.events import Event, EventDraft, format_time
 from pushhub.hub import Hub
@@ -86,10 +86,12 @@ class Harness:
 @contextlib.asynccontextmanager
 async def dispatching(path: Path, *, clock: Clock | None = None, allow: tuple[str, ...] = LOOPBACK,
                       **config: Any) -> AsyncIterator[Harness]:
-    db = str(path / "hub.db")
-    hub = Hub(create_broker("sqlite://" + db, RetentionPolicy()))
+    backend = create_backend("sqlite://" + str(path / "hub.db"), RetentionPolicy())
+    await backend.open()
+    hub = Hub(backend.broker)
     await hub.start()
-    store = SqliteDeliveryStore(db)
+    store = backend.deliveries
+    assert isinstance(store, SqliteDeliveryStore)
     dispatcher = Dispatcher(hub, store, DispatchConfig(allow=tuple(parse_networks(allow)), **config),
                             clock=clock, rand=lambda: 0.5)
     await dispatcher.start()
@@ -98,6 +100,7 @@ async def dispatching(path: Path, *, clock: Clock | None = None, allow: tuple[st
     finally:
         await dispatcher.close()
         await hub.close()
+        await backend.close()
 
 
 async def test_delivers_signed_event(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis, RedisCluster
 
+from pushhub.backends.sqlite import Database
 from pushhub.cursor import Position
 from pushhub.webhooks import endpoints
 from pushhub.webhooks.redis_store import RedisDeliveryStore
@@ -29,11 +30,14 @@ from .redis_servers import RedisClusterServers, RedisServer
 @pytest.fixture(params=["memory", "sqlite", "redis", "redis-cluster"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DeliveryStore]:
     client: Redis | RedisCluster | None = None
+    database: Database | None = None
     made: DeliveryStore
     if request.param == "memory":
         made = MemoryDeliveryStore()
     elif request.param == "sqlite":
-        made = SqliteDeliveryStore(str(tmp_path / "hub.db"))
+        database = Database(str(tmp_path / "hub.db"))
+        database.open()
+        made = SqliteDeliveryStore(database)
     elif request.param == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")
         client = Redis.from_url(server.fresh_url())
@@ -43,9 +47,9 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         cluster.flush()
         client = RedisCluster.from_url(cluster.url)
         made = RedisDeliveryStore(lambda: client, lease=30.0)
-    made.open()
     yield made
-    made.close()
+    if database is not None:
+        database.close()
     if client is not None:
         await client.aclose()
 

@@ -55,7 +55,7 @@ def test_settings_need_redis_for_workers_and_cluster() -> None:
     with pytest.raises(BadRequest, match="--redis-cluster needs --redis"):
         load(environ={"PUSHHUB_REDIS_CLUSTER": "1"})
     settings = load(environ={"PUSHHUB_WORKERS": "3", "PUSHHUB_REDIS": "redis://h:1/2"})
-    assert (settings.workers, settings.broker_url) == (3, "redis://h:1/2")
+    assert (settings.workers, settings.backend_url) == (3, "redis://h:1/2")
 
 
 def test_workers_are_refused_without_redis() -> None:

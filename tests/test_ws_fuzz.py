@@ -93,7 +93,8 @@ def test_msgpack_messages_answered_and_connection_kept(hub: HubProcess, message:
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(query=st.lists(st.tuples(st.sampled_from(["channel", "type", "lastEventId", "token", "key"]), texts),
                       max_size=5),
-       last_event_id=st.one_of(st.none(), texts.filter(lambda t: t.isascii() and t.isprintable())))
+       last_event_id=st.one_of(st.none(), texts.filter(  # h11 refuses to send a value with surrounding blanks
+           lambda t: t.isascii() and t.isprintable() and t == t.strip())))
 def test_sse_query_never_5xx(hub: HubProcess, query: list[tuple[str, str]], last_event_id: str | None) -> None:
     headers = {} if last_event_id is None else {"last-event-id": last_event_id}
     with httpx.Client(base_url=hub.url, timeout=TIMEOUT) as client, \

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -15,11 +16,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from . import client_assets, cors, dashboard
+from . import client_assets, cors, dashboard, faults
 from .auth import Access, JWTVerifier
-from .backends import create_broker
+from .backends import create_backend
 from .config import Settings
-from .dedupe import create_dedupe
 from .errors import BadRequest, PushHubError
 from .http11 import StreamEndpoint
 from .http_api import HttpApi, error_response
@@ -35,7 +35,9 @@ from .streams import Streams
 from .webhooks.api import WebhookApi, admin_check
 from .webhooks.dispatcher import Dispatcher
 from .webhooks.settings import config_from_settings
-from .webhooks.store import PENDING, create_store
+from .webhooks.store import PENDING
+
+logger = logging.getLogger("pushhub")
 
 CORS_HEADERS = ["authorization", "content-type", "idempotency-key", "last-event-id"]
 
@@ -58,23 +60,20 @@ class PushHub:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        broker = create_broker(settings.broker_url, settings.retention_policy(), fsync=settings.fsync,
-                               cluster=settings.redis_cluster)
-        self.hub = Hub(broker, max_backlog=settings.max_backlog)
+        self.backend = create_backend(settings.backend_url, settings.retention_policy(), fsync=settings.fsync,
+                                      cluster=settings.redis_cluster, attempt_timeout=settings.webhook_timeout)
+        self.hub = Hub(self.backend.broker, max_backlog=settings.max_backlog, after_append=faults.after_append())
         access = build_access(settings)
         ingest_sources = sources.load_file(settings.ingest_config) if settings.ingest_config else {}
-        self.dedupe = create_dedupe(broker, settings.data_dir, fsync=settings.fsync)
         self.streams = Streams(self.hub, access=access, cors_origins=settings.cors_origins,
                                max_queue_bytes=settings.max_queue_bytes, sse_retry_ms=settings.sse_retry_ms,
                                max_message_bytes=settings.max_body_bytes, limits=settings.http_limits())
-        api = HttpApi(self.hub, access, settings.max_body_bytes, self.dedupe, settings.dedupe_window,
-                      settings.cors_origins)
-        ingest = IngestApi(self.hub, ingest_sources, self.dedupe, settings.dedupe_window, access)
-        store = create_store(broker, settings.data_dir, fsync=settings.fsync, attempt_timeout=settings.webhook_timeout)
-        self.webhooks = Dispatcher(self.hub, store, config_from_settings(settings))
+        api = HttpApi(self.hub, access, settings.max_body_bytes, settings.dedupe_window, settings.cors_origins)
+        ingest = IngestApi(self.hub, ingest_sources, settings.dedupe_window, access)
+        self.webhooks = Dispatcher(self.hub, self.backend.deliveries, config_from_settings(settings))
         self.dashboard = dashboard.Dashboard(access, self.streams, api)
         webhook_api = WebhookApi(self.webhooks, admin_check(access), settings.max_body_bytes)
-        self.readiness = Readiness(broker.healthy, None if settings.redis or settings.memory else settings.data_dir)
+        self.readiness = Readiness(self.backend.broker.healthy, settings.data_dir if settings.uses_sqlite else None)
         self.metrics = Metrics(self.hub.stats, api.gauges, MetricsAccess(settings.metrics_keys), self._backlog)
         routes = (api.routes() + ingest.routes() + SessionApi(access).routes() + webhook_api.routes()
                   + client_assets.routes() + self.dashboard.routes() + self.readiness.routes() + Docs().routes()
@@ -101,16 +100,23 @@ class PushHub:
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        await self.hub.start()
-        await self.webhooks.start()
-        heartbeat = asyncio.get_running_loop().create_task(self._heartbeat())
         try:
-            yield
+            await self.backend.open()
+        except PushHubError as exc:
+            logger.error("cannot start: %s", exc.message)
+            raise
+        try:
+            await self.hub.start()
+            await self.webhooks.start()
+            heartbeat = asyncio.get_running_loop().create_task(self._heartbeat())
+            try:
+                yield
+            finally:
+                heartbeat.cancel()
+                await self.webhooks.close()
+                await self.hub.close()
         finally:
-            heartbeat.cancel()
-            await self.webhooks.close()
-            await self.hub.close()
-            await self.dedupe.close()
+            await self.backend.close()
 
     async def _backlog(self) -> dict[str, int]:
         store = self.webhooks.store

@@ -21,6 +21,7 @@ included) is refused, so a public key can never be used as an HMAC secret.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -73,6 +74,7 @@ class Grant:
     admin: bool = False
     expires: float | None = None  # seconds since the epoch; None: never
     anonymous: bool = False
+    publisher: str = ""  # who publishes: the scope of its Idempotency-Keys (publisher_identity)
 
 
 EVERYTHING = ChannelSet(["*"])
@@ -177,13 +179,15 @@ class Access:
             return self.anonymous
         raw = token.encode("utf-8", "replace")
         if _one_of(raw, self.admin_keys):
-            return Grant(EVERYTHING, EVERYTHING, admin=True)
+            return Grant(EVERYTHING, EVERYTHING, admin=True, publisher=publisher_identity(raw, None))
         if _one_of(raw, self.publisher_keys):
-            return Grant(EVERYTHING, EVERYTHING)
+            return Grant(EVERYTHING, EVERYTHING, publisher=publisher_identity(raw, None))
         if self.jwt is None or token.count(".") != 2:
             raise Unauthorized("unknown key or token")
-        granted = grant_from_claims(self.jwt.claims(token, self.clock()))
-        return Grant(granted.subscribe | self.public, granted.publish, expires=granted.expires)
+        claims = self.jwt.claims(token, self.clock())
+        granted = grant_from_claims(claims)
+        return Grant(granted.subscribe | self.public, granted.publish, expires=granted.expires,
+                     publisher=publisher_identity(None, claims))
 
     def presented(self, authorization: str | None, query_token: str | None, cookie_header: str | None,
                   origin: str | None, host: str | None, origins: Sequence[str]) -> Grant:
@@ -213,6 +217,15 @@ class Access:
         if not grant.admin:
             _deny(grant, "this operation needs an admin key" if self.admin_keys else
                   "this operation needs an admin key, and none is configured (--admin-key)")
+
+
+def publisher_identity(key: bytes | None, claims: Mapping[str, Any] | None) -> str:
+    """Who a credential publishes as: a key by its SHA-256 (the key itself is never stored), a token
+    by its ``sub`` (tokens without one share the identity ``token:``)."""
+    if key is not None:
+        return "key:" + hashlib.sha256(key).hexdigest()
+    subject = claims.get("sub") if claims is not None else None
+    return "token:" + (subject if isinstance(subject, str) else "")
 
 
 def _deny(grant: Grant, message: str) -> None:

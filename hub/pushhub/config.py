@@ -26,7 +26,8 @@ class Settings:
         "help": "TOML file of settings, keyed by flag name (flags and environment win over it)"})
     host: str = field(default="127.0.0.1", metadata={"help": "address to listen on"})
     port: int = field(default=8000, metadata={"help": "port to listen on"})
-    data_dir: str = field(default="./pushhub-data", metadata={"help": "where the embedded log lives"})
+    data_dir: str = field(default="./pushhub-data", metadata={
+        "help": "where the embedded backend keeps its one SQLite file, pushhub.db"})
     memory: bool = field(default=False, metadata={"help": "keep logs in memory only (development)"})
     redis: str = field(default="", metadata={"help": "redis://HOST:PORT/DB: log and fan-out in Redis"})
     redis_cluster: bool = field(default=False, metadata={
@@ -108,11 +109,12 @@ class Settings:
 
     @property
     def uses_sqlite(self) -> bool:
-        """Whether this hub keeps its data in SQLite files in ``data_dir`` (one writer at a time)."""
+        """Whether this hub keeps its data in its SQLite file in ``data_dir`` (one writer at a time)."""
         return not (self.redis or self.memory)
 
     @property
-    def broker_url(self) -> str:
+    def backend_url(self) -> str:
+        """The one URL that chooses the backend (:func:`pushhub.backends.create_backend`)."""
         if self.redis:
             return self.redis
         if self.memory:

@@ -15,6 +15,7 @@ PushHubError
 ├── Forbidden           credentials are valid but do not allow the action
 ├── UnknownSource       no ingest source has that name (404; pushhub.ingest.endpoint)
 ├── Unavailable         the storage backend cannot accept or serve data right now (HTTP 503)
+│   └── DataVersionError  stored data is in a format newer than this release understands
 └── MissingExtra        a configured feature needs an extra that is not installed (pushhub.extras)
 """
 
@@ -63,6 +64,10 @@ class Forbidden(PushHubError):
 class Unavailable(PushHubError):
     status = 503
     code = "unavailable"
+
+
+class DataVersionError(Unavailable):
+    code = "data_version"
 
 
 class MissingExtra(PushHubError):

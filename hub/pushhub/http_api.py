@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import idempotency
 from .auth import Access, bearer
+from .backends.base import Once
 from .channels import validate_channel
 from .connection import SSEConnection
-from .dedupe import DedupeStore
 from .errors import BadRequest, PushHubError
 from .events import Event, parse_publish_body
 from .hub import Hub
@@ -61,12 +60,12 @@ def positioned(event: Event) -> dict[str, Any]:
 
 
 class HttpApi:
-    def __init__(self, hub: Hub, access: Access, max_body_bytes: int, dedupe: DedupeStore, window: float,
+    def __init__(self, hub: Hub, access: Access, max_body_bytes: int, window: float,
                  cors_origins: list[str]) -> None:
+        """``window``: seconds an ``Idempotency-Key`` is remembered."""
         self.hub = hub
         self.access = access
         self.max_body_bytes = max_body_bytes
-        self.dedupe = dedupe
         self.window = window
         self.cors_origins = cors_origins
 
@@ -90,23 +89,22 @@ class HttpApi:
         self.access.check_publish(grant, channel)
         raw = await read_body(request, self.max_body_bytes)
         key = request.headers.get("idempotency-key")
-
-        async def append() -> bytes:
-            drafts, batch = parse_publish_body(raw)
-            events = await self.hub.publish(channel, drafts)
-            return orjson.dumps({"events": [positioned(e) for e in events]} if batch else positioned(events[0]))
-
+        if key is not None:
+            idempotency.check_key(key)
+        drafts, batch = parse_publish_body(raw)
         if key is None:
-            return Response(await append(), status_code=202, media_type="application/json")
-        idempotency.check_key(key)
+            events = await self.hub.publish(channel, drafts)
+            return Response(idempotency.answer([positioned(e) for e in events], batch), status_code=202,
+                            media_type="application/json")
         fingerprint = idempotency.fingerprint(channel, raw)
-
-        async def append_recorded() -> bytes:
-            return idempotency.record(fingerprint, await append())
-
-        stored, repeat = await self.dedupe.once("publish:" + key, self.window, append_recorded)
-        return Response(idempotency.replay(stored, fingerprint, key), status_code=202, media_type="application/json",
-                        headers={"idempotent-replayed": "true" if repeat else "false"})
+        once = Once(grant.publisher, key, idempotency.record(fingerprint, [d.id for d in drafts], batch), self.window)
+        published = await self.hub.publish_once(channel, drafts, once)
+        if published.replayed is None:
+            answer = idempotency.answer([positioned(e) for e in published.events], batch)
+        else:
+            answer = idempotency.answer(*idempotency.replay(channel, published.replayed, fingerprint, key))
+        return Response(answer, status_code=202, media_type="application/json",
+                        headers={"idempotent-replayed": "false" if published.replayed is None else "true"})
 
     def readable(self, request: Request) -> str:
         """The channel named in the path, if the request's credential may read it."""

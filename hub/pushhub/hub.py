@@ -20,8 +20,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 from . import cursor as cursors
-from . import disconnect
-from .backends.base import Broker, HistoryPage
+from . import disconnect, faults
+from .backends.base import Broker, HistoryPage, Once, Published
 from .connection import Connection, GroupKind, Subscription, render_batch
 from .cursor import Position
 from .errors import BadCursor, PushHubError
@@ -72,9 +72,11 @@ class PublishListener(Protocol):
 
 
 class Hub:
-    def __init__(self, broker: Broker, *, max_backlog: int = 10_000) -> None:
+    def __init__(self, broker: Broker, *, max_backlog: int = 10_000,
+                 after_append: Callable[[], None] = faults.nothing) -> None:
         self.broker = broker
         self.max_backlog = max_backlog
+        self.after_append = after_append  # a test-only fault point (pushhub.faults)
         self.channels: dict[str, ChannelState] = {}
         self.tops: dict[str, Position] = {}
         self.connections: dict[Connection, None] = {}
@@ -99,15 +101,23 @@ class Hub:
     # Publishing and history -------------------------------------------------------------------
 
     async def publish(self, channel: str, drafts: Sequence[EventDraft]) -> list[Event]:
+        return (await self.publish_once(channel, drafts, None)).events
+
+    async def publish_once(self, channel: str, drafts: Sequence[EventDraft], once: Once | None) -> Published:
+        """Publish ``drafts``, unless ``once`` names a request already published (then its record
+        comes back and nothing is appended): see :meth:`Broker.publish`."""
         for listener in self.publish_listeners:
             await listener.before_publish(channel)
         started = time.perf_counter()
-        events = await self.broker.publish(channel, drafts)
-        self.stats.published += len(events)
-        self.stats.observer.publish(len(events), time.perf_counter() - started)
+        published = await self.broker.publish(channel, drafts, once)
+        if published.replayed is not None:
+            return published
+        self.after_append()
+        self.stats.published += len(published.events)
+        self.stats.observer.publish(len(published.events), time.perf_counter() - started)
         for listener in self.publish_listeners:
-            await listener.published(channel, events)
-        return events
+            await listener.published(channel, published.events)
+        return published
 
     async def history(self, channel: str, after: str | None, limit: int) -> tuple[HistoryPage, str | None]:
         """A page of ``channel``'s events after the cursor ``after``, and the reason a reset is due

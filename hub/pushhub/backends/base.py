@@ -5,15 +5,28 @@ appended event its offset, and delivers the events of the channels this process 
 offset order, to the callback given to :meth:`Broker.start`. The hub above it detects gaps by offset
 continuity and fills them from :meth:`Broker.history`, so a broker's live delivery may be
 at-most-once, but its log may not.
+
+A publish may carry a :class:`Once`: the idempotency record of the request (an ``Idempotency-Key``
+or an ingest delivery id). The broker then appends the events *and* stores the record in one
+atomic step, or appends nothing and hands back the record stored before (:class:`Recorded`), so a
+request retried after a crash at any point is in the log exactly once while its record lasts.
+
+A :class:`Backend` is everything a hub keeps consistent with its log, chosen once from one URL
+(:func:`pushhub.backends.create_backend`): the broker and the webhook delivery store, over one
+shared connection that the backend opens before either starts and closes after both stop.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..events import Event, EventDraft
+
+if TYPE_CHECKING:
+    from ..webhooks.store import DeliveryStore
 
 OnEvents = Callable[[str, list[Event]], None]
 
@@ -29,6 +42,35 @@ class HistoryPage(NamedTuple):
     state: StreamState
 
 
+LEGACY_SCOPE = "*"  # the scope of records kept before records had scopes: they match every scope
+
+
+@dataclass(frozen=True)
+class Once:
+    """The idempotency record of one request, kept ``ttl`` seconds from the append.
+
+    A record is found by its channel, ``scope`` (whose key it is: see :mod:`pushhub.idempotency`)
+    and ``key``; ``value`` is opaque to the broker."""
+
+    scope: str
+    key: str
+    value: bytes
+    ttl: float
+
+
+class Recorded(NamedTuple):
+    """A stored record: its value and where the events of its request were appended."""
+
+    value: bytes
+    epoch: str
+    first: int  # the offset of the request's first event
+
+
+class Published(NamedTuple):
+    events: list[Event]  # the events appended now; empty when the request was replayed
+    replayed: Recorded | None = None
+
+
 class Broker(abc.ABC):
     @abc.abstractmethod
     async def start(self, on_events: OnEvents) -> None: ...
@@ -37,8 +79,12 @@ class Broker(abc.ABC):
     async def close(self) -> None: ...
 
     @abc.abstractmethod
-    async def publish(self, channel: str, drafts: Sequence[EventDraft]) -> list[Event]:
+    async def publish(self, channel: str, drafts: Sequence[EventDraft], once: Once | None = None) -> Published:
         """Append ``drafts`` to ``channel`` atomically and in order; return them positioned.
+
+        With ``once``: if a record with its channel, scope and key (or :data:`LEGACY_SCOPE`) is
+        stored and unexpired, append nothing and return it; otherwise store ``once`` in the same
+        atomic step as the append.
 
         Returns only once the events are durably stored; raises :class:`~pushhub.errors.Unavailable`
         when they may not have been.
@@ -60,3 +106,24 @@ class Broker(abc.ABC):
 
     async def healthy(self) -> bool:
         return True
+
+
+class Backend:
+    """A broker and a webhook delivery store that share one connection (``opened``/``closed``
+    around both: a SQLite database, a Redis client, or nothing in memory)."""
+
+    def __init__(self, broker: Broker, deliveries: DeliveryStore, *,
+                 opened: Callable[[], Awaitable[None]] | None = None,
+                 closed: Callable[[], Awaitable[None]] | None = None) -> None:
+        self.broker = broker
+        self.deliveries = deliveries
+        self._opened = opened
+        self._closed = closed
+
+    async def open(self) -> None:
+        if self._opened is not None:
+            await self._opened()
+
+    async def close(self) -> None:
+        if self._closed is not None:
+            await self._closed()

@@ -1,4 +1,14 @@
-"""The single-process broker: a log store on this machine, live fan-out inside this process."""
+"""The single-process broker: a log store on this machine, live fan-out inside this process.
+
+A :class:`Store` keeps the logs and the idempotency records of their publishes; an append with a
+:class:`~.base.Once` checks and stores its record in the same step (for SQLite, the same
+transaction).
+
+Group commit: the broker queues the publishes of one event-loop turn and hands them to the store
+together (:meth:`Store.append_all`), which makes them in one atomic step, in order: SQLite commits
+once for all of them. Each publisher is answered once that step is done; if it fails, all of them
+get the error and none of their events is stored.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +18,20 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from ..cursor import new_epoch
 from ..events import Event, EventDraft
 from ..retention import RetentionPolicy
-from .base import Broker, HistoryPage, OnEvents, StreamState
+from .base import LEGACY_SCOPE, Broker, HistoryPage, Once, OnEvents, Published, Recorded, StreamState
 
 EXPIRE_INTERVAL = 30.0
+
+
+class Append(NamedTuple):
+    channel: str
+    drafts: Sequence[EventDraft]
+    once: Once | None = None
 
 
 class Store(abc.ABC):
@@ -23,14 +40,13 @@ class Store(abc.ABC):
     def __init__(self, retention: RetentionPolicy) -> None:
         self.retention = retention
 
-    def open(self) -> None:  # noqa: B027 - optional hook
-        pass
-
-    def close(self) -> None:  # noqa: B027 - optional hook
-        pass
-
     @abc.abstractmethod
-    def append(self, channel: str, drafts: Sequence[EventDraft], now: float) -> list[Event]: ...
+    def append_all(self, appends: Sequence[Append], now: float) -> list[Published]:
+        """Make ``appends`` in order, in one atomic step: each appends its drafts, or with ``once``
+        returns the record already stored (see :meth:`Broker.publish`)."""
+
+    def append(self, channel: str, drafts: Sequence[EventDraft], now: float, once: Once | None = None) -> Published:
+        return self.append_all([Append(channel, drafts, once)], now)[0]
 
     @abc.abstractmethod
     def read(self, channel: str, after: int, limit: int) -> HistoryPage: ...
@@ -40,7 +56,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def expire(self, now: float) -> int:
-        """Drop events older than their channel's age limit; return how many were dropped."""
+        """Drop events older than their channel's age limit, and expired idempotency records;
+        return how many events were dropped."""
 
 
 class _MemoryLog:
@@ -62,6 +79,7 @@ class MemoryStore(Store):
     def __init__(self, retention: RetentionPolicy) -> None:
         super().__init__(retention)
         self._logs: dict[str, _MemoryLog] = {}
+        self._records: dict[tuple[str, str, str], tuple[float, Recorded]] = {}  # (channel, scope, key)
 
     def _log(self, channel: str) -> _MemoryLog:
         log = self._logs.get(channel)
@@ -69,7 +87,21 @@ class MemoryStore(Store):
             log = self._logs[channel] = _MemoryLog()
         return log
 
-    def append(self, channel: str, drafts: Sequence[EventDraft], now: float) -> list[Event]:
+    def _recorded(self, channel: str, once: Once, now: float) -> Recorded | None:
+        for scope in (once.scope, LEGACY_SCOPE):
+            found = self._records.get((channel, scope, once.key))
+            if found is not None and found[0] > now:
+                return found[1]
+        return None
+
+    def append_all(self, appends: Sequence[Append], now: float) -> list[Published]:
+        return [self._append(channel, drafts, now, once) for channel, drafts, once in appends]
+
+    def _append(self, channel: str, drafts: Sequence[EventDraft], now: float, once: Once | None) -> Published:
+        if once is not None:
+            recorded = self._recorded(channel, once, now)
+            if recorded is not None:
+                return Published([], recorded)
         log = self._log(channel)
         events = []
         for draft in drafts:
@@ -80,7 +112,10 @@ class MemoryStore(Store):
         excess = len(log.entries) - self.retention.for_channel(channel).max_events
         for _ in range(excess):
             log.entries.popleft()
-        return events
+        if once is not None:
+            self._records[(channel, once.scope, once.key)] = (now + once.ttl, Recorded(once.value, log.epoch,
+                                                                                      events[0].offset))
+        return Published(events)
 
     def read(self, channel: str, after: int, limit: int) -> HistoryPage:
         log = self._log(channel)
@@ -102,6 +137,7 @@ class MemoryStore(Store):
             while log.entries and log.entries[0][0] < cutoff:
                 log.entries.popleft()
                 dropped += 1
+        self._records = {name: found for name, found in self._records.items() if found[0] > now}
         return dropped
 
 
@@ -111,9 +147,9 @@ class EmbeddedBroker(Broker):
         self._on_events: OnEvents | None = None
         self._subscribed: set[str] = set()
         self._expiry: asyncio.Task[None] | None = None
+        self._queued: list[tuple[Append, asyncio.Future[Published]]] = []
 
     async def start(self, on_events: OnEvents) -> None:
-        self.store.open()
         self._on_events = on_events
         self._expiry = asyncio.get_running_loop().create_task(self._expire_forever())
 
@@ -122,18 +158,38 @@ class EmbeddedBroker(Broker):
             self._expiry.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._expiry
-        self.store.close()
 
     async def _expire_forever(self) -> None:
         while True:
             await asyncio.sleep(EXPIRE_INTERVAL)
             self.store.expire(time.time())
 
-    async def publish(self, channel: str, drafts: Sequence[EventDraft]) -> list[Event]:
-        events = self.store.append(channel, drafts, time.time())
-        if channel in self._subscribed and self._on_events is not None:
-            self._on_events(channel, events)
-        return events
+    async def publish(self, channel: str, drafts: Sequence[EventDraft], once: Once | None = None) -> Published:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Published] = loop.create_future()
+        self._queued.append((Append(channel, drafts, once), future))
+        if len(self._queued) == 1:
+            loop.call_soon(self._commit)
+        return await future
+
+    def _commit(self) -> None:
+        """Store every publish queued in this loop turn at once, answer each, then fan the events out."""
+        queued, self._queued = self._queued, []
+        try:
+            results = self.store.append_all([append for append, _ in queued], time.time())
+        except Exception as exc:
+            for _, future in queued:
+                if not future.done():
+                    future.set_exception(exc)
+                    future.exception()  # retrieved: a publisher that went away does not warn
+            return
+        for (_, future), published in zip(queued, results, strict=True):
+            if not future.done():
+                future.set_result(published)
+        if self._on_events is not None:
+            for (append, _), published in zip(queued, results, strict=True):
+                if published.events and append.channel in self._subscribed:
+                    self._on_events(append.channel, published.events)
 
     async def history(self, channel: str, after: int, limit: int) -> HistoryPage:
         return self.store.read(channel, after, limit)

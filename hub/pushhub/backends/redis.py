@@ -1,7 +1,8 @@
 """The Redis broker: each channel's log in a Redis Stream, live fan-out through Redis pub/sub.
 
-Publishing is one Lua script (:mod:`.redis_scripts`) that assigns offsets, appends, trims and
-publishes atomically, so live messages and history always agree. Every process subscribes to the
+Publishing is one Lua script (:mod:`.redis_scripts`) that checks the request's idempotency record,
+assigns offsets, appends, trims, stores the record and publishes atomically, so live messages and
+history always agree and a request is appended once however often it is retried. Every process subscribes to the
 channels its clients follow, through one pub/sub connection per Redis node (:mod:`.redis_pubsub`).
 
 Pub/sub may lose messages; the hub notices a gap by offset continuity and fills it from the log.
@@ -15,7 +16,6 @@ sharded pub/sub (``SPUBLISH``/``SSUBSCRIBE``), so both spread over the shards.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -24,87 +24,63 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from ..cursor import new_epoch
-from ..errors import BadRequest, Unavailable
+from ..errors import Unavailable
 from ..events import Event, EventDraft
 from ..retention import RetentionPolicy
 from . import redis_keys as keys
 from . import redis_scripts as scripts
-from .base import Broker, HistoryPage, OnEvents, StreamState
+from .base import LEGACY_SCOPE, Broker, HistoryPage, Once, OnEvents, Published, Recorded, StreamState
+from .redis_connection import TIMEOUT, UNAVAILABLE, RedisConnection
 from .redis_pubsub import RETRY_MAX, RETRY_MIN, LiveLink, Refused
 from .redis_wire import decode_live, decode_page
 
 logger = logging.getLogger("pushhub.redis")
 
 HEALTH_INTERVAL = 1.0  # seconds between PINGs on a pub/sub connection
-TIMEOUT = 5.0  # seconds for one Redis command
-UNAVAILABLE = (RedisError, OSError)
 
 
 class RedisBroker(Broker):
-    def __init__(self, url: str, retention: RetentionPolicy, *, cluster: bool = False,
+    """Makes its calls through ``connection``, which its backend opens before :meth:`start`."""
+
+    def __init__(self, connection: RedisConnection, retention: RetentionPolicy, *,
                  clock: Callable[[], float] = time.time, health_interval: float = HEALTH_INTERVAL) -> None:
-        self.url = url
+        self.connection = connection
         self.retention = retention
         self.clock = clock
         self.health_interval = health_interval
-        self._use(cluster)
         self._on_events: OnEvents | None = None
         self._links: dict[tuple[str, int], LiveLink] = {}
         self._link_of: dict[str, LiveLink] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def _use(self, cluster: bool) -> None:
-        # No retries: a retried publish could append twice. RESP2: pub/sub replies arrive as plain
-        # replies on the pub/sub connection, which reads them itself.
-        options: dict[str, Any] = {"socket_timeout": TIMEOUT, "socket_connect_timeout": TIMEOUT,
-                                   "retry": Retry(NoBackoff(), 0), "protocol": 2}
-        try:
-            self.client: Redis | RedisCluster = (RedisCluster.from_url(self.url, **options) if cluster
-                                                 else Redis.from_url(self.url, **options))
-        except ValueError as exc:
-            raise BadRequest(f"invalid Redis URL {self.url!r}: {exc}") from exc
-        self.cluster = cluster
-        self.db = 0 if isinstance(self.client, RedisCluster) else int(
-            self.client.connection_pool.connection_kwargs.get("db", 0))
-        self._publish = self.client.register_script(scripts.PUBLISH)
-        self._read = self.client.register_script(scripts.READ)
+    @property
+    def client(self) -> Redis | RedisCluster:
+        return self.connection.client
+
+    @property
+    def cluster(self) -> bool:
+        return self.connection.cluster
+
+    @property
+    def db(self) -> int:
+        return self.connection.db
 
     # Lifecycle ------------------------------------------------------------------------------------
 
     async def start(self, on_events: OnEvents) -> None:
         self._on_events = on_events
-        if not self.cluster and await self._is_cluster_node():
-            logger.info("%s is a Redis Cluster node: using the cluster and sharded pub/sub", self.url)
-            await self.client.aclose()
-            self._use(True)
-        if isinstance(self.client, RedisCluster):
-            try:
-                await self.client.initialize()
-            except UNAVAILABLE as exc:
-                raise Unavailable(f"cannot reach the Redis Cluster at {self.url}: {exc}") from exc
-        else:
+        self._publish = self.client.register_script(scripts.PUBLISH)
+        self._read = self.client.register_script(scripts.READ)
+        if not isinstance(self.client, RedisCluster):
             self._link(("", 0), self.client.connection_pool.make_connection)
-
-    async def _is_cluster_node(self) -> bool:
-        """Whether the server answers that it runs in cluster mode (False if it does not answer)."""
-        try:
-            info = await self.client.info("cluster")
-        except UNAVAILABLE:
-            return False
-        return bool(info.get("cluster_enabled"))
 
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         for link in self._links.values():
             await link.close()
-        with contextlib.suppress(*UNAVAILABLE):
-            await self.client.aclose()
 
     async def healthy(self) -> bool:
         try:
@@ -114,18 +90,24 @@ class RedisBroker(Broker):
 
     # The log ------------------------------------------------------------------------------------
 
-    async def publish(self, channel: str, drafts: Sequence[EventDraft]) -> list[Event]:
+    async def publish(self, channel: str, drafts: Sequence[EventDraft], once: Once | None = None) -> Published:
         retention = self.retention.for_channel(channel)
         bodies = [draft.stored() for draft in drafts]
+        names = [keys.meta_key(channel), keys.log_key(channel)]
+        if once is not None:
+            names += [keys.once_key(channel, once.scope, once.key), keys.once_key(channel, LEGACY_SCOPE, once.key)]
         args: list[bytes | str | int] = [
             new_epoch(), keys.live_channel(self.db, channel), int(self.cluster), int(self.clock() * 1000),
-            retention.max_events, int(retention.max_age * 1000), *bodies]
+            retention.max_events, int(retention.max_age * 1000), b"" if once is None else once.value,
+            0 if once is None else max(1, int(once.ttl * 1000)), *bodies]
         try:
-            epoch, first = await self._publish(keys=[keys.meta_key(channel), keys.log_key(channel)], args=args)
+            reply = await self._publish(keys=names, args=args)
         except UNAVAILABLE as exc:
             raise Unavailable(f"Redis did not store the events: {exc}") from exc
-        text = epoch.decode()
-        return [Event(channel, text, int(first) + index, draft) for index, draft in enumerate(drafts)]
+        epoch, first = reply[0].decode(), int(reply[1])
+        if len(reply) == 3:
+            return Published([], Recorded(bytes(reply[2]), epoch, first))
+        return Published([Event(channel, epoch, first + index, draft) for index, draft in enumerate(drafts)])
 
     async def history(self, channel: str, after: int, limit: int) -> HistoryPage:
         max_age = int(self.retention.for_channel(channel).max_age * 1000)

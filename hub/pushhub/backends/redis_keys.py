@@ -1,11 +1,15 @@
 """Every name pushhub uses in Redis, in one place (pure).
 
-A channel ``orders`` owns two keys and one pub/sub channel, all carrying the hash tag ``{orders}`` so
-that Redis Cluster keeps them in one slot (and the publish script may touch them all):
+A channel ``orders`` owns these keys and one pub/sub channel, all carrying the hash tag ``{orders}``
+so that Redis Cluster keeps them in one slot (and the publish script may touch them all):
 
-``pushhub:{orders}:meta``      hash: ``epoch`` and ``top`` (the offset of the last event appended)
-``pushhub:{orders}:log``       stream of the retained events, entry id ``{offset}-0``
-``pushhub:{db}:{orders}:live`` (sharded) pub/sub channel carrying each appended batch
+``pushhub:{orders}:meta``        hash: ``epoch`` and ``top`` (the offset of the last event appended)
+``pushhub:{orders}:log``         stream of the retained events, entry id ``{offset}-0``
+``pushhub:{orders}:once:{hash}`` hash: one idempotency record of a publish to the channel (``v`` its
+                                 value, ``e`` and ``f`` the epoch and first offset of its events);
+                                 ``{hash}`` is the SHA-256 of the record's scope and key
+``pushhub:{db}:{orders}:live``   (sharded) pub/sub channel carrying each appended batch
+``pushhub:format``               the format version of all of the above (:mod:`.redis_format`)
 
 Pub/sub ignores the database number, so the live channel names it: two deployments sharing one
 Redis server on different databases never hear each other.
@@ -13,7 +17,11 @@ Redis server on different databases never hear each other.
 
 from __future__ import annotations
 
+import hashlib
+
 PREFIX = "pushhub:"
+FORMAT = PREFIX + "format"
+LEGACY_DEDUPE = PREFIX + "dedupe:"  # format 0: ``pushhub:dedupe:{<key>}``, unscoped records
 
 
 def meta_key(channel: str) -> str:
@@ -22,6 +30,11 @@ def meta_key(channel: str) -> str:
 
 def log_key(channel: str) -> str:
     return f"{PREFIX}{{{channel}}}:log"
+
+
+def once_key(channel: str, scope: str, key: str) -> str:
+    digest = hashlib.sha256(scope.encode() + b"\0" + key.encode()).hexdigest()
+    return f"{PREFIX}{{{channel}}}:once:{digest}"
 
 
 def live_channel(db: int, channel: str) -> bytes:

@@ -1,5 +1,8 @@
 """The embedded default store: every channel's log in one SQLite database in WAL mode.
 
+The hub keeps everything in that one file (``pushhub.db``): the logs, the idempotency records of
+their publishes, and the webhook state (:class:`~pushhub.webhooks.store.SqliteDeliveryStore`).
+
 Appends commit before the publisher is answered. With ``synchronous=NORMAL`` (the default) a commit
 survives the hub process crashing or being killed; ``synchronous=FULL`` (``--fsync``) also survives
 the machine losing power, at the cost of an fsync per commit.
@@ -13,48 +16,41 @@ from collections.abc import Callable, Sequence
 
 from ..cursor import new_epoch
 from ..errors import Unavailable
-from ..events import Event, EventDraft
+from ..events import Event
 from ..retention import RetentionPolicy
-from .base import HistoryPage, StreamState
-from .embedded import Store
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS channels (
-    name TEXT PRIMARY KEY,
-    epoch TEXT NOT NULL,
-    top INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS events (
-    channel TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    ts REAL NOT NULL,
-    body BLOB NOT NULL,
-    PRIMARY KEY (channel, seq)
-) WITHOUT ROWID;
-"""
+from . import sqlite_schema
+from .base import LEGACY_SCOPE, HistoryPage, Published, Recorded, StreamState
+from .embedded import Append, Store
 
 
 class Database:
-    """One autocommit connection to the WAL database at ``path``, with ``schema`` applied on open.
+    """The one connection to the hub's SQLite file (WAL mode), and its one write path.
 
-    Several may share a file (the log and the webhook store do): each waits up to 5 s for another's
-    write to finish instead of failing at once.
+    The log, the idempotency records and the webhook store all live in this file and write through
+    :meth:`transaction` on this connection: one writer, so no write ever waits for another
+    process's lock, and work that commits together (an append and its record) shares a transaction.
+    Opening the file brings its schema up to date (:mod:`.sqlite_schema`).
     """
 
-    def __init__(self, path: str, schema: str, *, fsync: bool, name: str) -> None:
+    def __init__(self, path: str, *, fsync: bool = False) -> None:
         self.path = path
-        self.schema = schema
         self.fsync = fsync
-        self.name = name
         self._db: sqlite3.Connection | None = None
 
     def open(self) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA busy_timeout=5000")
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={'FULL' if self.fsync else 'NORMAL'}")
-        db.executescript(self.schema)
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA busy_timeout=5000")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={'FULL' if self.fsync else 'NORMAL'}")
+        except sqlite3.Error as exc:
+            raise Unavailable(f"cannot open the database {self.path}: {exc}") from exc
+        try:
+            sqlite_schema.migrate(db, self.path)
+        except BaseException:
+            db.close()
+            raise
         self._db = db
 
     def close(self) -> None:
@@ -65,7 +61,7 @@ class Database:
     @property
     def db(self) -> sqlite3.Connection:
         if self._db is None:
-            raise Unavailable(f"the {self.name} is closed")
+            raise Unavailable(f"the database {self.path} is closed")
         return self._db
 
     def transaction(self, statements: Callable[[sqlite3.Connection], object], what: str) -> None:
@@ -84,27 +80,17 @@ class Database:
             raise Unavailable(f"could not {what}: {exc}") from exc
 
 
-class OnDatabase:
-    """A store kept in one :class:`Database`: opening and closing the store opens and closes it."""
+class SqliteStore(Store):
+    """Every channel's log, and the idempotency records of its publishes, in the :class:`Database`."""
 
-    database: Database
-
-    def open(self) -> None:
-        self.database.open()
-
-    def close(self) -> None:
-        self.database.close()
+    def __init__(self, database: Database, retention: RetentionPolicy) -> None:
+        super().__init__(retention)
+        self.database = database
+        self._heads: dict[str, list[object]] = {}  # channel -> [epoch, top]
 
     @property
     def db(self) -> sqlite3.Connection:
         return self.database.db
-
-
-class SqliteStore(OnDatabase, Store):
-    def __init__(self, path: str, retention: RetentionPolicy, *, fsync: bool = False) -> None:
-        super().__init__(retention)
-        self.database = Database(path, SCHEMA, fsync=fsync, name="log store")
-        self._heads: dict[str, list[object]] = {}  # channel -> [epoch, top]
 
     def _head(self, channel: str) -> list[object]:
         head = self._heads.get(channel)
@@ -113,34 +99,54 @@ class SqliteStore(OnDatabase, Store):
             head = self._heads[channel] = list(row) if row else [None, 0]
         return head
 
-    def append(self, channel: str, drafts: Sequence[EventDraft], now: float) -> list[Event]:
-        head = self._head(channel)
-        top = head[1]
-        assert isinstance(top, int)
-        epoch = head[0] if isinstance(head[0], str) else new_epoch()
-        new_top = top + len(drafts)
+    def append_all(self, appends: Sequence[Append], now: float) -> list[Published]:
+        """One transaction for all of ``appends``; the cached heads move only once it committed."""
+        heads: dict[str, tuple[str, int]] = {}  # channel -> (epoch, top) as the transaction leaves it
+        results: list[Published] = []
 
         def statements(db: sqlite3.Connection) -> None:
-            rows = [(channel, top + i, now, d.stored()) for i, d in enumerate(drafts, 1)]
-            db.executemany("INSERT INTO events (channel, seq, ts, body) VALUES (?, ?, ?, ?)", rows)
-            db.execute(
-                "INSERT INTO channels (name, epoch, top) VALUES (?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET top = excluded.top",
-                (channel, epoch, new_top),
-            )
-            keep = self.retention.for_channel(channel).max_events
-            if new_top > keep:
-                db.execute("DELETE FROM events WHERE channel = ? AND seq <= ?", (channel, new_top - keep))
+            for channel, drafts, once in appends:
+                if channel in heads:
+                    epoch, top = heads[channel]
+                else:
+                    cached_epoch, cached_top = self._head(channel)
+                    assert isinstance(cached_top, int)
+                    epoch = cached_epoch if isinstance(cached_epoch, str) else new_epoch()
+                    top = cached_top
+                if once is not None:
+                    row = db.execute(
+                        "SELECT value, epoch, first FROM once WHERE channel = ? AND key = ? AND scope IN (?, ?) "
+                        "AND expires > ? ORDER BY scope = ? LIMIT 1",
+                        (channel, once.key, once.scope, LEGACY_SCOPE, now, LEGACY_SCOPE)).fetchone()
+                    if row is not None:
+                        results.append(Published([], Recorded(bytes(row[0]), row[1], row[2])))
+                        continue
+                    db.execute("INSERT OR REPLACE INTO once (channel, scope, key, expires, value, epoch, first) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               (channel, once.scope, once.key, now + once.ttl, once.value, epoch, top + 1))
+                db.executemany("INSERT INTO events (channel, seq, ts, body) VALUES (?, ?, ?, ?)",
+                               [(channel, top + i, now, d.stored()) for i, d in enumerate(drafts, 1)])
+                results.append(Published([Event(channel, epoch, top + i, d) for i, d in enumerate(drafts, 1)]))
+                heads[channel] = (epoch, top + len(drafts))
+            for channel, (epoch, top) in heads.items():
+                db.execute("INSERT INTO channels (name, epoch, top) VALUES (?, ?, ?) "
+                           "ON CONFLICT (name) DO UPDATE SET top = excluded.top", (channel, epoch, top))
+                keep = self.retention.for_channel(channel).max_events
+                if top > keep:
+                    db.execute("DELETE FROM events WHERE channel = ? AND seq <= ?", (channel, top - keep))
 
         self.database.transaction(statements, "append to the log")
-        head[0], head[1] = epoch, new_top
-        return [Event(channel, epoch, top + i, d) for i, d in enumerate(drafts, 1)]
+        for channel, (epoch, top) in heads.items():
+            self._heads[channel] = [epoch, top]
+        return results
 
     def _state(self, channel: str) -> StreamState:
         epoch, top = self._head(channel)
         if epoch is None:
-            epoch = self._heads[channel][0] = new_epoch()
-            self.db.execute("INSERT INTO channels (name, epoch, top) VALUES (?, ?, 0)", (channel, epoch))
+            created = new_epoch()
+            self.database.transaction(lambda db: db.execute(
+                "INSERT INTO channels (name, epoch, top) VALUES (?, ?, 0)", (channel, created)), "create a channel")
+            epoch = self._heads[channel][0] = created
         assert isinstance(epoch, str) and isinstance(top, int)
         row = self.db.execute("SELECT MIN(seq) FROM events WHERE channel = ?", (channel,)).fetchone()
         return StreamState(epoch, top, row[0] if row[0] is not None else top + 1)
@@ -163,8 +169,13 @@ class SqliteStore(OnDatabase, Store):
         return HistoryPage([Event.from_stored(channel, state.epoch, seq, body) for seq, body in rows], state)
 
     def expire(self, now: float) -> int:
-        dropped = 0
-        for (channel,) in self.db.execute("SELECT name FROM channels").fetchall():
-            cutoff = now - self.retention.for_channel(channel).max_age
-            dropped += self.db.execute("DELETE FROM events WHERE channel = ? AND ts < ?", (channel, cutoff)).rowcount
-        return dropped
+        dropped = []
+
+        def statements(db: sqlite3.Connection) -> None:
+            for (channel,) in db.execute("SELECT name FROM channels").fetchall():
+                cutoff = now - self.retention.for_channel(channel).max_age
+                deleted = db.execute("DELETE FROM events WHERE channel = ? AND ts < ?", (channel, cutoff))
+                dropped.append(deleted.rowcount)
+            db.execute("DELETE FROM once WHERE expires <= ?", (now,))
+        self.database.transaction(statements, "expire old events")
+        return sum(dropped)

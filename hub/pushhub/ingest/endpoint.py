@@ -1,17 +1,22 @@
-"""``POST /v1/ingest/{source}``: verify, dedupe, append, answer; and the admin listing of sources."""
+"""``POST /v1/ingest/{source}``: verify, dedupe, append, answer; and the admin listing of sources.
+
+A delivery with an id is appended together with its dedupe record, in one atomic step of the
+backend (:meth:`pushhub.hub.Hub.publish_once`): a retry finds the record and is answered with the
+event the first delivery made, even if the hub died before answering it.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .. import idempotency
 from ..auth import Access, bearer
-from ..dedupe import DedupeStore
+from ..backends.base import Once
 from ..errors import Forbidden, PushHubError
 from ..http_api import positioned, read_body
 from ..hub import Hub
@@ -26,11 +31,11 @@ class UnknownSource(PushHubError):
 
 
 class IngestApi:
-    def __init__(self, hub: Hub, sources: dict[str, Source], dedupe: DedupeStore, window: float,
+    def __init__(self, hub: Hub, sources: dict[str, Source], window: float,
                  access: Access, clock: Callable[[], float] = time.time) -> None:
+        """``window``: seconds a delivery id is remembered."""
         self.hub = hub
         self.sources = sources
-        self.dedupe = dedupe
         self.window = window
         self.access = access
         self.clock = clock
@@ -75,20 +80,21 @@ class IngestApi:
         draft = extract.draft(name, extract.event_type(extract.first(source.type_refs, headers, data)),
                               delivery_id, data)
 
-        async def append() -> bytes:
-            (event,) = await self.hub.publish(source.channel, [draft])
-            return orjson.dumps(positioned(event))
-
         if delivery_id is not None:
-            key: str | None = f"ingest:{name}:{extract.delivery_key(delivery_id)}"
+            scope, key = idempotency.ingest_scope(name), extract.delivery_key(delivery_id)
         elif verified.fingerprint is not None:  # no id: the same signed request is the same delivery
-            key = f"ingest-signed:{name}:{verified.fingerprint}"
+            scope, key = idempotency.ingest_scope(name, signed=True), verified.fingerprint
         else:
-            key = None
-        if key is None:
-            answer, repeat = await append(), False
+            (event,) = await self.hub.publish(source.channel, [draft])
+            self.hub.stats.observer.ingested(name, "accepted")
+            return JSONResponse({**positioned(event), "duplicate": False, "delivery_id": None}, status_code=202)
+        once = Once(scope, key, idempotency.record(None, [draft.id], False), self.window)
+        published = await self.hub.publish_once(source.channel, [draft], once)
+        if published.replayed is None:
+            described = positioned(published.events[0])
         else:
-            answer, repeat = await self.dedupe.once(key, self.window, append)
+            described = idempotency.replay(source.channel, published.replayed, None, key)[0][0]
+        repeat = published.replayed is not None
         self.hub.stats.observer.ingested(name, "duplicate" if repeat else "accepted")
-        payload = {**orjson.loads(answer), "duplicate": repeat, "delivery_id": delivery_id}
-        return JSONResponse(payload, status_code=200 if repeat else 202)
+        return JSONResponse({**described, "duplicate": repeat, "delivery_id": delivery_id},
+                            status_code=200 if repeat else 202)

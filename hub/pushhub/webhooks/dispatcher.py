@@ -73,7 +73,6 @@ class Dispatcher:
     # Lifecycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.store.open()
         if self.process is not None:
             await self.process.start()
         await self.registry.load()
@@ -101,7 +100,6 @@ class Dispatcher:
         await self.recorder.close()
         if self.process is not None:
             await self.process.close()
-        self.store.close()
 
     def _observe(self, attempt: Attempt) -> None:
         outcome = "error" if attempt.status is None else classify(attempt.status).value

@@ -37,6 +37,7 @@ from .store import (
 )
 
 BATCH = 500  # items per prune step and per listing read
+LEASE_MARGIN = 5.0  # seconds beyond the attempt timeout a process may hold a delivery it sends
 
 
 def _number(value: float) -> str:

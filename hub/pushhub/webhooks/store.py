@@ -2,7 +2,7 @@
 
 :class:`DeliveryStore` is the short interface; :class:`MemoryDeliveryStore` is its in-process twin
 (for ``--memory`` hubs and tests) and :class:`SqliteDeliveryStore` keeps everything in the same
-SQLite database file as the embedded log. The interface is async so that a networked store fits
+SQLite database, on the same connection, as the embedded log. The interface is async so that a networked store fits
 it: :class:`~.redis_store.RedisDeliveryStore` maps each method that says *atomically* to one Lua
 script, and is ``shared`` by several hub processes. The SQLite one does short synchronous work
 inside its coroutines, like the embedded log.
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import os
 import secrets
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -24,8 +23,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from ..backends.base import Broker
-from ..backends.sqlite import Database, OnDatabase
+from ..backends.sqlite import Database
 from ..cursor import Position
 from ..errors import Unavailable
 from .endpoints import Endpoint, OldSecret
@@ -91,13 +89,9 @@ class Attempt:
 
 
 class DeliveryStore(abc.ABC):
+    """Opened and closed by its :class:`~pushhub.backends.base.Backend`, with the log."""
+
     shared = False  # whether other hub processes use the same store (then they see each other's changes)
-
-    def open(self) -> None:  # noqa: B027 - optional hook
-        pass
-
-    def close(self) -> None:  # noqa: B027 - optional hook
-        pass
 
     # Endpoints
     @abc.abstractmethod
@@ -313,58 +307,6 @@ class MemoryDeliveryStore(DeliveryStore):
 
 # SQLite ----------------------------------------------------------------------------------------
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS webhook_endpoints (
-    id TEXT PRIMARY KEY,
-    created_at REAL NOT NULL,
-    body BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS webhook_cursors (
-    channel TEXT PRIMARY KEY,
-    epoch TEXT NOT NULL,
-    offset INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS webhook_deliveries (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    endpoint_id TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    epoch TEXT NOT NULL,
-    offset INTEGER NOT NULL,
-    event_id TEXT NOT NULL,
-    event_type TEXT NOT NULL,
-    payload BLOB NOT NULL,
-    status TEXT NOT NULL,
-    attempts INTEGER NOT NULL,
-    tries INTEGER NOT NULL,
-    next_at REAL NOT NULL,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    last_status INTEGER,
-    last_error TEXT,
-    version INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (endpoint_id, channel, epoch, offset)
-);
-CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (endpoint_id, status, next_at);
-CREATE INDEX IF NOT EXISTS webhook_deliveries_event ON webhook_deliveries (event_id);
-CREATE TABLE IF NOT EXISTS webhook_attempts (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    delivery_id TEXT NOT NULL,
-    endpoint_id TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    number INTEGER NOT NULL,
-    at REAL NOT NULL,
-    latency_ms REAL NOT NULL,
-    status INTEGER,
-    response TEXT NOT NULL,
-    error TEXT
-);
-CREATE INDEX IF NOT EXISTS webhook_attempts_endpoint ON webhook_attempts (endpoint_id, id);
-CREATE INDEX IF NOT EXISTS webhook_attempts_event ON webhook_attempts (event_id, id);
-CREATE INDEX IF NOT EXISTS webhook_attempts_delivery ON webhook_attempts (delivery_id, id);
-CREATE INDEX IF NOT EXISTS webhook_attempts_at ON webhook_attempts (at);
-"""
-
 _DELIVERY_COLUMNS = ("seq, id, endpoint_id, channel, epoch, offset, event_id, event_type, payload, status, "
                      "attempts, tries, next_at, created_at, updated_at, last_status, last_error, version")
 _ATTEMPT_COLUMNS = "id, delivery_id, endpoint_id, event_id, number, at, latency_ms, status, response, error"
@@ -406,9 +348,16 @@ def _filters(pairs: Sequence[tuple[str, Any]], page: tuple[str, int | None]) -> 
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-class SqliteDeliveryStore(OnDatabase, DeliveryStore):
-    def __init__(self, path: str, *, fsync: bool = False) -> None:
-        self.database = Database(path, SCHEMA, fsync=fsync, name="webhook store")
+class SqliteDeliveryStore(DeliveryStore):
+    """The webhook state in the hub's one SQLite :class:`~pushhub.backends.sqlite.Database`, beside
+    the log (the tables are in :mod:`pushhub.backends.sqlite_schema`)."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        return self.database.db
 
     def _write(self, statements: Callable[[sqlite3.Connection], object]) -> None:
         self.database.transaction(statements, "write webhook state")
@@ -551,28 +500,5 @@ class SqliteDeliveryStore(OnDatabase, DeliveryStore):
         return sum(counts)
 
 
-LEASE_MARGIN = 5.0  # seconds beyond the attempt timeout a process may hold a delivery it sends
-
-
-def create_store(broker: Broker, data_dir: str, *, fsync: bool = False, attempt_timeout: float = 15.0) -> DeliveryStore:
-    """The store that lives beside the log: in memory, in the log's own SQLite file, or in Redis
-    (where a process holds a delivery it sends for ``attempt_timeout`` + :data:`LEASE_MARGIN`
-    seconds: if it dies meanwhile, others retry the delivery after that)."""
-    from ..backends.embedded import EmbeddedBroker, MemoryStore
-    from ..backends.sqlite import SqliteStore
-
-    if not isinstance(broker, EmbeddedBroker):
-        from ..backends.redis import RedisBroker  # only a Redis log gets here, so the redis extra is installed
-        from .redis_store import RedisDeliveryStore
-
-        if isinstance(broker, RedisBroker):
-            return RedisDeliveryStore(lambda: broker.client, lease=attempt_timeout + LEASE_MARGIN)
-    if isinstance(broker, EmbeddedBroker) and isinstance(broker.store, MemoryStore):
-        return MemoryDeliveryStore()
-    if isinstance(broker, EmbeddedBroker) and isinstance(broker.store, SqliteStore):
-        return SqliteDeliveryStore(broker.store.database.path, fsync=fsync)
-    return SqliteDeliveryStore(os.path.join(data_dir, "webhooks.db"), fsync=fsync)
-
-
 __all__ = ["FAILED", "PENDING", "STATUSES", "SUCCEEDED", "Attempt", "Delivery", "DeliveryStore",
-           "MemoryDeliveryStore", "SqliteDeliveryStore", "create_store", "new_delivery_id"]
+           "MemoryDeliveryStore", "SqliteDeliveryStore", "new_delivery_id"]
