@@ -530,12 +530,23 @@ async def test_attempts_finishing_in_one_turn_are_recorded_in_one_write() -> Non
     for d in due:
         d.status, d.attempts = SUCCEEDED, 1
 
-    async def finish(d: Delivery) -> None:
-        await recorder.record(d, Attempt(d.id, "ep_a", d.event_id, 1, 1.0, 1.0, 200))
-        assert (await store.delivery(d.id)).status == SUCCEEDED  # type: ignore[union-attr]  # stored on return
+    async def finish(ds: list[Delivery]) -> None:
+        stored: list[str | None] = []
+        done = asyncio.Event()
 
-    await asyncio.gather(*(finish(d) for d in due))
-    await finish(due[0])
+        def recorded(d: Delivery) -> None:  # called once the attempt is stored
+            stored.append(store._deliveries[d.id].status)
+            if len(stored) == len(ds):
+                done.set()
+
+        for d in ds:
+            recorder.add(d, Attempt(d.id, "ep_a", d.event_id, 1, 1.0, 1.0, 200), recorded)
+        assert stored == []
+        await done.wait()
+        assert stored == [SUCCEEDED] * len(ds)
+
+    await finish(due)
+    await finish(due[:1])
     assert store.writes == [5, 1]
     await recorder.close()
 
