@@ -354,6 +354,21 @@ def _endpoint_from_record(record: bytes) -> Endpoint:
     })
 
 
+_SAVE_DELIVERY = ("UPDATE webhook_deliveries SET status = ?, attempts = ?, tries = ?, next_at = ?, updated_at = ?, "
+                  "last_status = ?, last_error = ? WHERE id = ? AND version = ?")  # unless resent since
+
+
+def _saved(d: Delivery) -> tuple[Any, ...]:
+    return (d.status, d.attempts, d.tries, d.next_at, d.updated_at, d.last_status, d.last_error, d.id, d.version)
+
+
+_INSERT_ATTEMPT = f"INSERT INTO webhook_attempts ({_ATTEMPT_COLUMNS}) VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def _recorded(a: Attempt) -> tuple[Any, ...]:
+    return (a.delivery_id, a.endpoint_id, a.event_id, a.number, a.at, a.latency_ms, a.status, a.response, a.error)
+
+
 def _delivery(row: Sequence[Any]) -> Delivery:
     (seq, id_, endpoint_id, channel, epoch, offset, event_id, event_type, payload, status, attempts, tries,
      next_at, created_at, updated_at, last_status, last_error, version) = row
@@ -476,19 +491,14 @@ class SqliteDeliveryStore(DeliveryStore):
 
     async def finish_attempts(self, finished: Sequence[tuple[Delivery, Attempt]]) -> None:
         def statements(db: sqlite3.Connection) -> None:
-            recorded = []
-            for d, a in finished:
-                if db.execute(
-                        "UPDATE webhook_deliveries SET status = ?, attempts = ?, tries = ?, next_at = ?, "
-                        "updated_at = ?, last_status = ?, last_error = ? WHERE id = ? AND version = ?",
-                        (d.status, d.attempts, d.tries, d.next_at, d.updated_at, d.last_status, d.last_error, d.id,
-                         d.version)).rowcount or db.execute(
-                        "UPDATE webhook_deliveries SET attempts = ?, last_status = ?, last_error = ? WHERE id = ?",
-                        (d.attempts, d.last_status, d.last_error, d.id)).rowcount:
-                    recorded.append((a.delivery_id, a.endpoint_id, a.event_id, a.number, a.at, a.latency_ms,
-                                     a.status, a.response, a.error))
-            db.executemany(f"INSERT INTO webhook_attempts ({_ATTEMPT_COLUMNS}) "
-                           "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?)", recorded)
+            saved = db.executemany(_SAVE_DELIVERY, [_saved(d) for d, _ in finished]).rowcount
+            if saved == len(finished):  # the usual case: no delivery was resent or deleted meanwhile
+                kept = finished
+            else:  # each of the others by itself: a resent one keeps its new state, a deleted one is skipped
+                kept = [(d, a) for d, a in finished if db.execute(_SAVE_DELIVERY, _saved(d)).rowcount or db.execute(
+                    "UPDATE webhook_deliveries SET attempts = ?, last_status = ?, last_error = ? WHERE id = ?",
+                    (d.attempts, d.last_status, d.last_error, d.id)).rowcount]
+            db.executemany(_INSERT_ATTEMPT, [_recorded(a) for _, a in kept])
         self._write(statements)
 
     async def delivery(self, delivery_id: str) -> Delivery | None:

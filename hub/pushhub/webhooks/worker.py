@@ -32,7 +32,7 @@ logger = logging.getLogger("pushhub.webhooks")
 
 STEP_RETRY = 1.0
 SHARED_POLL = 1.0  # with a store other processes share: how often to look at what they changed
-PREFETCH = 64  # due deliveries read at a time
+PREFETCH = 256  # due deliveries read at a time (the busy ones among them are read again, and skipped)
 
 OnOutcome = Callable[[str, Outcome, float], None]  # (endpoint id, outcome, when): once the attempt is stored
 
