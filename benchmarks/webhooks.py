@@ -17,7 +17,7 @@
   pair (``ratio_min``, ``ratio_median``, and their medians over the pairs).
 * ``latency``: single events published at ``--rate`` per second (each POST in flight on its own);
   publish-to-delivery latency (the publisher's clock before the POST, the receiver's on arrival, one
-  machine) p50 / p99 / max.
+  machine) p50 / p99 / max, and the hub's CPU time per event (its publish and its delivery).
 
 The receiver is a plain asyncio protocol on uvloop in this process. Prints one JSON line per
 scenario and appends it to ``benchmarks/results/webhooks.jsonl``.
@@ -266,6 +266,7 @@ async def latency(args: argparse.Namespace, receiver: Receiver, base: str) -> di
             await receiver.until(receiver.total + 1, 30)
             sent: dict[str, float] = {}
             total = receiver.total + args.samples
+            cpu_before = cpu(hub)
 
             async def one(n: int) -> None:
                 t0 = time.time()
@@ -280,6 +281,7 @@ async def latency(args: argparse.Namespace, receiver: Receiver, base: str) -> di
                 await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
             await asyncio.gather(*tasks)
             await receiver.until(total, 120)
+            cpu_us = (cpu(hub) - cpu_before) / args.samples * 1e6
     finally:
         hub.stop()
     latencies = [(receiver.arrived[event_id] - t0) * 1000 for event_id, t0 in sent.items()]
@@ -287,7 +289,7 @@ async def latency(args: argparse.Namespace, receiver: Receiver, base: str) -> di
     return {"scenario": "latency", "rate": args.rate, "samples": args.samples,
             "latency_ms_p50": round(statistics.median(latencies), 2),
             "latency_ms_p99": round(ordered[int(0.99 * (len(ordered) - 1))], 2),
-            "latency_ms_max": round(ordered[-1], 2)}
+            "latency_ms_max": round(ordered[-1], 2), "hub_cpu_us_per_event": round(cpu_us, 1)}
 
 
 async def run(args: argparse.Namespace) -> None:

@@ -511,6 +511,26 @@ async def test_intake_uses_the_published_events_without_reading_the_log(tmp_path
         await server.wait_for(5)
 
 
+async def test_a_worker_reads_the_store_again_only_when_something_may_have_come_due(tmp_path: Path) -> None:
+    async with receiver() as server, dispatching(tmp_path) as h:
+        reads: list[str] = []
+        due = h.store.due
+
+        async def counted(endpoint_id: str, now: float, limit: int, *, ordered: bool = False) -> list[Delivery]:
+            reads.append(endpoint_id)
+            return await due(endpoint_id, now, limit, ordered=ordered)
+
+        h.store.due = counted  # type: ignore[method-assign]
+        endpoint = await h.add(server.url)
+        for n in range(1, 4):
+            await h.publish("orders", data=n)
+            await server.wait_for(n)
+            first, *_ = await h.until_statuses(endpoint, *[SUCCEEDED] * n)
+        assert len(reads) <= 4  # one when the worker started, one per publish: not after each attempt
+        await h.dispatcher.replay_delivery(first.id)  # a resend is read even so
+        await server.wait_for(4)
+
+
 async def test_attempts_finishing_in_one_turn_are_recorded_in_one_write() -> None:
     class Counting(MemoryDeliveryStore):
         def __init__(self) -> None:
@@ -534,7 +554,8 @@ async def test_attempts_finishing_in_one_turn_are_recorded_in_one_write() -> Non
         stored: list[str | None] = []
         done = asyncio.Event()
 
-        def recorded(d: Delivery) -> None:  # called once the attempt is stored
+        def recorded(d: Delivery, ok: bool) -> None:  # called once the attempt is stored
+            assert ok
             stored.append(store._deliveries[d.id].status)
             if len(stored) == len(ds):
                 done.set()

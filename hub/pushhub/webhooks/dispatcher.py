@@ -141,7 +141,7 @@ class Dispatcher:
     def _wake(self, endpoint_id: str) -> None:
         worker = self.workers.get(endpoint_id)
         if worker is not None:
-            worker.wake.set()
+            worker.notify()
 
     def _health(self, endpoint_id: str, outcome: Outcome, now: float) -> None:
         """An attempt's outcome is stored: the endpoint changes it makes (:mod:`.health`) are stored

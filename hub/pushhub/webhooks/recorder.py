@@ -18,7 +18,7 @@ logger = logging.getLogger("pushhub.webhooks")
 
 INTERVAL = 0.01  # seconds an attempt's record waits for others to share its transaction
 
-Done = Callable[[Delivery], None]
+Done = Callable[[Delivery, bool], None]  # (the delivery, whether its attempt was stored)
 
 
 class Recorder:
@@ -31,8 +31,8 @@ class Recorder:
         self._task: asyncio.Task[None] | None = None
 
     def add(self, delivery: Delivery, attempt: Attempt, done: Done) -> None:
-        """Record ``attempt`` with ``delivery``'s new state in the next batch, then call ``done(delivery)``
-        (also when the write failed: the delivery then stays as the store has it, and is sent again)."""
+        """Record ``attempt`` with ``delivery``'s new state in the next batch, then call ``done(delivery,
+        stored)``; not ``stored``: the write failed, the delivery stays as the store has it (sent again)."""
         self.observe(attempt)
         self._batch.append((delivery, attempt))
         self._done.append(done)
@@ -43,13 +43,15 @@ class Recorder:
         await asyncio.sleep(INTERVAL)  # the other attempts finishing meanwhile join the batch
         while self._batch:
             batch, done, self._batch, self._done = self._batch, self._done, [], []
+            stored = True
             try:
                 await self.store.finish_attempts(batch)
             except Exception:
+                stored = False
                 logger.exception("could not record %d webhook attempts; their deliveries will be sent again",
                                  len(batch))
             for (delivery, _), call in zip(batch, done, strict=True):
-                call(delivery)
+                call(delivery, stored)
 
     async def close(self) -> None:
         """Wait for the batch being written (attempts whose worker was stopped are still recorded)."""

@@ -44,7 +44,10 @@ class Worker:
     taken again meanwhile. The concurrency cap counts requests in flight only, so the next request
     starts while the previous outcome waits for its batch to be written (:class:`~.recorder.Recorder`).
     Due deliveries are read from the store up to :data:`PREFETCH` at a time and sent from that list
-    until it runs out.
+    until it runs out. Once a read finds fewer than it asked for, the store is not read again until
+    something may have made more of them due (:attr:`settled`): new or resent deliveries
+    (:meth:`notify`), an attempt that did not succeed or could not be recorded, a timer, a change of
+    the endpoint.
     """
 
     def __init__(self, endpoint: Endpoint, *, store: DeliveryStore, config: DispatchConfig, clock: Clock,
@@ -66,6 +69,7 @@ class Worker:
         self.busy: set[str] = set()  # ... or whose outcome is not stored yet
         self.senders: set[asyncio.Task[None]] = set()
         self.ready: deque[Delivery] = deque()  # due deliveries read ahead
+        self.settled = False  # the store holds no due delivery that is not busy or in self.ready
         self.configure(endpoint)
         self.task = asyncio.get_running_loop().create_task(self.run())
 
@@ -80,6 +84,11 @@ class Worker:
         self.endpoint = endpoint
         self.blocked = attempt.blocked(endpoint.url, self.config)
         self.ready.clear()
+        self.notify()
+
+    def notify(self) -> None:
+        """The endpoint has new or resent deliveries."""
+        self.settled = False
         self.wake.set()
 
     @property
@@ -102,6 +111,7 @@ class Worker:
         if until is None:
             await self.wake.wait()
             return
+        self.settled = False  # whatever ends the wait, a retry may be due by then
         waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(self.wake.wait()),
                                            asyncio.ensure_future(self.clock.sleep_until(until))}
         try:
@@ -117,6 +127,7 @@ class Worker:
             except Exception:
                 logger.exception("webhook worker of %s failed; retrying", self.endpoint.id)
                 self.ready.clear()
+                self.settled = False
                 await self.clock.sleep_until(self.clock.now() + STEP_RETRY)
         if self.senders:  # disabled: finish what was started, then let the connections go
             await asyncio.wait(list(self.senders))
@@ -127,9 +138,11 @@ class Worker:
         its oldest pending delivery, whenever it is due)."""
         if self.endpoint.ordered:
             return [d for d in await self.store.due(self.endpoint.id, now, 1, ordered=True) if d.id not in self.busy]
-        if not self.ready:
-            self.ready.extend(d for d in await self.store.due(self.endpoint.id, now, PREFETCH + len(self.busy))
-                              if d.id not in self.busy)
+        if not self.ready and not self.settled:
+            asked = PREFETCH + len(self.busy)
+            found = await self.store.due(self.endpoint.id, now, asked)
+            self.settled = len(found) < asked and not self.store.shared  # others add and release without notice
+            self.ready.extend(d for d in found if d.id not in self.busy)
         taken: list[Delivery] = []
         while self.ready and len(taken) < count:
             delivery = self.ready.popleft()
@@ -211,18 +224,21 @@ class Worker:
             self.inflight.discard(delivery.id)  # the request is over: the next one may start
             done = delivery.updated_at
             self.breaker.record(outcome is Outcome.SUCCESS, done)
-            self.recorder.add(delivery, record, lambda stored: self._recorded(stored, outcome, done))
+            self.recorder.add(delivery, record, lambda stored, ok: self._recorded(stored, ok, outcome, done))
             recorded = True
         except Exception:
             logger.exception("delivery %s to %s failed unexpectedly", delivery.id, self.endpoint.id)
         finally:
             self.inflight.discard(delivery.id)
             if not recorded:
-                self._recorded(delivery)
+                self._recorded(delivery, False)
 
-    def _recorded(self, delivery: Delivery, outcome: Outcome | None = None, done: float = 0.0) -> None:
-        """``delivery``'s attempt is stored (or could not be: the delivery stays as the store has it)."""
+    def _recorded(self, delivery: Delivery, stored: bool, outcome: Outcome | None = None, done: float = 0.0) -> None:
+        """``delivery``'s attempt is stored (or, not ``stored``, could not be: the delivery stays as the
+        store has it, due again)."""
         self.busy.discard(delivery.id)
+        if not stored or outcome is not Outcome.SUCCESS:
+            self.settled = False  # pending again, maybe due already
         self.wake.set()
-        if outcome is not None:
+        if stored and outcome is not None:
             self.on_outcome(self.endpoint.id, outcome, done)
