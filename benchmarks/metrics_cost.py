@@ -12,7 +12,7 @@ product can switch metrics off; if the patch no longer applies, the script says 
 Each round measures both trees, in an order that rotates from round to round, with both workloads:
 
 * publish: a fresh hub on the SQLite backend (the default), ``--requests`` single-event POSTs, 32
-  in flight (:func:`benchmarks.publish.publish_all`);
+  in flight (:func:`benchmarks.publish.measure`);
 * fan-out: a fresh hub on SQLite, ``--subscribers`` SSE subscribers of one channel, 100 events/s
   for ``--duration`` s (:func:`benchmarks.fanout.run`).
 
@@ -25,18 +25,15 @@ metrics as the ratio of the medians, and the load average; the record is appende
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 from typing import Any
 
-from benchmarks import fanout
+from benchmarks import fanout, publish
 from benchmarks.loadgen import ROOT, Hub, machine_facts, save_result
-from benchmarks.publish import publish_all, start_hub, unpack
 from benchmarks.report import figures, heading, interleave, ratio, record, table
 
 PATCH = os.path.join(ROOT, "benchmarks", "metrics_off.patch")
@@ -49,7 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per tree")
     parser.add_argument("--requests", type=int, default=10000, help="publishes per publish run")
-    parser.add_argument("--in-flight", type=int, default=32, help="publish requests in flight")
+    parser.add_argument("--in-flight", dest="concurrency", type=int, default=32, help="publish requests in flight")
     parser.add_argument("--subscribers", type=int, default=500, help="SSE subscribers per fan-out run")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds of publishing per fan-out run")
     parser.add_argument("--rate", type=float, default=100.0, help="events per second in a fan-out run")
@@ -59,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def without_metrics(into: str) -> str:
     """``HEAD`` unpacked into ``into`` with the metric updates taken off the hot paths."""
-    unpack("HEAD", into)
+    publish.unpack("HEAD", into)
     applied = subprocess.run(["git", "apply", PATCH], cwd=into, capture_output=True, text=True,
                              check=False)
     if applied.returncode != 0:
@@ -83,14 +80,7 @@ class TreeHub(Hub):
 
 
 def measure(tree: str, args: argparse.Namespace) -> dict[str, Any]:
-    data_dir = tempfile.mkdtemp(prefix="pushhub-bench-metrics-")
-    process, port = start_hub(tree, data_dir)
-    try:
-        rate, cost = asyncio.run(publish_all(process.pid, port, args.requests, args.in_flight, keyed=False))
-    finally:
-        process.terminate()
-        process.wait(15)
-        shutil.rmtree(data_dir, ignore_errors=True)
+    rate, cost = publish.measure(tree, args, keyed=False)
     fan = fanout.run(fanout.parse_args(["--transport", "sse", "--subscribers", str(args.subscribers),
                                         "--rate", str(args.rate), "--duration", str(args.duration),
                                         "--storage", "sqlite", "--no-save"]), TreeHub(tree))
@@ -107,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = interleave(TREES, args.rounds, lambda name: measure(trees[name], args))
     spreads = {key: figures(runs, key) for key, _ in FIGURES}
     cost = {key: ratio(spreads[key]["metrics"], spreads[key]["no-metrics"]) for key, _ in FIGURES}
-    saved = record("metrics-cost", {"runs": args.rounds, "requests": args.requests, "in_flight": args.in_flight,
+    saved = record("metrics-cost", {"runs": args.rounds, "requests": args.requests, "in_flight": args.concurrency,
                                     "subscribers": args.subscribers, "rate": args.rate, "duration": args.duration},
                    {"figures": spreads, "ratio": cost}, runs, facts)
     print(heading("Metrics on the hot paths (SQLite backend)", saved))

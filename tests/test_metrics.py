@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
 import httpx
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pushhub.metrics import Metrics
@@ -102,12 +104,20 @@ def test_the_readme_lists_every_metric() -> None:
     assert sorted(names - documented) == []
 
 
-def test_the_publish_counter_moves_with_each_call_and_deliveries_at_sync() -> None:
+async def test_the_publish_counter_moves_at_the_end_of_the_loop_turn_and_deliveries_at_sync() -> None:
     stats = Stats()
     metrics = Metrics(stats, lambda: {"sse_connections": 2, "ws_connections": 1, "active_channels": 1})
     stats.observer.publish(3, 0.002)
+    stats.observer.publish(1, 0.002)
     stats.delivered += 5
+    unsynced = samples(generate_latest(metrics.registry).decode())  # what a scrape reads without sync()
+    assert unsynced[("pushhub_events_published_total", ())] == 0.0
+    await asyncio.sleep(0)  # the loop turn ends
+    unsynced = samples(generate_latest(metrics.registry).decode())
+    assert unsynced[("pushhub_events_published_total", ())] == 4.0
+    assert unsynced[("pushhub_deliveries_total", ())] == 0.0
+    stats.observer.publish(3, 0.002)
     before = samples(metrics.exposition().decode())
-    assert before[("pushhub_events_published_total", ())] == 3.0
+    assert before[("pushhub_events_published_total", ())] == 7.0
     assert before[("pushhub_deliveries_total", ())] == 5.0
     assert before[("pushhub_connections", (("transport", "sse"),))] == 2.0

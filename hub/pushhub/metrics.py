@@ -5,14 +5,18 @@ before it starts them, so prometheus_client keeps every worker's values in files
 worker's ``/metrics`` adds them all up (its documented multi-process mode). One process alone keeps
 them in memory.
 
-The fan-out hot path stays cheap: it only adds to the plain integers of
-:class:`~pushhub.stats.Stats`; :meth:`Metrics.sync` moves the increments into the counters once a
-second and at every scrape (so another worker's share of the deliveries is at most a second old).
-A publish call adds to its counter and observes one histogram sample; a fan-out batch one sample.
+The hot paths stay cheap (``python -m benchmarks.metrics_cost`` measures them). Fan-out only adds
+to the plain integers of :class:`~pushhub.stats.Stats`; :meth:`Metrics.sync` moves them into the
+counters once a second and at every scrape (so another worker's share of the deliveries is at most
+a second old). Publishes and HTTP answers add to plain integers too, which one callback at the end
+of the event loop's turn moves into their counters, so a scrape (in a later turn, in any worker)
+sees every one already answered. What cannot be added up later is one histogram sample per
+publish call and per fan-out batch.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -50,6 +54,10 @@ class Metrics(Observer):
         self.access = access
         self.backlog = backlog
         self._synced = (0, 0, 0)
+        self._published = 0  # publishes and HTTP answers of this loop turn, until _flush() counts them
+        self._answered: dict[tuple[str, str, int], int] = {}
+        self._children: dict[tuple[str, str, int], Any] = {}  # labels() costs four times an inc() of its child
+        self._flush_due = False
         self.registry = CollectorRegistry(auto_describe=False)
         self.multiprocess = multiprocess()
         made: list[Counter | Gauge | Histogram] = []
@@ -100,6 +108,7 @@ class Metrics(Observer):
 
     def sync(self) -> None:
         """Move what the hot paths counted into the counters; set the gauges."""
+        self._flush()
         stats = self.stats
         now = (stats.delivered, stats.resets, stats.slow_consumers)
         for metric, value, before in zip((self.delivered, self.resets, self.slow_consumers),
@@ -112,8 +121,29 @@ class Metrics(Observer):
         self.connections.labels("websocket").set(gauges["ws_connections"])
         self.channels.set(gauges["active_channels"])
 
+    def _flush_soon(self) -> None:
+        if not self._flush_due:
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Count the publishes and HTTP answers of the loop turn that ends."""
+        self._flush_due = False
+        if self._published:
+            self.published.inc(self._published)
+            self._published = 0
+        if self._answered:
+            children = self._children
+            for key, count in self._answered.items():
+                child = children.get(key)
+                if child is None:
+                    child = children[key] = self.http_requests.labels(key[0], key[1], str(key[2]))
+                child.inc(count)
+            self._answered = {}
+
     def publish(self, count: int, seconds: float) -> None:
-        self.published.inc(count)
+        self._published += count
+        self._flush_soon()
         self.publish_seconds.observe(seconds)
 
     def delivery(self, event_time: str, now: float) -> None:
@@ -133,14 +163,13 @@ class Metrics(Observer):
     def counted(self, route: Route) -> Route:
         """``route`` with its answers counted in ``pushhub_http_requests_total``."""
         endpoint: Endpoint = route.endpoint
-        requests = self.http_requests
-        children: dict[tuple[str, int], Any] = {}  # labels() costs four times an inc() of its child
+        path = route.path
 
         def count(method: str, status: int) -> None:
-            child = children.get((method, status))
-            if child is None:
-                child = children[(method, status)] = requests.labels(route.path, method, str(status))
-            child.inc()
+            key = (path, method, status)
+            answered = self._answered
+            answered[key] = answered.get(key, 0) + 1
+            self._flush_soon()
 
         async def counted(request: Request) -> Response:
             try:
