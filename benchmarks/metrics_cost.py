@@ -9,7 +9,8 @@ per-batch delivery latency sample and the HTTP request counter (the plain intege
 ``pushhub.stats`` stay: the dashboard reads them, and they predate the metrics). Nothing in the
 product can switch metrics off; if the patch no longer applies, the script says so and stops.
 
-Each round measures both trees, in an order that rotates from round to round, with both workloads:
+Each round measures both trees with each workload in turn, in an order that rotates from round to
+round:
 
 * publish: a fresh hub on the SQLite backend (the default), ``--requests`` single-event POSTs, 32
   in flight (:func:`benchmarks.publish.measure`);
@@ -18,7 +19,8 @@ Each round measures both trees, in an order that rotates from round to round, wi
 
 It prints the median and range of the hub's CPU time per publish and per delivery (read from
 /proc, less disturbed by other load than the rates) and of the rates for each tree, the cost of the
-metrics as the ratio of the medians, and the load average; the record is appended to
+metrics as the ratio of the medians and as the median of the round-by-round ratios, and the load
+average; the record is appended to
 ``benchmarks/results/metrics_cost.jsonl``.
 """
 
@@ -34,7 +36,7 @@ from typing import Any
 
 from benchmarks import fanout, publish
 from benchmarks.loadgen import ROOT, Hub, machine_facts, save_result
-from benchmarks.report import figures, heading, interleave, ratio, record, table
+from benchmarks.report import cell, figures, heading, ratio, record, spread, table
 
 PATCH = os.path.join(ROOT, "benchmarks", "metrics_off.patch")
 TREES = ("metrics", "no-metrics")
@@ -79,14 +81,39 @@ class TreeHub(Hub):
         return self
 
 
-def measure(tree: str, args: argparse.Namespace) -> dict[str, Any]:
+def measure_publish(tree: str, args: argparse.Namespace) -> dict[str, Any]:
     rate, cost = publish.measure(tree, args, keyed=False)
+    return {"publishes_per_s": rate, "hub_cpu_us_per_publish": cost, "loadavg": os.getloadavg()[0]}
+
+
+def measure_fanout(tree: str, args: argparse.Namespace) -> dict[str, Any]:
     fan = fanout.run(fanout.parse_args(["--transport", "sse", "--subscribers", str(args.subscribers),
                                         "--rate", str(args.rate), "--duration", str(args.duration),
                                         "--storage", "sqlite", "--no-save"]), TreeHub(tree))
-    return {"publishes_per_s": rate, "hub_cpu_us_per_publish": cost, "loadavg": fan["loadavg_start"],
-            **{key: fan[key] for key in ("hub_us_per_delivery", "delivered_per_s", "lost", "duplicated",
-                                         "received", "expected")}}
+    return {key: fan[key] for key in ("hub_us_per_delivery", "delivered_per_s", "lost", "duplicated", "received",
+                                      "expected")}
+
+
+def rounds(trees: dict[str, str], args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
+    """``args.rounds`` rounds; in each, both trees publish one after the other, then both fan out,
+    in an order that rotates from round to round, so that the two runs of a pair are close in time."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+    for index in range(args.rounds):
+        order = list(trees)[index % 2:] + list(trees)[:index % 2]
+        done: dict[str, dict[str, Any]] = {name: {} for name in trees}
+        for workload in (measure_publish, measure_fanout):
+            for name in order:
+                done[name].update(workload(trees[name], args))
+        for name in trees:
+            runs[name].append(done[name])
+    return runs
+
+
+def paired(runs: dict[str, list[dict[str, Any]]], key: str) -> dict[str, float] | None:
+    """The spread of the round-by-round ratios metrics / no-metrics (each pair measured minutes apart
+    at most, so a change of the machine's load moves both)."""
+    return spread([a[key] / b[key] for a, b in zip(runs["metrics"], runs["no-metrics"], strict=True)
+                   if a.get(key) and b.get(key)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,16 +121,18 @@ def main(argv: list[str] | None = None) -> int:
     facts = machine_facts()
     with tempfile.TemporaryDirectory(prefix="pushhub-no-metrics-") as off:
         trees = {"metrics": ROOT, "no-metrics": without_metrics(off)}
-        runs = interleave(TREES, args.rounds, lambda name: measure(trees[name], args))
+        runs = rounds(trees, args)
     spreads = {key: figures(runs, key) for key, _ in FIGURES}
     cost = {key: ratio(spreads[key]["metrics"], spreads[key]["no-metrics"]) for key, _ in FIGURES}
+    pairs = {key: paired(runs, key) for key, _ in FIGURES}
     saved = record("metrics-cost", {"runs": args.rounds, "requests": args.requests, "in_flight": args.concurrency,
                                     "subscribers": args.subscribers, "rate": args.rate, "duration": args.duration},
-                   {"figures": spreads, "ratio": cost}, runs, facts)
+                   {"figures": spreads, "ratio": cost, "paired_ratio": pairs}, runs, facts)
     print(heading("Metrics on the hot paths (SQLite backend)", saved))
     print("\n".join(table([(label, [spreads[key][name] for name in TREES],
-                            "-" if cost[key] is None else f"{cost[key]:.3f}") for key, label in FIGURES],
-                          list(TREES), "metrics / no-metrics")))
+                            "-" if cost[key] is None else f"{cost[key]:.3f}   {cell(pairs[key])}")
+                           for key, label in FIGURES],
+                          list(TREES), "metrics / no-metrics: of the medians, round by round")))
     losses = {name: (sum(r["lost"] for r in runs[name]), sum(r["duplicated"] for r in runs[name])) for name in TREES}
     print(f"  lost / duplicated deliveries: {losses}")
     print(json.dumps(saved))
