@@ -1,5 +1,5 @@
 """What the metrics cost on the publish and fan-out hot paths: this tree beside the same tree with
-the metric updates taken out of those paths, interleaved in one run.
+the metric updates taken out of those paths, side by side in one run.
 
     python -m benchmarks.metrics_cost [--rounds 5] [--requests 10000] [--subscribers 500] [--duration 8]
 
@@ -9,8 +9,8 @@ per-batch delivery latency sample and the HTTP request counter (the plain intege
 ``pushhub.stats`` stay: the dashboard reads them, and they predate the metrics). Nothing in the
 product can switch metrics off; if the patch no longer applies, the script says so and stops.
 
-Each round measures both trees with each workload in turn, in an order that rotates from round to
-round:
+Each round runs both trees side by side (two hubs at the same time, so that whatever else loads
+the machine loads both alike), with each workload in turn:
 
 * publish: a fresh hub on the SQLite backend (the default), ``--requests`` single-event POSTs, 32
   in flight (:func:`benchmarks.publish.measure`);
@@ -27,6 +27,7 @@ average; the record is appended to
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -95,23 +96,26 @@ def measure_fanout(tree: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def rounds(trees: dict[str, str], args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
-    """``args.rounds`` rounds; in each, both trees publish one after the other, then both fan out,
-    in an order that rotates from round to round, so that the two runs of a pair are close in time."""
+    """``args.rounds`` rounds; in each, both trees run the publish workload at the same time, then
+    both the fan-out workload, so whatever else loads the machine loads both alike (started in an
+    order that rotates from round to round)."""
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
     for index in range(args.rounds):
         order = list(trees)[index % 2:] + list(trees)[:index % 2]
         done: dict[str, dict[str, Any]] = {name: {} for name in trees}
         for workload in (measure_publish, measure_fanout):
-            for name in order:
-                done[name].update(workload(trees[name], args))
+            with concurrent.futures.ThreadPoolExecutor(len(order)) as pool:
+                results = list(pool.map(workload, [trees[name] for name in order], [args] * len(order)))
+            for name, result in zip(order, results, strict=True):
+                done[name].update(result)
         for name in trees:
             runs[name].append(done[name])
     return runs
 
 
 def paired(runs: dict[str, list[dict[str, Any]]], key: str) -> dict[str, float] | None:
-    """The spread of the round-by-round ratios metrics / no-metrics (each pair measured minutes apart
-    at most, so a change of the machine's load moves both)."""
+    """The spread of the round-by-round ratios metrics / no-metrics (each pair measured at the same
+    time, so a change of the machine's load moves both)."""
     return spread([a[key] / b[key] for a, b in zip(runs["metrics"], runs["no-metrics"], strict=True)
                    if a.get(key) and b.get(key)])
 
