@@ -20,19 +20,24 @@ the machine loads both alike), with each workload in turn:
 It prints the median and range of the hub's CPU time per publish and per delivery (read from
 /proc, less disturbed by other load than the rates) and of the rates for each tree, the cost of the
 metrics as the ratio of the medians and as the median of the round-by-round ratios, and the load
-average; the record is appended to
+average. The whole-hub ratios move by more than the metrics cost on a loaded machine, so it also
+times the metric updates alone in process (:func:`updates_alone`) and prints them as a share of the
+hub CPU per publish and per delivery measured in the same run. The record is appended to
 ``benchmarks/results/metrics_cost.jsonl``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import concurrent.futures
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import time
+import timeit
 from typing import Any
 
 from benchmarks import fanout, publish
@@ -120,6 +125,50 @@ def paired(runs: dict[str, list[dict[str, Any]]], key: str) -> dict[str, float] 
                    if a.get(key) and b.get(key)])
 
 
+def updates_alone(calls: int = 200_000, per_turn: int = 8) -> dict[str, float]:
+    """The metric updates of the hot paths timed alone in this process, in µs a call: what one
+    publish request adds (its HTTP answer counted, its timing and sample) and what one fan-out
+    batch adds (its latency sample), each beside the same loop without them (``per_turn`` calls
+    per event-loop turn, as a hub answers several requests a turn under load)."""
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    sys.path.insert(0, os.path.join(ROOT, "hub"))  # this tree's, wherever pushhub is installed
+    from pushhub.metrics import Metrics
+    from pushhub.stats import Observer, Stats
+
+    answer = Response(b"", status_code=202)
+
+    async def endpoint(request: Any) -> Response:
+        return answer
+
+    class Request:
+        method = "POST"
+
+    metrics = Metrics(Stats(), lambda: {"sse_connections": 0, "ws_connections": 0, "active_channels": 0})
+    counted = metrics.counted(Route("/v1/channels/{channel}/events", endpoint, methods=["POST"])).endpoint
+
+    async def publishes(handler: Any, observer: Observer, timed: bool) -> float:
+        started = time.perf_counter()
+        for _ in range(calls // per_turn):
+            for _ in range(per_turn):
+                begun = time.perf_counter() if timed else 0.0
+                await handler(Request)
+                if timed:
+                    observer.publish(1, time.perf_counter() - begun)
+            await asyncio.sleep(0)
+        return (time.perf_counter() - started) / calls * 1e6
+
+    async def measure() -> dict[str, float]:
+        bare = min([await publishes(endpoint, Observer(), False) for _ in range(3)])
+        with_metrics = min([await publishes(counted, metrics, True) for _ in range(3)])
+        stamp = "2026-12-01T18:20:00.123456Z"
+        batch = min(timeit.timeit(lambda: metrics.delivery(stamp, time.time()), number=calls) for _ in range(3))
+        return {"us_per_publish": with_metrics - bare, "us_per_fanout_batch": batch / calls * 1e6}
+
+    return asyncio.run(measure())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     facts = machine_facts()
@@ -131,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     pairs = {key: paired(runs, key) for key, _ in FIGURES}
     saved = record("metrics-cost", {"runs": args.rounds, "requests": args.requests, "in_flight": args.concurrency,
                                     "subscribers": args.subscribers, "rate": args.rate, "duration": args.duration},
-                   {"figures": spreads, "ratio": cost, "paired_ratio": pairs}, runs, facts)
+                   {"figures": spreads, "ratio": cost, "paired_ratio": pairs, "updates_alone": updates_alone()},
+                   runs, facts)
     print(heading("Metrics on the hot paths (SQLite backend)", saved))
     print("\n".join(table([(label, [spreads[key][name] for name in TREES],
                             "-" if cost[key] is None else f"{cost[key]:.3f}   {cell(pairs[key])}")
@@ -139,6 +189,13 @@ def main(argv: list[str] | None = None) -> int:
                           list(TREES), "metrics / no-metrics: of the medians, round by round")))
     losses = {name: (sum(r["lost"] for r in runs[name]), sum(r["duplicated"] for r in runs[name])) for name in TREES}
     print(f"  lost / duplicated deliveries: {losses}")
+    alone, publish_cpu = saved["updates_alone"], spreads["hub_cpu_us_per_publish"]["no-metrics"]
+    delivery_cpu = spreads["hub_us_per_delivery"]["no-metrics"]
+    print(f"  the updates alone: {alone['us_per_publish']:.2f} µs a publish request"
+          + (f" ({alone['us_per_publish'] / publish_cpu['median']:.1%} of its hub CPU)" if publish_cpu else "")
+          + f", {alone['us_per_fanout_batch']:.2f} µs a fan-out batch"
+          + (f" ({alone['us_per_fanout_batch'] / args.subscribers / delivery_cpu['median']:.2%} of a delivery's "
+             f"hub CPU at {args.subscribers} subscribers)" if delivery_cpu else ""))
     print(json.dumps(saved))
     if not args.no_save:
         save_result("metrics_cost", saved)
