@@ -117,7 +117,14 @@ async def test_the_publish_counter_moves_at_the_end_of_the_loop_turn_and_deliver
     assert unsynced[("pushhub_events_published_total", ())] == 4.0
     assert unsynced[("pushhub_deliveries_total", ())] == 0.0
     stats.observer.publish(3, 0.002)
+    stats.observer.delivery("2026-12-01T18:00:00Z", 1_796_148_000.5)
+    stats.observer.delivery("2026-12-01T18:00:00Z", 1_796_148_000.9)  # the same turn: not sampled again
     before = samples(metrics.exposition().decode())
+    assert before[("pushhub_delivery_latency_seconds_count", ())] == 1.0
+    assert before[("pushhub_delivery_latency_seconds_sum", ())] == 0.5
+    await asyncio.sleep(0)
+    stats.observer.delivery("2026-12-01T18:00:00Z", 1_796_148_001.0)
+    assert samples(metrics.exposition().decode())[("pushhub_delivery_latency_seconds_count", ())] == 2.0
     assert before[("pushhub_events_published_total", ())] == 7.0
     assert before[("pushhub_deliveries_total", ())] == 5.0
     assert before[("pushhub_connections", (("transport", "sse"),))] == 2.0

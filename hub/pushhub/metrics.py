@@ -11,7 +11,7 @@ counters once a second and at every scrape (so another worker's share of the del
 a second old). Publishes and HTTP answers add to plain integers too, which one callback at the end
 of the event loop's turn moves into their counters, so a scrape (in a later turn, in any worker)
 sees every one already answered. What cannot be added up later is one histogram sample per
-publish call and per fan-out batch.
+publish call, and one delivery latency sample per loop turn that fans out.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class Metrics(Observer):
         self._answered: dict[tuple[str, str, int], int] = {}
         self._children: dict[tuple[str, str, int], Any] = {}  # labels() costs four times an inc() of its child
         self._flush_due = False
+        self._delivery_sampled = False  # this loop turn's delivery latency is sampled
         self.registry = CollectorRegistry(auto_describe=False)
         self.multiprocess = multiprocess()
         made: list[Counter | Gauge | Histogram] = []
@@ -86,7 +87,7 @@ class Metrics(Observer):
         self.delivery_seconds = histogram(
             "pushhub_delivery_latency_seconds",
             "From an event's time (the hub's clock at publish unless the publisher set it) to its write to "
-            "subscriber connections, once per fan-out batch", LATENCY_BUCKETS)
+            "subscriber connections, sampled once per event-loop turn that fans out", LATENCY_BUCKETS)
         self.http_requests = counter("pushhub_http_requests", "HTTP requests answered, by route and status",
                                      ("route", "method", "status"))
         self.ingest = counter("pushhub_ingest_requests", "Ingest webhooks by source and result "
@@ -129,6 +130,7 @@ class Metrics(Observer):
     def _flush(self) -> None:
         """Count the publishes and HTTP answers of the loop turn that ends."""
         self._flush_due = False
+        self._delivery_sampled = False
         if self._published:
             self.published.inc(self._published)
             self._published = 0
@@ -147,6 +149,13 @@ class Metrics(Observer):
         self.publish_seconds.observe(seconds)
 
     def delivery(self, event_time: str, now: float) -> None:
+        """One latency sample per loop turn that writes events: the first fan-out batch of the turn
+        (a turn that fans out to many channels of one subscriber each would pay a sample per
+        delivery otherwise)."""
+        if self._delivery_sampled:
+            return
+        self._delivery_sampled = True
+        self._flush_soon()
         try:
             sent = datetime.fromisoformat(event_time.replace("Z", "+00:00")).timestamp()
         except ValueError:
