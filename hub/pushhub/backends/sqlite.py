@@ -91,6 +91,7 @@ class SqliteStore(Store):
         self._heads: dict[str, list[object]] = {}  # channel -> [epoch, top]
         self._origins: dict[str, int] = {}  # Origin.key() -> its row in origins, once committed
         self._origin_keys: dict[int, str] = {}
+        self._types: set[tuple[str, str]] = set()  # (type, channel) pairs known to be in event_types
 
     def _origin_id(self, db: sqlite3.Connection, key: str, made: dict[str, int]) -> int:
         """The id of ``key`` in ``origins``, added in this transaction if it is new (``made``
@@ -118,6 +119,7 @@ class SqliteStore(Store):
         heads: dict[str, tuple[str, int]] = {}  # channel -> (epoch, top) as the transaction leaves it
         results: list[Published] = []
         made: dict[str, int] = {}
+        typed: set[tuple[str, str]] = set()
 
         def statements(db: sqlite3.Connection) -> None:
             for channel, drafts, once, origin in appends:
@@ -148,6 +150,11 @@ class SqliteStore(Store):
                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                                [(channel, top + i, now, d.stored(), d.id, d.type, origin_id, delivery)
                                 for i, d in enumerate(drafts, 1)])
+                for d in drafts:
+                    if (d.type, channel) not in self._types and (d.type, channel) not in typed:
+                        typed.add((d.type, channel))
+                        db.execute("INSERT OR IGNORE INTO event_types (type, channel) VALUES (?, ?)",
+                                   (d.type, channel))
                 results.append(Published([Event(channel, epoch, top + i, d) for i, d in enumerate(drafts, 1)]))
                 heads[channel] = (epoch, top + len(drafts))
             for channel, (epoch, top) in heads.items():
@@ -161,6 +168,7 @@ class SqliteStore(Store):
         for channel, (epoch, top) in heads.items():
             self._heads[channel] = [epoch, top]
         self._origins.update(made)
+        self._types |= typed
         return results
 
     def _state(self, channel: str) -> StreamState:
@@ -230,7 +238,18 @@ class SqliteStore(Store):
         return self._search("WHERE id = ? LIMIT ?", (event_id, limit))
 
     def find_type(self, event_type: str, limit: int) -> list[Found]:
-        return self._search("WHERE type = ? ORDER BY ts DESC, seq DESC LIMIT ?", (event_type, limit))
+        """Each channel the type was published to is read newest first (a walk back over its log,
+        which retention bounds), and the newest ``limit`` of all are kept."""
+        try:
+            channels = [c for (c,) in self.db.execute("SELECT channel FROM event_types WHERE type = ?",
+                                                      (event_type,)).fetchall()]
+            rows = [row for channel in channels for row in self.db.execute(
+                "SELECT ts, channel, seq, body, origin, delivery, repeats FROM events WHERE channel = ? AND type = ? "
+                "ORDER BY seq DESC LIMIT ?", (channel, event_type, limit)).fetchall()]
+        except sqlite3.Error as exc:
+            raise Unavailable(f"could not read the event index: {exc}") from exc
+        rows.sort(key=lambda row: (row[0], row[2]), reverse=True)
+        return self._found([row[1:] for row in rows[:limit]])
 
     def channels(self, pattern: str, after: str, limit: int) -> ChannelPage:
         compile_patterns([pattern], kind="channel")  # refuses what GLOB would read differently

@@ -13,8 +13,9 @@ Version 2 adds the idempotency records to ``pushhub.db`` (table ``once``) and im
 ``dedupe.db``, which is no longer read (it stays, untouched, as the copy of its data).
 Version 3 adds what the dashboard reads: the event index (each event's id, type, origin and repeat
 count, in columns of ``events`` so that it is written by the append's own INSERT and trimmed by the
-log's own DELETE; origins interned in ``origins``), the request headers of each webhook attempt, and
-per-endpoint minute counters (``webhook_minutes``).
+log's own DELETE, with an index on the id; origins interned in ``origins``; the channels each type
+was published to in ``event_types``, where a search by type starts), the request headers of each
+webhook attempt, and per-endpoint minute counters (``webhook_minutes``).
 
 A change to a table is a new step appended to :data:`STEPS`; a step is never edited once released.
 """
@@ -119,7 +120,12 @@ ALTER TABLE events ADD COLUMN delivery TEXT;
 ALTER TABLE events ADD COLUMN repeats INTEGER NOT NULL DEFAULT 0;
 UPDATE events SET id = json_extract(CAST(body AS TEXT), '$.id'), type = json_extract(CAST(body AS TEXT), '$.type');
 CREATE INDEX events_id ON events (id);
-CREATE INDEX events_type ON events (type, ts);
+CREATE TABLE event_types (
+    type TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    PRIMARY KEY (type, channel)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO event_types (type, channel) SELECT DISTINCT type, channel FROM events WHERE type IS NOT NULL;
 CREATE TABLE origins (
     id INTEGER PRIMARY KEY,
     key TEXT NOT NULL UNIQUE
