@@ -227,6 +227,10 @@ OPERATIONS: list[tuple[str, str, dict[str, Any]]] = [
     op("get", "/dashboard", "The operator dashboard page", "dashboard", ok={200: _text("text/html"), 304: None}),
     op("get", "/dashboard/dashboard.js", "The dashboard's script", "dashboard",
        ok={200: _text("text/javascript"), 304: None}),
+    *(op("get", f"/dashboard/dashboard-{part}.js", f"The dashboard's {what}", "dashboard",
+         ok={200: _text("text/javascript"), 304: None})
+      for part, what in [("dom", "plumbing module"), ("chart", "chart module"), ("log", "channels and events module"),
+                         ("webhooks", "endpoints module")]),
     op("get", "/dashboard/dashboard.css", "The dashboard's style sheet", "dashboard",
        ok={200: _text("text/css"), 304: None}),
     op("post", "/v1/dashboard/session", "Sign the dashboard in with an admin key (sets a cookie)", "dashboard",
