@@ -189,6 +189,10 @@ async def test_sign_in_overview_and_channels(browser: Any, hub_factory: Callable
         await page.click("#channel-search button")
         await page.wait_for_selector("#channel-events tr[data-offset='5']", timeout=WAIT_MS)
         assert await history.count() == 1
+        await page.fill("#channel-query", f"{fresh['epoch']}.2")  # a cursor: the events after it, oldest first
+        await page.click("#channel-search button")
+        await page.wait_for_selector("#channel-events tr[data-offset='3']", timeout=WAIT_MS)
+        assert [await r.get_attribute("data-offset") for r in await history.all()] == ["3", "4", "5"]
 
         # The search box of the event view, by type and by id: an event's page with its provenance.
         await view(page, "event")

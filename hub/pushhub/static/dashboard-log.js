@@ -98,7 +98,19 @@ function follow(name, cursor) {
   });
 }
 
+// From a cursor of the channel's current epoch: the events after it, oldest first.
+async function fromCursor(text) {
+  const name = state.channel;
+  const page = await call("GET", `v1/channels/${encodeURIComponent(name)}/events${query({ after: text, limit: PAGE })}`);
+  $("channel-events").tBodies[0].replaceChildren(...page.events.map((event) => eventRow(event)));
+  $("history-older").hidden = true;
+}
+
 async function searchChannel(text) {
+  if (text.startsWith(`${state.epoch}.`) && /^\d+$/.test(text.slice(state.epoch.length + 1))) {
+    await fromCursor(text);
+    return;
+  }
   const name = state.channel;
   const [byId, byType] = await Promise.all([
     call("GET", `v1/admin/events${query({ id: text, limit: 200 })}`),
