@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -128,9 +127,8 @@ async def view(page: Any, name: str) -> None:
     await page.wait_for_selector(f"#view-{name}", state="visible", timeout=WAIT_MS)
 
 
-async def shoot(page: Any, name: str) -> None:
+async def shoot(page: Any, path: Path) -> None:
     """A screenshot for the README (``$PUSHHUB_TEST_ARTIFACTS``, e.g. docs/screenshots)."""
-    path = Path(tempfile.mkdtemp()) / name
     await page.screenshot(path=str(path), full_page=True)
     keep_screenshot(path)
 
@@ -140,7 +138,8 @@ async def fits(page: Any) -> bool:
 
 
 @pytest.mark.skipif(UNAVAILABLE is not None, reason=str(UNAVAILABLE))
-async def test_sign_in_overview_and_channels(browser: Any, hub_factory: Callable[..., HubProcess]) -> None:
+async def test_sign_in_overview_and_channels(browser: Any, hub_factory: Callable[..., HubProcess],
+                                             tmp_path: Path) -> None:
     """Item 1: the channel list by pattern, a channel's history newest first and its live events, and
     a search by type and by id; the overview's counters and chart."""
     hub = hub_factory("--admin-key", ADMIN)
@@ -179,7 +178,7 @@ async def test_sign_in_overview_and_channels(browser: Any, hub_factory: Callable
         fresh = await publish(client, "orders", "order.shipped", {"order": 1})
         await page.wait_for_selector("#channel-events tr.fresh[data-offset='5']", timeout=WAIT_MS)
         assert fresh["id"] in await text(page, "#channel-events tbody tr")
-        await shoot(page, "channels.png")
+        await shoot(page, tmp_path / "channels.png")
 
         await page.fill("#channel-query", "order.paid")
         await page.click("#channel-search button")
@@ -211,13 +210,13 @@ async def test_sign_in_overview_and_channels(browser: Any, hub_factory: Callable
         await view(page, "channels")
         await page.wait_for_selector("#channel-list tr[data-channel='orders']", timeout=WAIT_MS)
         assert await fits(page)
-        await shoot(page, "channels-phone.png")
+        await shoot(page, tmp_path / "channels-phone.png")
         assert errors == []
 
 
 @pytest.mark.skipif(UNAVAILABLE is not None, reason=str(UNAVAILABLE))
-async def test_publish_inspect_a_failing_receiver_and_replay(browser: Any,
-                                                            hub_factory: Callable[..., HubProcess]) -> None:
+async def test_publish_inspect_a_failing_receiver_and_replay(browser: Any, hub_factory: Callable[..., HubProcess],
+                                                            tmp_path: Path) -> None:
     """Items 2 and 4: an event published from the form, its failed attempt inspected on its page (request
     headers masked, status, response), a replay from there that succeeds."""
     hub = hub_factory("--admin-key", ADMIN, "--webhook-allow-network", "127.0.0.0/8",
@@ -257,7 +256,7 @@ async def test_publish_inspect_a_failing_receiver_and_replay(browser: Any,
         headers = await attempt.locator("details pre").text_content()
         assert '"webhook-signature": "v1,…"' in headers and '"authorization": "Bear…"' in headers
         assert "sk_live" not in await page.content()
-        await shoot(page, "event-failed.png")
+        await shoot(page, tmp_path / "event-failed.png")
 
         await delivery.locator("button[data-replay-delivery]").click()
         requests = await server.wait_for(2)
@@ -266,12 +265,13 @@ async def test_publish_inspect_a_failing_receiver_and_replay(browser: Any,
         await page.reload(timeout=WAIT_MS)
         await page.wait_for_selector("#event-page .delivery .badge.succeeded", timeout=WAIT_MS)
         assert await page.locator("#event-page .delivery tr[data-attempt]").count() == 2
-        await shoot(page, "event.png")
+        await shoot(page, tmp_path / "event.png")
         assert errors == []
 
 
 @pytest.mark.skipif(UNAVAILABLE is not None, reason=str(UNAVAILABLE))
-async def test_endpoints_managed_from_the_page(browser: Any, hub_factory: Callable[..., HubProcess]) -> None:
+async def test_endpoints_managed_from_the_page(browser: Any, hub_factory: Callable[..., HubProcess],
+                                               tmp_path: Path) -> None:
     """Item 3: an endpoint created and edited from the page, disabled and enabled, its secret rotated
     (shown once), a test event sent, its chart and filters, and deleted after a confirmation."""
     hub = hub_factory("--admin-key", ADMIN, "--webhook-allow-network", "127.0.0.0/8",
@@ -339,7 +339,7 @@ async def test_endpoints_managed_from_the_page(browser: Any, hub_factory: Callab
         await page.wait_for_selector(f"{card} tr[data-attempt]", state="detached", timeout=WAIT_MS)
         await page.select_option(f"{card} select[data-filter=attempts]", "succeeded")
         await page.wait_for_selector(f"{card} tr[data-attempt]", timeout=WAIT_MS)
-        await shoot(page, "endpoints.png")
+        await shoot(page, tmp_path / "endpoints.png")
         await page.set_viewport_size({"width": 390, "height": 844})
         assert await fits(page)
         await page.set_viewport_size({"width": 1280, "height": 900})
