@@ -12,7 +12,7 @@ from pushhub import config, cursor, protocol, sse
 from pushhub.channels import compile_patterns, validate_channel
 from pushhub.cursor import Position
 from pushhub.errors import BadChannel, BadCursor, BadEvent, BadRequest
-from pushhub.events import Event, EventDraft, parse_publish_body
+from pushhub.events import Event, EventDraft, new_event_id, parse_publish_body
 from pushhub.hub import BAD_CURSOR, EPOCH_CHANGED, HISTORY_TRIMMED, _resume_point
 from pushhub.retention import Retention, RetentionPolicy, parse_duration
 
@@ -221,3 +221,13 @@ def test_readme_documents_every_disconnect_code() -> None:
     readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
     for code in disconnect.ALL:
         assert f"| {code.code} | `{code.reason}` | {'yes' if code.reconnect else 'no'} |" in readme, code
+
+
+def test_generated_event_ids_sort_in_the_order_they_were_made() -> None:
+    times = [0.0, 0.001, 1.0, 1_700_000_000.0, 1_700_000_000.001, 4_102_444_800.0]  # to 2100
+    ids = [new_event_id(t) for t in times]
+    assert sorted(ids) == ids and len(set(ids)) == len(ids)
+    assert all(i.startswith("evt_") and len(i) == 28 and i[4:].replace("-", "").replace("_", "").isalnum()
+               for i in ids)
+    assert new_event_id(5.0)[:12] == new_event_id(5.0)[:12] and new_event_id(5.0) != new_event_id(5.0)
+    assert EventDraft.from_json({"type": "t"}, now=1.0).id[:12] == new_event_id(1.0)[:12]

@@ -17,6 +17,7 @@ from .errors import BadRequest, PushHubError
 from .events import Event, parse_publish_body
 from .hub import Hub
 from .numbers import bounded
+from .provenance import API, Origin
 
 MAX_HISTORY_LIMIT = 1000
 
@@ -92,13 +93,14 @@ class HttpApi:
         if key is not None:
             idempotency.check_key(key)
         drafts, batch = parse_publish_body(raw)
+        origin = Origin(API, grant.publisher)
         if key is None:
-            events = await self.hub.publish(channel, drafts)
+            events = await self.hub.publish(channel, drafts, origin)
             return Response(idempotency.answer([positioned(e) for e in events], batch), status_code=202,
                             media_type="application/json")
         fingerprint = idempotency.fingerprint(channel, raw)
         once = Once(grant.publisher, key, idempotency.record(fingerprint, [d.id for d in drafts], batch), self.window)
-        published = await self.hub.publish_once(channel, drafts, once)
+        published = await self.hub.publish_once(channel, drafts, once, origin)
         if published.replayed is None:
             answer = idempotency.answer([positioned(e) for e in published.events], batch)
         else:

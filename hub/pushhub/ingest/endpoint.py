@@ -20,6 +20,7 @@ from ..backends.base import Once
 from ..errors import Forbidden, PushHubError
 from ..http_api import positioned, read_body
 from ..hub import Hub
+from ..provenance import INGEST, Origin
 from . import extract
 from .sources import Source
 from .verify import verify
@@ -79,17 +80,18 @@ class IngestApi:
         delivery_id = extract.first(source.id_refs, headers, data)
         draft = extract.draft(name, extract.event_type(extract.first(source.type_refs, headers, data)),
                               delivery_id, data)
+        origin = Origin(INGEST, name, source.signature.scheme, delivery_id)
 
         if delivery_id is not None:
             scope, key = idempotency.ingest_scope(name), extract.delivery_key(delivery_id)
         elif verified.fingerprint is not None:  # no id: the same signed request is the same delivery
             scope, key = idempotency.ingest_scope(name, signed=True), verified.fingerprint
         else:
-            (event,) = await self.hub.publish(source.channel, [draft])
+            (event,) = await self.hub.publish(source.channel, [draft], origin)
             self.hub.stats.observer.ingested(name, "accepted")
             return JSONResponse({**positioned(event), "duplicate": False, "delivery_id": None}, status_code=202)
         once = Once(scope, key, idempotency.record(None, [draft.id], False), self.window)
-        published = await self.hub.publish_once(source.channel, [draft], once)
+        published = await self.hub.publish_once(source.channel, [draft], once, origin)
         if published.replayed is None:
             described = positioned(published.events[0])
         else:
