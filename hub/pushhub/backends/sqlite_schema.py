@@ -11,11 +11,12 @@ Version 0 is the layout of release c5059d1 and before (no ``user_version``): the
 webhook state in ``pushhub.db``, ingest and ``Idempotency-Key`` records in ``dedupe.db`` beside it.
 Version 2 adds the idempotency records to ``pushhub.db`` (table ``once``) and imports those of
 ``dedupe.db``, which is no longer read (it stays, untouched, as the copy of its data). Version 3
-drops the index of webhook attempts by event id. Version 4 adds what the dashboard reads: the event index (each event's id, type, origin and repeat
-count, in columns of ``events`` so that it is written by the append's own INSERT and trimmed by the
-log's own DELETE, with an index on the id; origins interned in ``origins``; the channels each type
-was published to in ``event_types``, where a search by type starts), the request headers of each
-webhook attempt, and per-endpoint minute counters (``webhook_minutes``).
+drops the index of webhook attempts by event id. Version 4 adds what the dashboard reads: the event
+index (each event's id, type, origin and repeat count, in columns of ``events`` so that it is
+written by the append's own INSERT and trimmed by the log's own DELETE, with an index on the id;
+origins interned in ``origins``; the channels each type was published to in ``event_types``, where
+a search by type starts), the request headers of each webhook attempt, and per-endpoint minute
+counters (``webhook_minutes``).
 
 A change to a table is a new step appended to :data:`STEPS`; a step is never edited once released.
 """
