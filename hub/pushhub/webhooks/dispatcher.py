@@ -194,8 +194,8 @@ class Dispatcher:
                          draft.stored(), now, now)
         client = self.client()
         try:
-            _, record = await attempt.send(client, endpoint, probe, self.config, self.clock.now, self.rand,
-                                           attempt.blocked(endpoint.url, self.config))
+            _, record = await attempt.send(client, attempt.Requests(endpoint), probe, self.config, self.clock.now,
+                                           self.rand, attempt.blocked(endpoint.url, self.config))
         finally:
             await client.close()
         return record
