@@ -21,6 +21,8 @@ import time
 from typing import Any
 
 from benchmarks.loadgen import (
+    PUSHHUB,
+    PUSHHUB_MESSAGES,
     Hub,
     ServerProcess,
     WorkerSpec,
@@ -40,6 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--transport", choices=("sse", "ws"), default="sse")
     parser.add_argument("--connections", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=500, help="attempts in flight per process")
+    parser.add_argument("--ws-subscribe", choices=("url", "message"), default="url",
+                        help="how a pushhub WebSocket subscribes: in the handshake's URL (one round trip, "
+                             "as with Nchan) or with a subscribe message after it")
     add_hub_arguments(parser, pid_use="RSS")
     return parser.parse_args(argv)
 
@@ -54,11 +59,14 @@ def run(args: argparse.Namespace, server: ServerProcess | None = None) -> dict[s
     workers = []
     try:
         channel = fresh_channel("connect")
+        dialect = hub.dialect.name
+        if dialect == PUSHHUB.name and args.ws_subscribe == "message":
+            dialect = PUSHHUB_MESSAGES.name
         shares = [args.connections // args.procs + (i < args.connections % args.procs) for i in range(args.procs)]
         for share in shares:
             parent, child = context.Pipe()
             spec = WorkerSpec(args.transport, hub.host, hub.port, channel, share, concurrency=args.concurrency,
-                              dialect=hub.dialect.name)
+                              dialect=dialect)
             process = context.Process(target=worker_main, args=(child, spec), daemon=True)
             process.start()
             workers.append((process, parent))
@@ -98,6 +106,7 @@ def run(args: argparse.Namespace, server: ServerProcess | None = None) -> dict[s
         "failed": sum(r["failed"] for r in reports),
         "failures": [f for r in reports for f in r["failures"]][:5],
         "concurrency": args.concurrency,
+        "ws_subscribe": args.ws_subscribe if args.transport == "ws" else None,
         "procs": args.procs,
         "nice": args.nice,
         "seconds": round(elapsed, 3),

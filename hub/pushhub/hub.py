@@ -244,6 +244,31 @@ class Hub:
             self._reset(sub, channel, reason)
         await self._catch_up(sub)
 
+    def subscribe_now(self, sub: Subscription, announce: Callable[[Subscription], None] | None = None) -> bool:
+        """Attach ``sub`` live from the channels' current positions at once, within this call, when
+        there is nothing to wait for: no cursor to resume from (the caller knows) and every channel
+        already followed, settled and not recovering. Otherwise do nothing and return False:
+        :meth:`subscribe` is needed. This is how a connect costs no task in the common case."""
+        states = []
+        for channel in sub.channels:
+            state = self.channels.get(channel)
+            if (state is None or not state.ready.done() or state.ready.cancelled()
+                    or state.ready.exception() is not None or state.recovering is not None):
+                return False
+            states.append(state)
+        for state in states:
+            state.refs += 1
+        sub.conn.subscriptions.append(sub)
+        if sub.conn.closed is not None:
+            self.unsubscribe(sub)
+            return True
+        for channel in sub.channels:
+            sub.pos[channel] = self.tops[channel]
+        if announce is not None:
+            announce(sub)
+        self._go_live(sub)
+        return True
+
     def _reset(self, sub: Subscription, channel: str, reason: str) -> None:
         self.stats.resets += 1
         sub.conn.send(sub.conn.render_reset(sub, channel, reason))

@@ -52,12 +52,19 @@ def _select_subprotocol(server: ServerProtocol, offered: Any) -> Subprotocol | N
     return None
 
 
+HANDSHAKE_HEADERS = frozenset({b"connection", b"upgrade", b"sec-websocket-key", b"sec-websocket-version",
+                               b"sec-websocket-protocol", b"sec-websocket-extensions"})
+"""The request headers that ``ServerProtocol.accept`` reads (with no ``origins`` set, ``Origin`` is
+not one): only these are converted for it."""
+
+
 def handshake(path: str, headers: list[tuple[bytes, bytes]]) -> tuple[bytes, str | None, bool]:
     """The handshake response to a request head: ``(response bytes, subprotocol, accepted)``."""
     server = ServerProtocol(subprotocols=SUBPROTOCOLS, select_subprotocol=_select_subprotocol)
     request_headers = Headers()
     for name, value in headers:
-        request_headers[name.decode("latin-1")] = value.decode("latin-1")
+        if name in HANDSHAKE_HEADERS:
+            request_headers[name.decode("latin-1")] = value.decode("latin-1")
     response = server.accept(Request(path, request_headers))
     server.send_response(response)
     return b"".join(server.data_to_send()), server.subprotocol, response.status_code == 101
@@ -161,17 +168,17 @@ class WSStream(asyncio.Protocol):
         if frame.fin:
             self.fragments = None
             if self.decoder is None:
-                self._queue({"bytes": b"".join(fragments)})
+                self.queue({"bytes": b"".join(fragments)})
             else:
                 self.decoder = None
-                self._queue({"text": "".join(fragments)})
+                self.queue({"text": "".join(fragments)})
 
     def _message(self, text: bool, data: Any) -> None:
         if not text:
-            self._queue({"bytes": bytes(data)})
+            self.queue({"bytes": bytes(data)})
             return
         try:
-            self._queue({"text": bytes(data).decode()})
+            self.queue({"text": bytes(data).decode()})
         except UnicodeDecodeError:
             self._server().fail(1007, "invalid UTF-8 in a text message")
 
@@ -223,7 +230,8 @@ class WSStream(asyncio.Protocol):
         self._after(server)
         self._arm_close_timer()
 
-    def _queue(self, message: dict[str, Any]) -> None:
+    def queue(self, message: dict[str, Any]) -> None:
+        """Hand ``message`` to the session, after those before it."""
         self.inbox.append(message)
         if len(self.inbox) >= MAX_INBOX:
             self.conn.transport.pause_reading()  # type: ignore[attr-defined]
