@@ -94,6 +94,7 @@ def run(args: argparse.Namespace, server: ServerProcess | None = None) -> dict[s
         hub.stop()
 
     delays = sorted(d for r in reports for d in r["delays"])
+    generator_cpu = sum(sum(r["cpu"]) - sum(r["cpu_start"]) for r in reports)
     connected = len(delays)
     elapsed = max(r["done"] for r in reports) - min(r["began"] for r in reports)
     return {
@@ -115,6 +116,7 @@ def run(args: argparse.Namespace, server: ServerProcess | None = None) -> dict[s
         "p99_ms": round(delays[min(connected - 1, int(connected * 0.99))] * 1000, 2) if delays else None,
         "hub_us_per_connect": round((sum(cpu_after) - sum(cpu_before)) / connected * 1e6, 1)
         if cpu_before is not None and cpu_after is not None and connected else None,
+        "generator_us_per_connect": round(generator_cpu / connected * 1e6, 1) if connected else None,
         "rss_before_kib": rss_before,
         "rss_idle_kib": rss_idle,
         "kib_per_idle_conn": round((rss_idle - rss_before) / connected, 2)
@@ -128,7 +130,8 @@ def summary(r: dict[str, Any]) -> str:
     return "\n".join([
         f"connect {r['server']} {r['transport']}: {r['connected']}/{r['connections']} subscribed in {r['seconds']} s "
         f"({r['per_s']:g}/s, {r['failed']} failed; {r['concurrency']} in flight x {r['procs']} proc(s))",
-        f"  per connection  p50 {r['p50_ms']} ms   p99 {r['p99_ms']} ms   hub CPU {r['hub_us_per_connect']} us",
+        f"  per connection  p50 {r['p50_ms']} ms   p99 {r['p99_ms']} ms   hub CPU {r['hub_us_per_connect']} us   "
+        f"generator CPU {r['generator_us_per_connect']} us",
         f"  hub RSS         {r['rss_before_kib']} KiB -> {r['rss_idle_kib']} KiB ({r['kib_per_idle_conn']} KiB/conn)",
         f"  load average    {r['loadavg_start']:.2f} -> {r['loadavg_end']:.2f} on {r['nproc']} cores",
     ])

@@ -692,6 +692,7 @@ async def _worker(pipe: Pipe, spec: WorkerSpec) -> None:
 
     command = await receive()
     assert command == "connect"
+    cpu_start = _own_cpu()
     gate = asyncio.Semaphore(spec.concurrency)
     failures: list[str] = []
 
@@ -712,7 +713,7 @@ async def _worker(pipe: Pipe, spec: WorkerSpec) -> None:
     delays = await asyncio.gather(*(connect_one() for _ in range(spec.count)))
     done = time.monotonic()
     pipe.send({"began": began, "done": done, "delays": [d for d in delays if d is not None],
-               "failures": failures[:5], "failed": len(failures), "cpu": _own_cpu()})
+               "failures": failures[:5], "failed": len(failures), "cpu_start": cpu_start, "cpu": _own_cpu()})
 
     command, accepted, patience = await receive()
     assert command == "finish"

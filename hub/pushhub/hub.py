@@ -84,6 +84,7 @@ class Hub:
         self.stats = Stats()
         self._leaving: dict[str, asyncio.Task[None]] = {}  # broker unsubscriptions still running
         self.publish_listeners: list[PublishListener] = []
+        self.on_close = self._on_close  # one bound method for every connection
 
     async def start(self) -> None:
         await self.broker.start(self._on_events)
@@ -133,7 +134,7 @@ class Hub:
 
     def add_connection(self, conn: Connection) -> None:
         self.connections[conn] = None
-        conn.on_close = self._on_close
+        conn.on_close = self.on_close
 
     def _on_close(self, conn: Connection) -> None:
         self.connections.pop(conn, None)

@@ -10,6 +10,7 @@ flight finish (up to ``--shutdown-timeout``), then runs the app's shutdown.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -78,6 +79,7 @@ async def serve_app(app: PushHub, settings: Settings, sock: socket.socket) -> No
     state = ServerState(app, app.stream_endpoint, settings.http_limits(), Proxies(settings.forwarded_allow_ips),
                         settings.access_log)
     server = await loop.create_server(lambda: HttpConnection(state), sock=sock, backlog=BACKLOG)
+    gc.freeze()  # what start-up made lives as long as the process: collections need not walk it again
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)

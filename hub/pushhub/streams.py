@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -114,6 +114,7 @@ class Streams:
         self.outbox = Outbox()
         self.tasks: set[asyncio.Task[None]] = set()
         self.all_closed: asyncio.Event | None = None
+        self.ws_gone = self._ws_gone  # one bound method for every stream
 
     async def wait_closed(self, timeout: float) -> None:
         """Wait until no stream has its socket any more (the closing handshakes are done)."""
@@ -215,8 +216,8 @@ class Streams:
         conn.write(response)  # written with the replies to the URL's subscriptions, if any, in one write
         self.hub.add_connection(conn)
         session = _WSSession(self, conn)
-        stream = WSStream(conn, session.handle, max_size=self.max_message_bytes,
-                          close_timeout=self.limits.close_timeout, gone=self._ws_gone)
+        stream = WSStream(conn, session, max_size=self.max_message_bytes,
+                          close_timeout=self.limits.close_timeout, gone=self.ws_gone)
         self.ws_streams[stream] = None
         transport.set_protocol(stream)
         if transport.is_closing():
@@ -265,6 +266,8 @@ class _SSEStream(asyncio.Protocol):
 class _WSSession:
     """The state of one WebSocket client's protocol: its subscriptions and rights."""
 
+    __slots__ = ("access", "conn", "grant", "hub", "streams", "subs")
+
     def __init__(self, streams: Streams, conn: WSConnection) -> None:
         self.streams = streams
         self.hub = streams.hub
@@ -273,7 +276,7 @@ class _WSSession:
         self.grant = Grant(NOTHING, NOTHING)  # until the handshake's credential is read
         self.subs: dict[str, Subscription] = {}
 
-    async def handle(self, message: Mapping[str, Any]) -> None:
+    async def handle(self, message: dict[str, Any]) -> None:
         """Answer one client message, or a request the handshake's URL made (``{"request": …}``)."""
         request = message.get("request")
         msg_id: Any = None

@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import codecs
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from websockets.datastructures import Headers
 from websockets.frames import Frame, Opcode
@@ -32,6 +32,7 @@ from . import disconnect, protocol
 from .connection import WSConnection
 
 logger = logging.getLogger("pushhub")
+WS_LOGGER = logging.getLogger("websockets.server")  # ServerProtocol's own default, looked up once
 
 MAX_FRAGMENTS = 1024
 """Frames one message may be split into; more close the connection with 1009."""
@@ -60,7 +61,7 @@ not one): only these are converted for it."""
 
 def handshake(path: str, headers: list[tuple[bytes, bytes]]) -> tuple[bytes, str | None, bool]:
     """The handshake response to a request head: ``(response bytes, subprotocol, accepted)``."""
-    server = ServerProtocol(subprotocols=SUBPROTOCOLS, select_subprotocol=_select_subprotocol)
+    server = ServerProtocol(subprotocols=SUBPROTOCOLS, select_subprotocol=_select_subprotocol, logger=WS_LOGGER)
     request_headers = Headers()
     for name, value in headers:
         if name in HANDSHAKE_HEADERS:
@@ -76,6 +77,12 @@ def wire_size(length: int) -> int:
     return length + (6 if length < 126 else 8 if length < 65536 else 14)
 
 
+class Session(Protocol):
+    """What a stream hands the client's messages to."""
+
+    async def handle(self, message: dict[str, Any]) -> None: ...
+
+
 class WSStream(asyncio.Protocol):
     """The protocol of a WebSocket after its handshake."""
 
@@ -87,20 +94,20 @@ class WSStream(asyncio.Protocol):
         "expiry",
         "fragments",
         "gone",
-        "handle",
         "heard",
         "inbox",
         "max_size",
         "pinged",
         "server",
+        "session",
         "unparsed",
         "worker",
     )
 
-    def __init__(self, conn: WSConnection, handle: Callable[[dict[str, Any]], Awaitable[None]], *,
+    def __init__(self, conn: WSConnection, session: Session, *,
                  max_size: int, close_timeout: float, gone: Callable[[WSStream], None]) -> None:
         self.conn = conn
-        self.handle = handle
+        self.session = session
         self.max_size = max_size
         self.close_timeout = close_timeout
         self.gone = gone
@@ -110,7 +117,7 @@ class WSStream(asyncio.Protocol):
         self.unparsed = 0  # bytes fed to ``server`` that are not yet part of a whole frame
         self.fragments: list[Any] | None = None  # the parts of a fragmented message
         self.decoder: codecs.IncrementalDecoder | None = None  # its text decoder, if it is text
-        self.inbox: list[dict[str, Any]] = []
+        self.inbox: list[dict[str, Any]] | None = None  # made when the first message arrives
         self.worker: asyncio.Task[None] | None = None
         self.heard = True
         self.pinged = False
@@ -118,7 +125,7 @@ class WSStream(asyncio.Protocol):
 
     def _server(self) -> ServerProtocol:
         if self.server is None:
-            self.server = ServerProtocol(state=State.OPEN, max_size=self.max_size)
+            self.server = ServerProtocol(state=State.OPEN, max_size=self.max_size, logger=WS_LOGGER)
         return self.server
 
     def data_received(self, data: bytes) -> None:
@@ -232,6 +239,8 @@ class WSStream(asyncio.Protocol):
 
     def queue(self, message: dict[str, Any]) -> None:
         """Hand ``message`` to the session, after those before it."""
+        if self.inbox is None:
+            self.inbox = []
         self.inbox.append(message)
         if len(self.inbox) >= MAX_INBOX:
             self.conn.transport.pause_reading()  # type: ignore[attr-defined]
@@ -240,12 +249,13 @@ class WSStream(asyncio.Protocol):
 
     async def _work(self) -> None:
         inbox, conn = self.inbox, self.conn
+        assert inbox is not None
         try:
             while inbox and conn.closed is None:
                 message = inbox.pop(0)
                 if len(inbox) == MAX_INBOX - 1:
                     conn.transport.resume_reading()  # type: ignore[attr-defined]
-                await self.handle(message)
+                await self.session.handle(message)
         except Exception:
             logger.exception("WebSocket message handler failed")
             conn.close(disconnect.INTERNAL_ERROR)
