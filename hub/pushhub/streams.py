@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 from starlette.types import Scope
 
@@ -40,9 +40,16 @@ def _split(values: list[str]) -> list[str]:
 
 
 def parse_query(scope: Scope) -> dict[str, list[str]]:
+    """The query's parameters by name, as ``urllib.parse.parse_qsl`` reads them with blank values
+    kept; a parameter without an escape, the usual case on a connect, is not run through ``unquote``."""
     query: dict[str, list[str]] = {}
-    for key, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
-        query.setdefault(key, []).append(value)
+    for part in scope.get("query_string", b"").decode("latin-1").split("&"):
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        if "%" in part or "+" in part:
+            name, value = unquote_plus(name), unquote_plus(value)
+        query.setdefault(name, []).append(value)
     return query
 
 
