@@ -87,6 +87,33 @@ def collect_less_often() -> None:
     gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
 
 
+async def stop_accepting(server: asyncio.AbstractServer, sock: socket.socket,
+                         protocol_factory: Callable[[], asyncio.Protocol]) -> None:
+    """Stop listening on ``sock`` without resetting the connections the kernel queued on it.
+
+    Closing a listening socket resets every connection in its accept queue: beside a successor bound
+    to the same port (``--takeover``, SO_REUSEPORT) that is a request refused in flight although the
+    successor would have served it. So a duplicate keeps the socket open while ``server`` stops, the
+    queue is accepted to its end and served like any connection, and only then is it closed. (What
+    the kernel queues in the microseconds between the last accept and the close is still reset,
+    unless Linux's ``net.ipv4.tcp_migrate_req`` moves it to the successor.)"""
+    loop = asyncio.get_running_loop()
+    listener = sock.dup()
+    server.close()
+    queued = []
+    try:
+        listener.setblocking(False)
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            queued.append(loop.connect_accepted_socket(protocol_factory, conn))
+    finally:
+        listener.close()
+    await asyncio.gather(*queued, return_exceptions=True)  # a client that left meanwhile is no matter
+
+
 async def serve_app(app: PushHub, settings: Settings, sock: socket.socket,
                     serving: Callable[[], None] | None = None) -> None:
     """Serve on ``sock`` until SIGTERM or SIGINT; ``serving`` is called once connections are served."""
@@ -95,7 +122,10 @@ async def serve_app(app: PushHub, settings: Settings, sock: socket.socket,
     await lifespan.startup()
     state = ServerState(app, app.stream_endpoint, settings.http_limits(), Proxies(settings.forwarded_allow_ips),
                         settings.access_log)
-    server = await loop.create_server(lambda: HttpConnection(state), sock=sock, backlog=BACKLOG)
+    def connection() -> HttpConnection:
+        return HttpConnection(state)
+
+    server = await loop.create_server(connection, sock=sock, backlog=BACKLOG)
     collect_less_often()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -107,7 +137,7 @@ async def serve_app(app: PushHub, settings: Settings, sock: socket.socket,
     await stop.wait()
     logger.info("shutting down")
     app.readiness.drain()
-    server.close()
+    await stop_accepting(server, sock, connection)
     state.stop()
     app.hub.close_connections(disconnect.SHUTDOWN)
     app.dashboard.close()
