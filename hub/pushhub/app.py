@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from . import client_assets, cors, dashboard, faults
+from . import client_assets, cors, dashboard, faults, publish_endpoint
 from .auth import Access, JWTVerifier
 from .backends import create_backend
 from .config import Settings
@@ -29,6 +29,7 @@ from .ingest.endpoint import IngestApi
 from .metrics import BACKLOG_CAP, Metrics
 from .metrics_access import MetricsAccess
 from .openapi import Docs
+from .publish_endpoint import PublishEndpoint
 from .readiness import Readiness
 from .session import SessionApi
 from .streams import Streams
@@ -68,7 +69,7 @@ class PushHub:
         self.streams = Streams(self.hub, access=access, cors_origins=settings.cors_origins,
                                max_queue_bytes=settings.max_queue_bytes, sse_retry_ms=settings.sse_retry_ms,
                                max_message_bytes=settings.max_body_bytes, limits=settings.http_limits())
-        api = HttpApi(self.hub, access, settings.max_body_bytes, settings.dedupe_window, settings.cors_origins)
+        api = HttpApi(self.hub, access, settings.cors_origins)
         ingest = IngestApi(self.hub, ingest_sources, settings.dedupe_window, access)
         self.webhooks = Dispatcher(self.hub, self.backend.deliveries, config_from_settings(settings))
         self.dashboard = dashboard.Dashboard(access, self.streams, api)
@@ -78,8 +79,11 @@ class PushHub:
         routes = (api.routes() + ingest.routes() + SessionApi(access).routes() + webhook_api.routes()
                   + client_assets.routes() + self.dashboard.routes() + self.readiness.routes() + Docs().routes()
                   + [Route("/metrics", self.metrics.endpoint, methods=["GET"])])
+        self.publishing = PublishEndpoint(self.hub, access, settings.max_body_bytes, settings.dedupe_window,
+                                          self.metrics.answers(publish_endpoint.PATH))
         self.api = Starlette(
-            routes=[self.metrics.counted(route) for route in routes],
+            routes=[Route(publish_endpoint.PATH, self.publishing, methods=["POST"]),
+                    *(self.metrics.counted(route) for route in routes)],
             middleware=[Middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                                    allow_credentials=cors.credentials_allowed(settings.cors_origins),
                                    allow_methods=["GET", "POST", "PATCH", "DELETE"], allow_headers=CORS_HEADERS,
@@ -89,7 +93,10 @@ class PushHub:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.api(scope, receive, send)
+        if self.publishing.takes(scope):
+            await self.publishing.direct(scope, receive, send)  # the publish hot path
+        else:
+            await self.api(scope, receive, send)
 
     def stream_endpoint(self, scope: Scope) -> StreamEndpoint | None:
         """The streaming endpoint that takes a request over with its socket (the hub's HTTP server

@@ -130,17 +130,23 @@ class Metrics(Observer):
     def ingested(self, source: str, result: str, reason: str = "") -> None:
         self.ingest.labels(source, result, reason).inc()
 
-    def counted(self, route: Route) -> Route:
-        """``route`` with its answers counted in ``pushhub_http_requests_total``."""
-        endpoint: Endpoint = route.endpoint
+    def answers(self, path: str) -> Callable[[str, int], None]:
+        """Counts one answer (method, status) of the route ``path`` in ``pushhub_http_requests_total``."""
         requests = self.http_requests
         children: dict[tuple[str, int], Any] = {}  # labels() costs four times an inc() of its child
 
         def count(method: str, status: int) -> None:
             child = children.get((method, status))
             if child is None:
-                child = children[(method, status)] = requests.labels(route.path, method, str(status))
+                child = children[(method, status)] = requests.labels(path, method, str(status))
             child.inc()
+
+        return count
+
+    def counted(self, route: Route) -> Route:
+        """``route`` with its answers counted in ``pushhub_http_requests_total``."""
+        endpoint: Endpoint = route.endpoint
+        count = self.answers(route.path)
 
         async def counted(request: Request) -> Response:
             try:
