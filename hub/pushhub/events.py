@@ -44,6 +44,24 @@ def format_time(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class _Clock:
+    """The time of an event that did not say when it happened: now, to the millisecond, formatted
+    once per millisecond however many events share it."""
+
+    def __init__(self) -> None:
+        self.millisecond = -1
+        self.formatted = ""
+
+    def now(self, seconds: float | None = None) -> str:
+        millisecond = int((time.time() if seconds is None else seconds) * 1000)
+        if millisecond != self.millisecond:
+            self.formatted, self.millisecond = format_time(millisecond / 1000), millisecond
+        return self.formatted
+
+
+event_time = _Clock().now
+
+
 def parse_time(value: str) -> str:
     """Accept an RFC 3339 timestamp and return it normalised to UTC with millisecond precision."""
     try:
@@ -92,7 +110,7 @@ class EventDraft:
             raise BadEvent(f"'id' must be a string of 1-{ID_MAX_LENGTH} characters")
         raw_time = body.get("time")
         if raw_time is None:
-            when = format_time(time.time() if now is None else now)
+            when = event_time(now)
         elif isinstance(raw_time, str):
             when = parse_time(raw_time)
         else:
