@@ -6,12 +6,19 @@ their publishes, and the webhook state (:class:`~pushhub.webhooks.store.SqliteDe
 Appends commit before the publisher is answered. With ``synchronous=NORMAL`` (the default) a commit
 survives the hub process crashing or being killed; ``synchronous=FULL`` (``--fsync``) also survives
 the machine losing power, at the cost of an fsync per commit.
+
+Checkpoints (copying the WAL back into the database file, with an fsync of each in any mode) run on
+a thread of their own (:class:`Checkpointer`), never inside a commit on the event loop: SQLite's
+automatic checkpoint would stall the loop for the two fsyncs every thousand pages.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
 
 from ..cursor import new_epoch
@@ -21,6 +28,48 @@ from ..retention import RetentionPolicy
 from . import sqlite_schema
 from .base import LEGACY_SCOPE, HistoryPage, Published, Recorded, StreamState
 from .embedded import Append, Store
+
+logger = logging.getLogger("pushhub")
+
+CHECKPOINT_COMMITS = 200  # commits between checkpoints (SQLite's own default is every 1000 WAL pages)
+CHECKPOINT_IDLE = 1.0  # seconds between checkpoints when fewer commits came
+
+
+class Checkpointer:
+    """A thread with a connection of its own that checkpoints the WAL in ``PASSIVE`` mode (it never
+    waits for the writer nor makes it wait) after every :data:`CHECKPOINT_COMMITS` commits it is
+    told of, or every :data:`CHECKPOINT_IDLE` seconds."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.commits = 0
+        self._due = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="pushhub-checkpoint", daemon=True)
+        self._thread.start()
+
+    def committed(self) -> None:
+        self.commits += 1
+        if self.commits % CHECKPOINT_COMMITS == 0:
+            self._due.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._due.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            while not self._stopping:
+                self._due.wait(CHECKPOINT_IDLE)
+                self._due.clear()
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error as exc:  # the next one tries again; commits go on meanwhile
+                    logger.warning("could not checkpoint %s: %s", self.path, exc)
+        finally:
+            db.close()
 
 
 class Database:
@@ -36,6 +85,7 @@ class Database:
         self.path = path
         self.fsync = fsync
         self._db: sqlite3.Connection | None = None
+        self._checkpointer: Checkpointer | None = None
 
     def open(self) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
@@ -48,13 +98,20 @@ class Database:
             raise Unavailable(f"cannot open the database {self.path}: {exc}") from exc
         try:
             sqlite_schema.migrate(db, self.path)
+            db.execute("PRAGMA wal_autocheckpoint=0")  # the Checkpointer's job
         except BaseException:
             db.close()
             raise
         self._db = db
+        self._checkpointer = Checkpointer(self.path)
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):  # closing checkpoints too, if it can
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
             self._db = None
 
@@ -78,6 +135,8 @@ class Database:
                 raise
         except sqlite3.Error as exc:
             raise Unavailable(f"could not {what}: {exc}") from exc
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
 
 
 class SqliteStore(Store):
