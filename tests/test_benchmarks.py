@@ -167,6 +167,13 @@ def test_client_floor_runs_every_contender() -> None:
     assert all(spread["median"] > 0 for spread in record["per_s"].values())
 
 
+def test_paths_publish_through_every_way_without_error() -> None:
+    (record,) = bench("benchmarks.paths", "--runs", "1", "--duration", "0.3", "--in-flight", "2", "--batch", "5")
+    assert set(record["events_per_s"]) == {"single", "batch", "websocket", "ingest"}
+    assert all(figure["median"] > 0 for figure in record["events_per_s"].values())
+    assert record["errors"] == {"single": 0, "batch": 0, "websocket": 0, "ingest": 0}
+
+
 def test_send_floor() -> None:
     [record] = bench("benchmarks.floor", "send", "--sockets", "20", "--rounds", "5")
     assert record["sockets"] == 20 and record["us_per_send"] >= 0

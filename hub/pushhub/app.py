@@ -16,16 +16,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from . import client_assets, cors, dashboard, faults, publish_endpoint
+from . import client_assets, cors, dashboard, faults
 from .auth import Access, JWTVerifier
 from .backends import create_backend
 from .config import Settings
+from .direct import DirectEndpoint
 from .errors import BadRequest, PushHubError
 from .http11 import StreamEndpoint
 from .http_api import HttpApi, error_response
 from .hub import Hub
 from .ingest import sources
-from .ingest.endpoint import IngestApi
+from .ingest.endpoint import IngestApi, IngestEndpoint
 from .metrics import BACKLOG_CAP, Metrics
 from .metrics_access import MetricsAccess
 from .openapi import Docs
@@ -70,7 +71,7 @@ class PushHub:
                                max_queue_bytes=settings.max_queue_bytes, sse_retry_ms=settings.sse_retry_ms,
                                max_message_bytes=settings.max_body_bytes, limits=settings.http_limits())
         api = HttpApi(self.hub, access, settings.cors_origins)
-        ingest = IngestApi(self.hub, ingest_sources, settings.dedupe_window, access)
+        ingest = IngestApi(ingest_sources, settings.dedupe_window, access)
         self.webhooks = Dispatcher(self.hub, self.backend.deliveries, config_from_settings(settings))
         self.dashboard = dashboard.Dashboard(access, self.streams, api)
         webhook_api = WebhookApi(self.webhooks, admin_check(access), settings.max_body_bytes)
@@ -79,10 +80,12 @@ class PushHub:
         routes = (api.routes() + ingest.routes() + SessionApi(access).routes() + webhook_api.routes()
                   + client_assets.routes() + self.dashboard.routes() + self.readiness.routes() + Docs().routes()
                   + [Route("/metrics", self.metrics.endpoint, methods=["GET"])])
-        self.publishing = PublishEndpoint(self.hub, access, settings.max_body_bytes, settings.dedupe_window,
-                                          self.metrics.answers(publish_endpoint.PATH))
+        self.direct: list[DirectEndpoint] = [  # the hot paths
+            PublishEndpoint(self.hub, access, settings.max_body_bytes, settings.dedupe_window,
+                            self.metrics.answers(PublishEndpoint.path)),
+            IngestEndpoint(self.hub, ingest_sources, settings.dedupe_window, self.metrics.answers(IngestEndpoint.path))]
         self.api = Starlette(
-            routes=[Route(publish_endpoint.PATH, self.publishing, methods=["POST"]),
+            routes=[*(Route(endpoint.path, endpoint, methods=["POST"]) for endpoint in self.direct),
                     *(self.metrics.counted(route) for route in routes)],
             middleware=[Middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                                    allow_credentials=cors.credentials_allowed(settings.cors_origins),
@@ -93,10 +96,11 @@ class PushHub:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.publishing.takes(scope):
-            await self.publishing.direct(scope, receive, send)  # the publish hot path
-        else:
-            await self.api(scope, receive, send)
+        for endpoint in self.direct:
+            if endpoint.takes(scope):
+                await endpoint.direct(scope, receive, send)
+                return
+        await self.api(scope, receive, send)
 
     def stream_endpoint(self, scope: Scope) -> StreamEndpoint | None:
         """The streaming endpoint that takes a request over with its socket (the hub's HTTP server
