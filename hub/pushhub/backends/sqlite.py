@@ -1,7 +1,9 @@
 """The embedded default store: every channel's log in one SQLite database in WAL mode.
 
 The hub keeps everything in that one file (``pushhub.db``): the logs, the idempotency records of
-their publishes, and the webhook state (:class:`~pushhub.webhooks.store.SqliteDeliveryStore`).
+their publishes, and the webhook state (:class:`~pushhub.webhooks.store.SqliteDeliveryStore`). What
+must commit with an append joins its transaction (:attr:`Database.joined`): the webhook intake's
+deliveries and cursor moves are written in the same transaction as the events they are made for.
 
 Appends commit before the publisher is answered. With ``synchronous=NORMAL`` (the default) a commit
 survives the hub process crashing or being killed; ``synchronous=FULL`` (``--fsync``) also survives
@@ -20,6 +22,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from ..cursor import new_epoch
 from ..errors import Unavailable
@@ -30,6 +33,16 @@ from .base import LEGACY_SCOPE, HistoryPage, Published, Recorded, StreamState
 from .embedded import Append, Store
 
 logger = logging.getLogger("pushhub")
+
+Appended = Sequence[tuple[str, list[Event]]]  # the channel and the new events of each append, in order
+
+
+class Joined(Protocol):
+    """Writes that join an append's transaction: called inside it, after the events are written, with
+    what was appended; returns what to do once it committed (if anything)."""
+
+    def __call__(self, db: sqlite3.Connection, appended: Appended) -> Callable[[], None] | None: ...
+
 
 CHECKPOINT_COMMITS = 200  # commits between checkpoints (SQLite's own default is every 1000 WAL pages)
 CHECKPOINT_IDLE = 1.0  # seconds between checkpoints when fewer commits came
@@ -86,6 +99,7 @@ class Database:
         self.fsync = fsync
         self._db: sqlite3.Connection | None = None
         self._checkpointer: Checkpointer | None = None
+        self.joined: list[Joined] = []  # called by every append, in its transaction
 
     def open(self) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
@@ -162,6 +176,7 @@ class SqliteStore(Store):
         """One transaction for all of ``appends``; the cached heads move only once it committed."""
         heads: dict[str, tuple[str, int]] = {}  # channel -> (epoch, top) as the transaction leaves it
         results: list[Published] = []
+        committed: list[Callable[[], None]] = []
 
         def statements(db: sqlite3.Connection) -> None:
             for channel, drafts, once in appends:
@@ -193,10 +208,20 @@ class SqliteStore(Store):
                 keep = self.retention.for_channel(channel).max_events
                 if top > keep:
                     db.execute("DELETE FROM events WHERE channel = ? AND seq <= ?", (channel, top - keep))
+            if self.database.joined:
+                appended = [(append.channel, published.events) for append, published in zip(appends, results,
+                                                                                            strict=True)
+                            if published.events]
+                for joined in self.database.joined:
+                    after = joined(db, appended)
+                    if after is not None:
+                        committed.append(after)
 
         self.database.transaction(statements, "append to the log")
         for channel, (epoch, top) in heads.items():
             self._heads[channel] = [epoch, top]
+        for after in committed:
+            after()
         return results
 
     def _state(self, channel: str) -> StreamState:
