@@ -46,6 +46,13 @@ def test_cursor_single_and_many() -> None:
     assert cursor.decode(many, ["a", "b:x", "c"]) == {"a": Position("e1", 1), "b:x": Position("e2", 0)}
 
 
+def test_new_epochs_are_valid_cursor_epochs_and_differ() -> None:
+    epochs = {cursor.new_epoch() for _ in range(1000)}
+    assert len(epochs) == 1000
+    assert all(len(e) == cursor.EPOCH_LENGTH and cursor.decode(f"{e}.3", ["c"]) == {"c": Position(e, 3)}
+               for e in epochs)
+
+
 @pytest.mark.parametrize("bad", ["", "x", "ep.", "ep.-1", "ep.01", "EP.1", "a@ep.1,", "zz@ep.1", "a@@ep.1",
                                  "a@ep.1x", "x" * 20000])
 def test_cursor_garbage(bad: str) -> None:
