@@ -156,9 +156,10 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         return self
 
-    def launch(self, args: list[str], ready_url: str, what: str, output: int | IO[bytes] = subprocess.DEVNULL) -> None:
-        """Start ``args`` and wait until ``ready_url`` answers."""
-        self.process = subprocess.Popen(args, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
+    def launch(self, args: list[str], ready_url: str, what: str, output: int | IO[bytes] = subprocess.DEVNULL,
+               env: dict[str, str] | None = None) -> None:
+        """Start ``args`` (in ``env``, by default this process's) and wait until ``ready_url`` answers."""
+        self.process = subprocess.Popen(args, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, env=env)
         self.pid = self.process.pid
         wait_until_serving(self.process, ready_url, what)
 

@@ -31,8 +31,8 @@ def backend_args(backend: str, tmp_path_factory: pytest.TempPathFactory, request
     if backend == "memory":
         return ["--memory"]
     if backend == "redis":
-        server: RedisServer = request.getfixturevalue("redis_server")
-        return ["--redis", server.fresh_url()]
+        server: RedisServer = request.getfixturevalue("redis_server")  # the data dir keeps only the pid file
+        return ["--redis", server.fresh_url(), "--data-dir", str(tmp_path_factory.mktemp("pid"))]
     return ["--data-dir", str(tmp_path_factory.mktemp("data"))]
 
 

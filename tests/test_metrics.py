@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 
 import httpx
+import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pushhub.metrics import Metrics
@@ -102,12 +104,22 @@ def test_the_readme_lists_every_metric() -> None:
     assert sorted(names - documented) == []
 
 
-def test_the_publish_counter_moves_with_each_call_and_deliveries_at_sync() -> None:
+def test_counts_move_into_the_counters_at_the_scrape_and_delivery_latency_is_sampled() -> None:
     stats = Stats()
     metrics = Metrics(stats, lambda: {"sse_connections": 2, "ws_connections": 1, "active_channels": 1})
     stats.observer.publish(3, 0.002)
+    stats.observer.publish(1, 0.002)
     stats.delivered += 5
+    unsynced = samples(generate_latest(metrics.registry).decode())  # the counters themselves, before a scrape
+    assert unsynced[("pushhub_events_published_total", ())] == 0.0
+    assert unsynced[("pushhub_publish_duration_seconds_count", ())] == 2.0
+    stats.observer.publish(3, 0.002)
+    stats.observer.delivery("2026-12-01T18:00:00Z", 1_796_148_000.5)
+    stats.observer.delivery("2026-12-01T18:00:00Z", 1_796_148_000.5009)  # within the millisecond: not sampled
+    stats.observer.delivery("2026-12-01T18:00:00Z", 1_796_148_000.502)
     before = samples(metrics.exposition().decode())
-    assert before[("pushhub_events_published_total", ())] == 3.0
+    assert before[("pushhub_delivery_latency_seconds_count", ())] == 2.0
+    assert before[("pushhub_delivery_latency_seconds_sum", ())] == pytest.approx(1.002)
+    assert before[("pushhub_events_published_total", ())] == 7.0
     assert before[("pushhub_deliveries_total", ())] == 5.0
     assert before[("pushhub_connections", (("transport", "sse"),))] == 2.0

@@ -3,8 +3,10 @@ exit codes, readiness."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -23,7 +25,7 @@ from pushhub.config import load
 from pushhub.readiness import Readiness
 
 from .redis_servers import RedisServer
-from .utils import TIMEOUT, HubProcess, free_port
+from .utils import TIMEOUT, HubProcess, ReadyzProbe, free_port, sse_stream
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -159,6 +161,23 @@ async def test_readiness_on_plain_values(tmp_path: Any) -> None:
     healthy = True
     readiness.drain()
     assert (await readiness.checks())["draining"] == "draining"
+
+
+async def test_readyz_answers_503_while_a_sigterm_drains(tmp_path: Any) -> None:
+    hub = HubProcess(["--data-dir", str(tmp_path / "data")], log_path=str(tmp_path / "hub.log")).start()
+    assert hub.process is not None
+    try:
+        async with sse_stream(hub.url, ["held"]) as stream, ReadyzProbe.open(hub.port) as probe:
+            hub.process.send_signal(signal.SIGTERM)
+            goodbye = await stream.next()  # the drain has begun: streams are told to reconnect
+            assert goodbye.event == "disconnect"
+            status, answer = await probe.finish()
+            assert hub.process.poll() is None  # still draining: it waits for the probe's connection
+        assert status == 503 and answer["status"] == "unready", answer
+        assert answer["checks"]["draining"] == "draining" and answer["checks"]["storage"] == "ok", answer
+        assert await asyncio.to_thread(hub.process.wait, 4 * TIMEOUT) == 0
+    finally:
+        hub.stop()
 
 
 def test_readyz_follows_redis(tmp_path: Any) -> None:

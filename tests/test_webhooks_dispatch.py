@@ -39,7 +39,7 @@ from pushhub.webhooks.dispatcher import Dispatcher
 from pushhub.webhooks.endpoints import Endpoint
 from pushhub.webhooks.errors import InvalidEndpoint
 from pushhub.webhooks.recorder import Recorder
-from pushhub.webhooks.retry import SVIX_SCHEDULE
+from pushhub.webhooks.retry import MAX_RETRY_AFTER, SVIX_SCHEDULE
 from pushhub.webhooks.settings import PROCESS, DispatchConfig
 from pushhub.webhooks.ssrf import parse_networks
 from pushhub.webhooks.store import (
@@ -179,6 +179,19 @@ async def test_retry_after_is_honoured(tmp_path: Path) -> None:
         await server.wait_for(2)
         await h.until_statuses(endpoint, SUCCEEDED)
         assert [a.status for a in await h.store.attempts(endpoint_id=endpoint.id)] == [200, 429]
+
+
+async def test_a_retry_after_of_thousands_of_digits_waits_the_longest_allowed(tmp_path: Path) -> None:
+    clock = FakeClock()
+    replies = [Reply(429, {"retry-after": "9" * 5000}), Reply(200)]
+    async with receiver(lambda n: replies[n]) as server, dispatching(tmp_path, clock=clock) as h:
+        endpoint = await h.add(server.url)
+        await h.publish("orders")
+        await server.wait_for(1)
+        await clock.sleeping_until(clock.now() + MAX_RETRY_AFTER)
+        clock.advance(MAX_RETRY_AFTER)
+        await server.wait_for(2)
+        await h.until_statuses(endpoint, SUCCEEDED)
 
 
 async def test_gone_disables_the_endpoint(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from pushhub.webhooks import endpoints, message, signing
 from pushhub.webhooks.errors import Blocked, InvalidEndpoint
 from pushhub.webhooks.ratelimit import TokenBucket
 from pushhub.webhooks.retry import (
+    MAX_RETRY_AFTER,
     SVIX_SCHEDULE,
     Breaker,
     BreakerState,
@@ -130,6 +131,14 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after("Thu, 01 Jan 2026 11:00:00 GMT", now) == 0.0
     assert parse_retry_after("soon", now) is None
     assert parse_retry_after(None, now) is None
+
+
+def test_retry_after_of_any_length_is_capped() -> None:
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC).timestamp()
+    assert parse_retry_after("9" * 5000, now) == MAX_RETRY_AFTER  # beyond int()'s 4300 digits
+    assert parse_retry_after("86401", now) == MAX_RETRY_AFTER
+    assert parse_retry_after("0" * 5000 + "7", now) == 7.0
+    assert parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now) == MAX_RETRY_AFTER
 
 
 def test_disable_after_continuous_failure() -> None:

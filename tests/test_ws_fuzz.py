@@ -34,6 +34,17 @@ messages = st.fixed_dictionaries({"op": st.one_of(st.sampled_from(["subscribe", 
                                            "cursor": st.one_of(texts, json_values),
                                            "types": st.one_of(st.lists(texts, max_size=3), json_values),
                                            "event": events, "extra": json_values})
+# Values msgpack has and JSON has not: bytes, extension types, non-string keys.
+packed_extras = st.one_of(st.binary(max_size=20), st.builds(msgpack.ExtType, st.integers(0, 127),
+                                                            st.binary(max_size=8)),
+                          st.dictionaries(st.integers(-5, 5), st.integers(-(2**63), 2**63 - 1), max_size=2))
+# A message with one of them as its event's data, or as the value of any of its fields.
+with_extras = st.one_of(
+    messages.flatmap(lambda m: packed_extras.map(lambda extra: {**m, "event": {"type": "t", "data": extra}})),
+    messages.flatmap(lambda m: st.tuples(st.sampled_from(["op", "id", "channel", "cursor", "types", "event"]),
+                                         packed_extras).map(lambda pair: {**m, pair[0]: pair[1]})))
+
+
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
     tmp: Path = tmp_path_factory.mktemp("ws-fuzz")
@@ -81,13 +92,25 @@ def test_json_messages_answered_and_connection_kept(hub: HubProcess, message: st
 
 
 @FUZZ
-@given(message=messages.map(msgpack.packb) | st.binary(max_size=60))
+@given(message=st.one_of(messages, with_extras).map(msgpack.packb) | st.binary(max_size=60))
+@example(msgpack.packb({"op": "publish", "channel": "a", "event": {"type": "t", "data": b"\x00"}}))
+@example(msgpack.packb({"op": "publish", "channel": "a", "event": {"type": "t", "data": msgpack.ExtType(1, b"")}}))
 @example(msgpack.packb({"op": "subscribe", "channel": "a", "types": [[1]]}))
 def test_msgpack_messages_answered_and_connection_kept(hub: HubProcess, message: bytes) -> None:
     with socket(hub, "pushhub.msgpack") as ws:
         ws.send(message)
         replies = still_answers(ws, binary=True)
     assert all(r["op"] != "error" or (r["code"] and r["message"]) for r in replies), replies
+
+
+@pytest.mark.parametrize(("data", "answered"), [(b"\x00", 7), (msgpack.ExtType(1, b"x"), 7), ({1: 2}, None)],
+                         ids=["bin", "ext", "int-key"])  # a map with an integer key is not decoded at all
+def test_msgpack_values_json_lacks_get_an_error_message(hub: HubProcess, data: Any, answered: int | None) -> None:
+    with socket(hub, "pushhub.msgpack") as ws:
+        ws.send(msgpack.packb({"op": "publish", "id": 7, "channel": "orders", "event": {"type": "t", "data": data}}))
+        replies = still_answers(ws, binary=True)
+    assert [(r["op"], r["id"]) for r in replies] == [("error", answered)], replies
+    assert replies[0]["code"] and replies[0]["message"]
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -227,3 +227,39 @@ async def ws_client(ws_url: str, *, binary: bool = False, headers: dict[str, str
     async with connect(ws_url, subprotocols=list(protocols), additional_headers=headers,  # type: ignore[arg-type]
                        open_timeout=TIMEOUT, close_timeout=TIMEOUT) as ws:
         yield WSClient(ws, binary)
+
+
+class ReadyzProbe:
+    """A connection a hub accepted while it served: its first ``/readyz`` is answered at once (so it
+    is accepted), and the head of a second one is sent but for its last line, which :meth:`finish`
+    sends when the test is ready to ask. A draining hub closes its listener at once but still
+    answers a request it was receiving, so this is how a test sees what ``/readyz`` says then."""
+
+    HEAD = b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, port: int) -> AsyncIterator[ReadyzProbe]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        probe = cls(reader, writer)
+        try:
+            writer.write(cls.HEAD + b"\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            await asyncio.wait_for(reader.readexactly(length), TIMEOUT)
+            assert head.startswith(b"HTTP/1.1 200 "), head
+            writer.write(cls.HEAD)
+            await writer.drain()
+            yield probe
+        finally:
+            writer.close()
+
+    async def finish(self) -> tuple[int, dict[str, Any]]:
+        """Send the rest of the second request; its status and JSON body (the hub then closes)."""
+        self.writer.write(b"\r\n")
+        answer = await asyncio.wait_for(self.reader.read(), TIMEOUT)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        return int(head.split(b" ", 2)[1]), orjson.loads(body)

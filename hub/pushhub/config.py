@@ -27,7 +27,7 @@ class Settings:
     host: str = field(default="127.0.0.1", metadata={"help": "address to listen on"})
     port: int = field(default=8000, metadata={"help": "port to listen on"})
     data_dir: str = field(default="./pushhub-data", metadata={
-        "help": "where the embedded backend keeps its one SQLite file, pushhub.db"})
+        "help": "where the embedded backend keeps its one SQLite file, pushhub.db (a hub on --redis: its pid file)"})
     memory: bool = field(default=False, metadata={"help": "keep logs in memory only (development)"})
     redis: str = field(default="", metadata={"help": "redis://HOST:PORT/DB: log and fan-out in Redis"})
     redis_cluster: bool = field(default=False, metadata={
@@ -50,7 +50,7 @@ class Settings:
     heartbeat: float = field(default=15.0, metadata={"help": "time between SSE heartbeat comments", "duration": True})
     sse_retry_ms: int = field(default=2000, metadata={"help": "EventSource reconnect delay sent to clients"})
     takeover: bool = field(default=False, metadata={
-        "help": "start beside the hub running on this port and data dir, then stop it (restart without a window)"})
+        "help": "start beside the hub running on this port (and data dir), then stop it (restart without a window)"})
     shutdown_timeout: float = field(default=5.0, metadata={
         "help": "time to wait for connections on exit", "duration": True})
     max_header_bytes: int = field(default=HttpLimits.max_header_bytes, metadata={
@@ -154,9 +154,9 @@ class Settings:
             )
         if self.log_format not in ("text", "json"):
             raise BadRequest(f"--log-format must be text or json, not {self.log_format!r}")
-        if self.takeover and not self.uses_sqlite:
-            raise BadRequest("--takeover replaces a hub on the same --data-dir (SQLite): a --memory hub has "
-                             "nothing to hand over, and hubs on --redis cannot take over yet")
+        if self.takeover and self.memory:
+            raise BadRequest("--takeover replaces a hub on the same --data-dir (SQLite) or port (--redis): a "
+                             "--memory hub has nothing to hand over")
         if self.dedupe_window <= 0:
             raise BadRequest("--dedupe-window must be a positive duration, e.g. 72h")
 

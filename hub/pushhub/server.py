@@ -13,7 +13,7 @@ import asyncio
 import logging
 import signal
 import socket
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import uvloop
@@ -71,7 +71,9 @@ class Lifespan:
             await self.task
 
 
-async def serve_app(app: PushHub, settings: Settings, sock: socket.socket) -> None:
+async def serve_app(app: PushHub, settings: Settings, sock: socket.socket,
+                    serving: Callable[[], None] | None = None) -> None:
+    """Serve on ``sock`` until SIGTERM or SIGINT; ``serving`` is called once connections are served."""
     loop = asyncio.get_running_loop()
     lifespan = Lifespan(app)
     await lifespan.startup()
@@ -83,6 +85,8 @@ async def serve_app(app: PushHub, settings: Settings, sock: socket.socket) -> No
         loop.add_signal_handler(signum, stop.set)
     host, port = sock.getsockname()[:2]
     logger.info("pushhub listening on http://%s:%s", f"[{host}]" if ":" in host else host, port)
+    if serving is not None:
+        serving()
     await stop.wait()
     logger.info("shutting down")
     app.readiness.drain()
@@ -101,13 +105,14 @@ async def serve_app(app: PushHub, settings: Settings, sock: socket.socket) -> No
     logger.info("shutdown complete")
 
 
-def run(settings: Settings, sock: socket.socket) -> None:
-    """One hub process, serving on ``sock`` (bound already, so a port in use fails before start)."""
+def run(settings: Settings, sock: socket.socket, serving: Callable[[], None] | None = None) -> None:
+    """One hub process, serving on ``sock`` (bound already, so a port in use fails before start);
+    ``serving`` is called once it serves."""
     logs.configure(settings.log_format)
     logging.getLogger("websockets").setLevel(logging.WARNING)  # it logs every connection opened and closed
     app = PushHub(settings)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(serve_app(app, settings, sock))
+        runner.run(serve_app(app, settings, sock, serving))
 
 
 def serve(settings: Settings) -> int:
@@ -117,10 +122,12 @@ def serve(settings: Settings) -> int:
         startup.check_storage(settings)
         startup.check_redis(settings)
         if settings.workers > 1:  # fail here if anything holds the port; each worker binds its own
-            startup.listening_socket(settings, shared=False).close()
+            if not settings.takeover:
+                startup.listening_socket(settings, shared=False).close()
         else:
             sock = takeover.listen(settings)
             data_dir_lock = takeover.hold_data_dir(settings)  # noqa: F841 - held until the process ends
+        succession = takeover.Succession(settings).claim() if settings.redis else None
     except startup.StartupError as exc:
         logger.error("cannot start: %s", exc.message, extra={"exit_code": exc.exit_code})
         return exc.exit_code
@@ -131,9 +138,9 @@ def serve(settings: Settings) -> int:
     if settings.workers > 1:
         from .workers import Supervisor
 
-        return Supervisor(settings).run()
+        return Supervisor(settings, succession.serving if succession else None).run()
     try:
-        run(settings, sock)
+        run(settings, sock, succession.serving if succession else None)
     except LifespanFailed as exc:
         logger.error("cannot start: %s", exc.message, extra={"exit_code": 3})
         return 3

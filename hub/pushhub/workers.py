@@ -1,15 +1,17 @@
 """``--workers N``: N hub processes on one machine, sharing one port.
 
-Every worker is a whole hub (its own :class:`~pushhub.server.HubServer`, so SIGTERM still closes its
-streams with reconnect advice) listening on the port with ``SO_REUSEPORT``: the kernel spreads new
+Every worker is a whole hub (its own server, so SIGTERM still closes its streams with reconnect
+advice) listening on the port with ``SO_REUSEPORT``: the kernel spreads new
 connections over the workers. Workers share channels only through Redis, which is why ``--workers``
 needs ``--redis``. This supervisor forwards SIGTERM and SIGINT to the workers, waits for them, and
 restarts a worker killed by a signal (a worker that exits with an error stops them all: it would
-fail again).
+fail again). Each worker says on a pipe when it serves; once all of them do, a supervisor started
+with ``--takeover`` stops the hub it replaces (:class:`pushhub.takeover.Succession`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -17,6 +19,8 @@ import os
 import signal
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
@@ -27,28 +31,48 @@ from .startup import FAILED, listening_socket
 logger = logging.getLogger("pushhub")
 
 
-def run_worker(settings: Settings) -> None:
+def run_worker(settings: Settings, serving: Connection) -> None:
+    """One worker; it says on ``serving`` when it serves."""
     from .server import run
 
     try:
-        run(settings, listening_socket(settings, shared=True))
+        run(settings, listening_socket(settings, shared=True), lambda: serving.send(os.getpid()))
     except Exception:  # one log line (JSON with --log-format json), not multiprocessing's traceback
         logger.critical("worker %s failed", multiprocessing.current_process().pid, exc_info=True)
         sys.exit(FAILED)
 
 
 class Supervisor:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, serving: Callable[[], None] | None = None) -> None:
+        """``serving`` is called once every worker serves (a takeover stops the old hub then)."""
         self.settings = settings
+        self.serving = serving
+        self.starting: list[Connection] = []  # the pipes of workers that do not serve yet
+        self.served = 0
         self.context = multiprocessing.get_context("spawn")
         self.workers: list[BaseProcess] = []
         self.stopping = False
         self.failed = 0  # the exit code of a worker that failed by itself
 
     def _start_worker(self) -> BaseProcess:
-        worker = self.context.Process(target=run_worker, args=(self.settings,), name="pushhub-worker")
+        reader, writer = self.context.Pipe(duplex=False)
+        worker = self.context.Process(target=run_worker, args=(self.settings, writer), name="pushhub-worker")
         worker.start()
+        writer.close()
+        self.starting.append(reader)
         return worker
+
+    def _started(self, ready: Sequence[object]) -> None:
+        """Count the workers that said they serve; once all of them do, call ``serving``."""
+        for reader in [r for r in self.starting if r in ready]:
+            self.starting.remove(reader)
+            with contextlib.suppress(EOFError):  # EOF: the worker ended before it served
+                reader.recv()
+                self.served += 1
+            reader.close()
+        if self.serving is not None and self.served >= self.settings.workers:
+            self.serving()
+            self.serving = None
 
     def _stop(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True
@@ -67,7 +91,9 @@ class Supervisor:
         self.workers = [self._start_worker() for _ in range(self.settings.workers)]
         logger.info("started %d workers on %s:%s", len(self.workers), self.settings.host, self.settings.port)
         while any(worker.is_alive() for worker in self.workers):
-            multiprocessing.connection.wait([w.sentinel for w in self.workers if w.is_alive()], timeout=1.0)
+            ready = multiprocessing.connection.wait(
+                [*self.starting, *(w.sentinel for w in self.workers if w.is_alive())], timeout=1.0)
+            self._started(ready)
             if self.stopping:
                 continue
             for index, worker in enumerate(self.workers):

@@ -3,8 +3,9 @@
 * 2xx is success; 410 Gone disables the endpoint; anything else (3xx included, since redirects are
   not followed), a timeout or a network error is a failure to be retried.
 * The n-th retry waits ``schedule[n-1]`` seconds ± ``jitter`` (a fraction), or longer when the
-  receiver asks for it with ``Retry-After`` (capped at :data:`MAX_RETRY_AFTER`). After the last
-  step of the schedule the delivery has failed.
+  receiver asks for it with ``Retry-After`` (capped at :data:`MAX_RETRY_AFTER`: a longer wait, of
+  however many digits, or a date further off, counts as the cap). After the last step of the
+  schedule the delivery has failed.
 * A :class:`Breaker` opens after ``threshold`` consecutive failures of an endpoint, lets one probe
   through after a cooldown (doubling up to ``max_cooldown`` while probes fail) and closes on the
   first success.
@@ -20,7 +21,7 @@ from email.utils import parsedate_to_datetime
 
 from .. import durations
 from ..errors import BadRequest
-from ..numbers import is_decimal
+from ..numbers import bounded
 
 SVIX_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 MAX_RETRY_AFTER = 86400.0
@@ -64,19 +65,21 @@ def format_schedule(schedule: Sequence[float]) -> str:
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), or ``None``."""
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), at most
+    :data:`MAX_RETRY_AFTER`, or ``None``."""
     if not value:
         return None
     value = value.strip()
-    if is_decimal(value):
-        return float(value)
+    seconds = bounded(value, int(MAX_RETRY_AFTER))
+    if seconds is not None:
+        return min(float(seconds), MAX_RETRY_AFTER)
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
         return None
-    return max(0.0, when.timestamp() - now)
+    return min(max(0.0, when.timestamp() - now), MAX_RETRY_AFTER)
 
 
 def next_delay(tries: int, schedule: Sequence[float], jitter: float, rand: Callable[[], float],
