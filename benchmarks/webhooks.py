@@ -11,12 +11,13 @@
   from one process against the same receiver (``floor_*``), and the ratio is reported.
 * ``isolation``: ``--endpoints`` endpoints follow the channel, each with its own receiver path;
   once all of them answer, and once with one of them pointing at a receiver that accepts the
-  connection and never answers (every attempt runs into the timeout). Reports each healthy
-  endpoint's deliveries per second (min and median) in both runs, and each one's rate with the
-  hanging endpoint over the median rate without it (``ratio_min``, ``ratio_median``).
+  connection and never answers (every attempt runs into the timeout), ``--rounds`` such pairs, the
+  order alternating. Reports each healthy endpoint's deliveries per second (min and median) in each
+  run, and each one's rate with the hanging endpoint over the median rate without it in the same
+  pair (``ratio_min``, ``ratio_median``, and their medians over the pairs).
 * ``latency``: single events published at ``--rate`` per second (each POST in flight on its own);
   publish-to-delivery latency (the publisher's clock before the POST, the receiver's on arrival, one
-  machine) p50 / p99 / max.
+  machine) p50 / p99 / max, and the hub's CPU time per event (its publish and its delivery).
 
 The receiver is a plain asyncio protocol on uvloop in this process. Prints one JSON line per
 scenario and appends it to ``benchmarks/results/webhooks.jsonl``.
@@ -206,38 +207,54 @@ async def throughput(args: argparse.Namespace, receiver: Receiver, base: str) ->
     return result
 
 
-async def isolation(args: argparse.Namespace, receiver: Receiver, base: str, silent: str) -> dict[str, Any]:
+async def isolation_run(args: argparse.Namespace, receiver: Receiver, base: str, silent: str | None) -> list[float]:
+    """Each healthy endpoint's deliveries/s in one hub run (with the hanging endpoint when ``silent``)."""
     healthy = args.endpoints - 1
-    figures: dict[str, list[float]] = {}
     async with aiohttp.ClientSession() as session:
-        for label, hanging in (("without_hanging", False), ("with_hanging", True)):
-            hub = start_hub(args, "--webhook-timeout", str(args.hang_timeout))
-            try:
-                publisher = Publisher(session, hub, "bench")
-                paths = [f"/hook/{n}".encode() for n in range(healthy)]
-                for path in paths:
-                    await add_endpoint(session, hub, base + path.decode(), "bench")
-                if hanging:
-                    await add_endpoint(session, hub, f"{silent}/hang", "bench")
-                await publisher.post({"type": "warmup"})
-                await receiver.until(receiver.total + healthy, 60)
-                all_done = receiver.expect_each(paths, args.isolation_events)
-                started = time.time()
-                await publisher.batches(args.isolation_events)
-                await asyncio.wait_for(all_done, 600)
-                figures[label] = [args.isolation_events / (receiver.done_at[p] - started) for p in paths]
-            finally:
-                hub.stop()
-    # Endpoint by endpoint across two runs is mostly scheduling noise: each healthy endpoint's rate with
-    # the hanging one is compared with the median healthy endpoint's rate without it.
-    baseline = statistics.median(figures["without_hanging"])
-    ratios = [rate / baseline for rate in figures["with_hanging"]]
+        hub = start_hub(args, "--webhook-timeout", str(args.hang_timeout))
+        try:
+            publisher = Publisher(session, hub, "bench")
+            paths = [f"/hook/{n}".encode() for n in range(healthy)]
+            for path in paths:
+                await add_endpoint(session, hub, base + path.decode(), "bench")
+            if silent is not None:
+                await add_endpoint(session, hub, f"{silent}/hang", "bench")
+            await publisher.post({"type": "warmup"})
+            await receiver.until(receiver.total + healthy, 60)
+            all_done = receiver.expect_each(paths, args.isolation_events)
+            started = time.time()
+            await publisher.batches(args.isolation_events)
+            await asyncio.wait_for(all_done, 600)
+            return [args.isolation_events / (receiver.done_at[p] - started) for p in paths]
+        finally:
+            hub.stop()
+
+
+async def isolation(args: argparse.Namespace, receiver: Receiver, base: str, silent: str) -> dict[str, Any]:
+    """``--rounds`` pairs of runs, without and with the hanging endpoint, the order alternating from
+    pair to pair (the load of the machine drifts within a pair)."""
+    figures: dict[str, list[list[float]]] = {"without_hanging": [], "with_hanging": []}
+    ratios_min, ratios_median = [], []
+    for n in range(args.rounds):
+        labels = ("without_hanging", "with_hanging") if n % 2 == 0 else ("with_hanging", "without_hanging")
+        pair = {label: await isolation_run(args, receiver, base, silent if label == "with_hanging" else None)
+                for label in labels}
+        for label, rates in pair.items():
+            figures[label].append(rates)
+        # Endpoint by endpoint across two runs is mostly scheduling noise: each healthy endpoint's rate
+        # with the hanging one is compared with the median healthy endpoint's rate without it.
+        baseline = statistics.median(pair["without_hanging"])
+        ratios = [rate / baseline for rate in pair["with_hanging"]]
+        ratios_min.append(round(min(ratios), 3))
+        ratios_median.append(round(statistics.median(ratios), 3))
     return {"scenario": "isolation", "endpoints": args.endpoints, "events": args.isolation_events,
-            "timeout_s": args.hang_timeout,
-            **{f"{label}_per_endpoint_min": round(min(v), 1) for label, v in figures.items()},
-            **{f"{label}_per_endpoint_median": round(statistics.median(v), 1) for label, v in figures.items()},
-            **{f"{label}_total_per_second": round(sum(v), 1) for label, v in figures.items()},
-            "ratio_min": round(min(ratios), 3), "ratio_median": round(statistics.median(ratios), 3)}
+            "timeout_s": args.hang_timeout, "rounds": args.rounds,
+            **{f"{label}_per_endpoint_min": [round(min(v), 1) for v in runs] for label, runs in figures.items()},
+            **{f"{label}_per_endpoint_median": [round(statistics.median(v), 1) for v in runs]
+               for label, runs in figures.items()},
+            **{f"{label}_total_per_second": [round(sum(v), 1) for v in runs] for label, runs in figures.items()},
+            "ratio_min": ratios_min, "ratio_median": ratios_median,
+            "ratio_min_median": statistics.median(ratios_min), "ratio_median_median": statistics.median(ratios_median)}
 
 
 async def latency(args: argparse.Namespace, receiver: Receiver, base: str) -> dict[str, Any]:
@@ -250,6 +267,7 @@ async def latency(args: argparse.Namespace, receiver: Receiver, base: str) -> di
             await receiver.until(receiver.total + 1, 30)
             sent: dict[str, float] = {}
             total = receiver.total + args.samples
+            cpu_before = cpu(hub)
 
             async def one(n: int) -> None:
                 t0 = time.time()
@@ -264,6 +282,7 @@ async def latency(args: argparse.Namespace, receiver: Receiver, base: str) -> di
                 await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
             await asyncio.gather(*tasks)
             await receiver.until(total, 120)
+            cpu_us = (cpu(hub) - cpu_before) / args.samples * 1e6
     finally:
         hub.stop()
     latencies = [(receiver.arrived[event_id] - t0) * 1000 for event_id, t0 in sent.items()]
@@ -271,7 +290,7 @@ async def latency(args: argparse.Namespace, receiver: Receiver, base: str) -> di
     return {"scenario": "latency", "rate": args.rate, "samples": args.samples,
             "latency_ms_p50": round(statistics.median(latencies), 2),
             "latency_ms_p99": round(ordered[int(0.99 * (len(ordered) - 1))], 2),
-            "latency_ms_max": round(ordered[-1], 2)}
+            "latency_ms_max": round(ordered[-1], 2), "hub_cpu_us_per_event": round(cpu_us, 1)}
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -306,7 +325,8 @@ def main() -> None:
     parser.add_argument("--scenario", action="append", choices=SCENARIOS,
                         help="run only this scenario (repeat for several)")
     parser.add_argument("--events", type=int, default=20000, help="throughput: events (one endpoint)")
-    parser.add_argument("--rounds", type=int, default=3, help="throughput: interleaved rounds of hub and floor")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="throughput: interleaved rounds of hub and floor; isolation: pairs of runs")
     parser.add_argument("--floor", action="append", choices=("aiohttp", "httpx"),
                         help="throughput: bare clients to measure beside the hub (default: both)")
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight per endpoint (hub default 4)")

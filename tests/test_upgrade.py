@@ -74,6 +74,8 @@ async def test_the_data_of_release_c5059d1_is_all_there_after_the_upgrade(
     hub.stop()
     with sqlite3.connect(data / "pushhub.db") as db:
         assert sqlite_schema.version_of(db) == sqlite_schema.VERSION
+        indexes = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "webhook_attempts_delivery" in indexes and "webhook_attempts_event" not in indexes  # version 3
     with sqlite3.connect(data / "pushhub.db.v0.bak") as copy:
         assert sqlite_schema.version_of(copy) == 0
         assert copy.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 7

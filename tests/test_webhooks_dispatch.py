@@ -559,6 +559,26 @@ async def test_deliveries_commit_in_the_transaction_of_their_events(tmp_path: Pa
         await server.wait_for(10)
 
 
+async def test_a_worker_reads_the_store_again_only_when_something_may_have_come_due(tmp_path: Path) -> None:
+    async with receiver() as server, dispatching(tmp_path) as h:
+        reads: list[str] = []
+        due = h.store.due
+
+        async def counted(endpoint_id: str, now: float, limit: int, *, ordered: bool = False) -> list[Delivery]:
+            reads.append(endpoint_id)
+            return await due(endpoint_id, now, limit, ordered=ordered)
+
+        h.store.due = counted  # type: ignore[method-assign]
+        endpoint = await h.add(server.url)
+        for n in range(1, 4):
+            await h.publish("orders", data=n)
+            await server.wait_for(n)
+            first, *_ = await h.until_statuses(endpoint, *[SUCCEEDED] * n)
+        assert len(reads) <= 4  # one when the worker started, one per publish: not after each attempt
+        await h.dispatcher.replay_delivery(first.id)  # a resend is read even so
+        await server.wait_for(4)
+
+
 async def test_attempts_finishing_in_one_turn_are_recorded_in_one_write() -> None:
     class Counting(MemoryDeliveryStore):
         def __init__(self) -> None:
@@ -578,12 +598,24 @@ async def test_attempts_finishing_in_one_turn_are_recorded_in_one_write() -> Non
     for d in due:
         d.status, d.attempts = SUCCEEDED, 1
 
-    async def finish(d: Delivery) -> None:
-        await recorder.record(d, Attempt(d.id, "ep_a", d.event_id, 1, 1.0, 1.0, 200))
-        assert (await store.delivery(d.id)).status == SUCCEEDED  # type: ignore[union-attr]  # stored on return
+    async def finish(ds: list[Delivery]) -> None:
+        stored: list[str | None] = []
+        done = asyncio.Event()
 
-    await asyncio.gather(*(finish(d) for d in due))
-    await finish(due[0])
+        def recorded(d: Delivery, ok: bool) -> None:  # called once the attempt is stored
+            assert ok
+            stored.append(store._deliveries[d.id].status)
+            if len(stored) == len(ds):
+                done.set()
+
+        for d in ds:
+            recorder.add(d, Attempt(d.id, "ep_a", d.event_id, 1, 1.0, 1.0, 200), recorded)
+        assert stored == []
+        await done.wait()
+        assert stored == [SUCCEEDED] * len(ds)
+
+    await finish(due)
+    await finish(due[:1])
     assert store.writes == [5, 1]
     await recorder.close()
 

@@ -61,6 +61,12 @@ def delivery(endpoint_id: str, offset: int, now: float = 100.0, channel: str = "
                     next_at=now, created_at=now)
 
 
+def test_delivery_ids_are_unique_and_in_creation_order() -> None:
+    made = [new_delivery_id() for _ in range(2000)]
+    assert made == sorted(made) and len(set(made)) == len(made)
+    assert all(i.startswith("dl_") and len(i) == len(made[0]) for i in made)
+
+
 async def test_endpoints_round_trip(store: DeliveryStore) -> None:
     ep = endpoints.create({"url": "https://example.com/h", "channels": ["a.*"], "types": ["x"],
                            "headers": {"X-A": "1"}, "retry_schedule": "1s,2m", "rate_limit": 2},
@@ -101,6 +107,8 @@ async def test_due_order_and_attempts(store: DeliveryStore) -> None:
     assert await store.next_due("ep_a") == 50.0
     (attempt,) = await store.attempts(event_id=due.event_id)
     assert (attempt.status, attempt.response, attempt.latency_ms, attempt.id > 0) == (500, "no", 3.5, True)
+    assert await store.attempts(event_id=due.event_id, endpoint_id="ep_a") == [attempt]
+    assert await store.attempts(event_id="evt_1") == [] and await store.attempts(event_id=due.event_id, before=1) == []
     assert await store.attempts(endpoint_id="ep_b") == []
 
 

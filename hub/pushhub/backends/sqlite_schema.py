@@ -10,7 +10,8 @@ The version is the file's ``PRAGMA user_version``. Opening a file (:func:`migrat
 Version 0 is the layout of release c5059d1 and before (no ``user_version``): the logs and the
 webhook state in ``pushhub.db``, ingest and ``Idempotency-Key`` records in ``dedupe.db`` beside it.
 Version 2 adds the idempotency records to ``pushhub.db`` (table ``once``) and imports those of
-``dedupe.db``, which is no longer read (it stays, untouched, as the copy of its data).
+``dedupe.db``, which is no longer read (it stays, untouched, as the copy of its data). Version 3
+drops the index of webhook attempts by event id.
 
 A change to a table is a new step appended to :data:`STEPS`; a step is never edited once released.
 """
@@ -106,7 +107,13 @@ CREATE TABLE once (
 CREATE INDEX once_expires ON once (expires);
 """
 
-STEPS = (_LOG_AND_WEBHOOKS, _ONCE)  # STEPS[n - 1] takes a file from version n - 1 to n
+# Version 3: attempts are no longer indexed by event id (the deliveries are, and each attempt's
+# delivery is kept as long as the attempt): one index fewer to write per attempt, and a random one.
+_LEANER_ATTEMPTS = """
+DROP INDEX IF EXISTS webhook_attempts_event;
+"""
+
+STEPS = (_LOG_AND_WEBHOOKS, _ONCE, _LEANER_ATTEMPTS)  # STEPS[n - 1] takes a file from version n - 1 to n
 VERSION = len(STEPS)
 LEGACY_DEDUPE = "dedupe.db"  # beside the log, in version 0
 

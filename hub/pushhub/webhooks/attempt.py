@@ -16,13 +16,22 @@ from .ssrf import check_url
 from .store import FAILED, SUCCEEDED, Attempt, Delivery
 
 
-def request(endpoint: Endpoint, delivery: Delivery, number: int, now: float) -> tuple[bytes, dict[str, str]]:
-    """The body and headers of attempt ``number`` of ``delivery``, signed at ``now``."""
-    body = message.render(delivery.payload, channel=delivery.channel, cursor=f"{delivery.epoch}.{delivery.offset}",
-                          delivery_id=delivery.id, endpoint_id=endpoint.id, attempt=number)
-    headers = {**dict(endpoint.headers), "content-type": "application/json",
-               **signing.headers(endpoint.signature, endpoint.live_secrets(now), delivery.event_id, int(now), body)}
-    return body, headers
+class Requests:
+    """Makes one endpoint's signed requests (pure): its fixed headers merged once, its keys set up
+    once (:class:`~.signing.Signer`)."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.fixed = {**dict(endpoint.headers), "content-type": "application/json"}
+        self.signer = signing.Signer(endpoint.signature)
+
+    def make(self, delivery: Delivery, number: int, now: float) -> tuple[bytes, dict[str, str]]:
+        """The body and headers of attempt ``number`` of ``delivery``, signed at ``now``."""
+        endpoint = self.endpoint
+        body = message.render(delivery.payload, channel=delivery.channel, cursor=f"{delivery.epoch}.{delivery.offset}",
+                              delivery_id=delivery.id, endpoint_id=endpoint.id, attempt=number)
+        signed = self.signer.headers(endpoint.live_secrets(now), delivery.event_id, int(now), body)
+        return body, {**self.fixed, **signed}
 
 
 def conclude(delivery: Delivery, reply: Reply, *, number: int, done: float, schedule: tuple[float, ...],
@@ -58,13 +67,14 @@ def blocked(url: str, config: DispatchConfig) -> str | None:
     return None
 
 
-async def send(client: HttpClient, endpoint: Endpoint, delivery: Delivery, config: DispatchConfig,
+async def send(client: HttpClient, requests: Requests, delivery: Delivery, config: DispatchConfig,
                now: Callable[[], float], rand: Callable[[], float], refused: str | None) -> tuple[Outcome, Attempt]:
-    """Send ``delivery`` once (unless ``refused`` says why its URL may not be reached) and move it to its
-    next state; returns the outcome and the attempt's record."""
+    """Send ``delivery`` once to ``requests``' endpoint (unless ``refused`` says why its URL may not be
+    reached) and move it to its next state; returns the outcome and the attempt's record."""
+    endpoint = requests.endpoint
     started_at = now()
     number = delivery.attempts + 1
-    body, headers = request(endpoint, delivery, number, started_at)
+    body, headers = requests.make(delivery, number, started_at)
     started = time.monotonic()
     reply = Reply(error=refused) if refused is not None else await client.post(endpoint.url, body, headers)
     latency_ms = (time.monotonic() - started) * 1000.0

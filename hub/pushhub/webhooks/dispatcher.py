@@ -14,6 +14,7 @@ import contextlib
 import logging
 import random
 import ssl
+from collections import deque
 from collections.abc import Callable
 
 from ..cursor import Position
@@ -65,6 +66,8 @@ class Dispatcher:
         self.workers: dict[str, Worker] = {}
         self._retired: list[Worker] = []  # disabled endpoints' workers, finishing what they started
         self._tasks: list[asyncio.Task[None]] = []
+        self._outcomes: deque[tuple[str, Outcome, float]] = deque()  # waiting for _store_health
+        self._health_task: asyncio.Task[None] | None = None
 
     @property
     def endpoints(self) -> dict[str, Endpoint]:
@@ -98,6 +101,8 @@ class Dispatcher:
             await worker.stop()
         self.workers.clear()
         await self.recorder.close()
+        if self._health_task is not None:
+            await self._health_task
         if self.process is not None:
             await self.process.close()
 
@@ -136,15 +141,30 @@ class Dispatcher:
     def _wake(self, endpoint_id: str) -> None:
         worker = self.workers.get(endpoint_id)
         if worker is not None:
-            worker.wake.set()
+            worker.notify()
 
-    async def _health(self, endpoint_id: str, outcome: Outcome, now: float) -> None:
-        endpoint = self.endpoints.get(endpoint_id)
-        if endpoint is None:
-            return
-        changed = health.after_attempt(endpoint, outcome, now, self.config.disable_after)
-        if changed is not None:
-            await self.save(changed)
+    def _health(self, endpoint_id: str, outcome: Outcome, now: float) -> None:
+        """An attempt's outcome is stored: the endpoint changes it makes (:mod:`.health`) are stored
+        one after the other, each worked out from the endpoint as the previous one left it."""
+        if not self._outcomes:
+            endpoint = self.endpoints.get(endpoint_id)
+            if endpoint is None or health.after_attempt(endpoint, outcome, now, self.config.disable_after) is None:
+                return  # the usual case: a success of a healthy endpoint changes nothing
+        self._outcomes.append((endpoint_id, outcome, now))
+        if self._health_task is None or self._health_task.done():
+            self._health_task = asyncio.get_running_loop().create_task(self._store_health())
+
+    async def _store_health(self) -> None:
+        while self._outcomes:
+            endpoint_id, outcome, now = self._outcomes.popleft()
+            endpoint = self.endpoints.get(endpoint_id)
+            changed = None if endpoint is None else health.after_attempt(endpoint, outcome, now,
+                                                                          self.config.disable_after)
+            if changed is not None:
+                try:
+                    await self.save(changed)
+                except Exception:
+                    logger.exception("could not store endpoint %s's state after an attempt", endpoint_id)
 
     # Endpoints --------------------------------------------------------------------------------
 

@@ -1,18 +1,24 @@
 """Recording finished attempts in batches: the attempts that finish within :data:`INTERVAL` of each
 other are written in one store call (one SQLite transaction, one Redis script) instead of one
-transaction each. :meth:`Recorder.record` returns once its attempt is stored; until then the worker
-keeps the delivery busy, so it is never sent again before its outcome is durable. The wait delays
-no request: the worker's next request starts as soon as the previous one is answered."""
+transaction each. :meth:`Recorder.add` hands an attempt in and calls back once it is stored; until
+then the worker keeps the delivery busy, so it is never sent again before its outcome is durable.
+The wait delays no request: the worker's next request starts as soon as the previous one is
+answered."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 
 from .store import Attempt, Delivery, DeliveryStore
 
+logger = logging.getLogger("pushhub.webhooks")
+
 INTERVAL = 0.01  # seconds an attempt's record waits for others to share its transaction
+
+Done = Callable[[Delivery, bool], None]  # (the delivery, whether its attempt was stored)
 
 
 class Recorder:
@@ -20,32 +26,32 @@ class Recorder:
         """``observe`` sees every attempt handed in (the metrics)."""
         self.store = store
         self.observe = observe
-        self._batch: list[tuple[Delivery, Attempt, asyncio.Future[None]]] = []
+        self._batch: list[tuple[Delivery, Attempt]] = []
+        self._done: list[Done] = []
         self._task: asyncio.Task[None] | None = None
 
-    async def record(self, delivery: Delivery, attempt: Attempt) -> None:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
+    def add(self, delivery: Delivery, attempt: Attempt, done: Done) -> None:
+        """Record ``attempt`` with ``delivery``'s new state in the next batch, then call ``done(delivery,
+        stored)``; not ``stored``: the write failed, the delivery stays as the store has it (sent again)."""
         self.observe(attempt)
-        self._batch.append((delivery, attempt, future))
+        self._batch.append((delivery, attempt))
+        self._done.append(done)
         if self._task is None or self._task.done():
-            self._task = loop.create_task(self._write())
-        await future
+            self._task = asyncio.get_running_loop().create_task(self._write())
 
     async def _write(self) -> None:
         await asyncio.sleep(INTERVAL)  # the other attempts finishing meanwhile join the batch
         while self._batch:
-            batch, self._batch = self._batch, []
+            batch, done, self._batch, self._done = self._batch, self._done, [], []
+            stored = True
             try:
-                await self.store.finish_attempts([(delivery, attempt) for delivery, attempt, _ in batch])
-            except Exception as exc:
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-            else:
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_result(None)
+                await self.store.finish_attempts(batch)
+            except Exception:
+                stored = False
+                logger.exception("could not record %d webhook attempts; their deliveries will be sent again",
+                                 len(batch))
+            for (delivery, _), call in zip(batch, done, strict=True):
+                call(delivery, stored)
 
     async def close(self) -> None:
         """Wait for the batch being written (attempts whose worker was stopped are still recorded)."""

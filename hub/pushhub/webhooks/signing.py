@@ -51,19 +51,43 @@ def secret_key(secret: str) -> bytes:
 
 
 def sign_standard(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    content = b"%s.%d.%s" % (msg_id.encode(), timestamp, body)
-    digest = hmac.new(secret_key(secret), content, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
+    return Signer(STANDARD).headers([secret], msg_id, timestamp, body)["webhook-signature"]
 
 
 def sign_simple(secret: str, body: bytes) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+class Signer:
+    """Signs one endpoint's requests in its ``scheme``: each secret's key is decoded and its HMAC
+    keyed once, and that keyed state is copied for every signature."""
+
+    def __init__(self, scheme: str) -> None:
+        self.scheme = scheme
+        self._keyed: dict[str, hmac.HMAC] = {}
+
+    def _mac(self, secret: str) -> hmac.HMAC:
+        keyed = self._keyed.get(secret)
+        if keyed is None:
+            key = secret.encode() if self.scheme == SIMPLE else secret_key(secret)
+            keyed = self._keyed[secret] = hmac.new(key, digestmod=hashlib.sha256)
+        return keyed.copy()
+
+    def _sign(self, secret: str, content: bytes) -> hmac.HMAC:
+        mac = self._mac(secret)
+        mac.update(content)
+        return mac
+
+    def headers(self, live_secrets: Sequence[str], msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+        """The signature headers of one request, signed with every secret in ``live_secrets``."""
+        if self.scheme == SIMPLE:
+            return {"x-webhook-id": msg_id, "x-webhook-timestamp": str(timestamp),
+                    "x-webhook-signature": " ".join(self._sign(s, body).hexdigest() for s in live_secrets)}
+        content = b"%s.%d.%s" % (msg_id.encode(), timestamp, body)
+        return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp), "webhook-signature": " ".join(
+            "v1," + base64.b64encode(self._sign(s, content).digest()).decode() for s in live_secrets)}
+
+
 def headers(scheme: str, live_secrets: Sequence[str], msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
     """The signature headers of one request, signed with every secret in ``live_secrets``."""
-    if scheme == SIMPLE:
-        return {"x-webhook-id": msg_id, "x-webhook-timestamp": str(timestamp),
-                "x-webhook-signature": " ".join(sign_simple(s, body) for s in live_secrets)}
-    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp),
-            "webhook-signature": " ".join(sign_standard(s, msg_id, timestamp, body) for s in live_secrets)}
+    return Signer(scheme).headers(live_secrets, msg_id, timestamp, body)

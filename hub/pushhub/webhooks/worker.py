@@ -1,6 +1,8 @@
 """One endpoint's sender: takes its due deliveries, within its concurrency cap, rate limit and
-circuit breaker, and sends each in a task of its own. An ordered endpoint gets one delivery at a
-time, oldest first, each retried until it succeeds or fails for good before the next is sent.
+circuit breaker, and sends them from up to its cap of sender tasks; each task, once its request is
+answered, goes on with the next due delivery itself while the endpoint lets it (no task, no wake-up
+per delivery). An ordered endpoint gets one delivery at a time, oldest first, each retried until it
+succeeds or fails for good before the next is sent.
 
 With a store other processes share, the worker claims each delivery before sending it, and looks at
 the store at least every :data:`SHARED_POLL` seconds, since deliveries other processes add or give
@@ -13,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from . import attempt
@@ -30,9 +32,9 @@ logger = logging.getLogger("pushhub.webhooks")
 
 STEP_RETRY = 1.0
 SHARED_POLL = 1.0  # with a store other processes share: how often to look at what they changed
-PREFETCH = 64  # due deliveries read at a time
+PREFETCH = 256  # due deliveries read at a time (the busy ones among them are read again, and skipped)
 
-OnOutcome = Callable[[str, Outcome, float], Awaitable[None]]
+OnOutcome = Callable[[str, Outcome, float], None]  # (endpoint id, outcome, when): once the attempt is stored
 
 
 class Worker:
@@ -42,7 +44,10 @@ class Worker:
     taken again meanwhile. The concurrency cap counts requests in flight only, so the next request
     starts while the previous outcome waits for its batch to be written (:class:`~.recorder.Recorder`).
     Due deliveries are read from the store up to :data:`PREFETCH` at a time and sent from that list
-    until it runs out.
+    until it runs out. Once a read finds fewer than it asked for, the store is not read again until
+    something may have made more of them due (:attr:`settled`): new or resent deliveries
+    (:meth:`notify`), an attempt that did not succeed or could not be recorded, a timer, a change of
+    the endpoint.
     """
 
     def __init__(self, endpoint: Endpoint, *, store: DeliveryStore, config: DispatchConfig, clock: Clock,
@@ -57,11 +62,14 @@ class Worker:
         self.on_outcome = on_outcome
         self.breaker = Breaker(config.breaker_threshold, config.breaker_cooldown, config.breaker_max_cooldown)
         self.bucket: TokenBucket | None = None
+        self.requests = attempt.Requests(endpoint)
         self.blocked: str | None = None  # why the endpoint's URL may not be reached, if it may not
         self.wake = asyncio.Event()
         self.inflight: set[str] = set()  # deliveries whose request is in flight
-        self.busy: dict[str, asyncio.Task[None]] = {}  # ... or whose outcome is not stored yet
+        self.busy: set[str] = set()  # ... or whose outcome is not stored yet
+        self.senders: set[asyncio.Task[None]] = set()
         self.ready: deque[Delivery] = deque()  # due deliveries read ahead
+        self.settled = False  # the store holds no due delivery that is not busy or in self.ready
         self.configure(endpoint)
         self.task = asyncio.get_running_loop().create_task(self.run())
 
@@ -71,9 +79,16 @@ class Worker:
             self.bucket = None
         elif self.bucket is None or self.bucket.rate != rate:
             self.bucket = TokenBucket(rate, max(1.0, rate), self.clock.now())
+        if endpoint != self.endpoint:
+            self.requests = attempt.Requests(endpoint)
         self.endpoint = endpoint
         self.blocked = attempt.blocked(endpoint.url, self.config)
         self.ready.clear()
+        self.notify()
+
+    def notify(self) -> None:
+        """The endpoint has new or resent deliveries."""
+        self.settled = False
         self.wake.set()
 
     @property
@@ -83,7 +98,7 @@ class Worker:
         return self.endpoint.max_concurrency or self.config.max_concurrency
 
     async def stop(self) -> None:
-        tasks = [self.task, *self.busy.values()]
+        tasks = [self.task, *self.senders]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -96,6 +111,7 @@ class Worker:
         if until is None:
             await self.wake.wait()
             return
+        self.settled = False  # whatever ends the wait, a retry may be due by then
         waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(self.wake.wait()),
                                            asyncio.ensure_future(self.clock.sleep_until(until))}
         try:
@@ -111,9 +127,10 @@ class Worker:
             except Exception:
                 logger.exception("webhook worker of %s failed; retrying", self.endpoint.id)
                 self.ready.clear()
+                self.settled = False
                 await self.clock.sleep_until(self.clock.now() + STEP_RETRY)
-        if self.busy:  # disabled: finish what was started, then let the connections go
-            await asyncio.wait(list(self.busy.values()))
+        if self.senders:  # disabled: finish what was started, then let the connections go
+            await asyncio.wait(list(self.senders))
         await self.client.close()
 
     async def _due(self, now: float, count: int) -> list[Delivery]:
@@ -121,9 +138,11 @@ class Worker:
         its oldest pending delivery, whenever it is due)."""
         if self.endpoint.ordered:
             return [d for d in await self.store.due(self.endpoint.id, now, 1, ordered=True) if d.id not in self.busy]
-        if not self.ready:
-            self.ready.extend(d for d in await self.store.due(self.endpoint.id, now, PREFETCH + len(self.busy))
-                              if d.id not in self.busy)
+        if not self.ready and not self.settled:
+            asked = PREFETCH + len(self.busy)
+            found = await self.store.due(self.endpoint.id, now, asked)
+            self.settled = len(found) < asked and not self.store.shared  # others add and release without notice
+            self.ready.extend(d for d in found if d.id not in self.busy)
         taken: list[Delivery] = []
         while self.ready and len(taken) < count:
             delivery = self.ready.popleft()
@@ -131,12 +150,32 @@ class Worker:
                 taken.append(delivery)
         return taken
 
+    async def _take(self, now: float, count: int) -> tuple[list[Delivery], float | None]:
+        """Up to ``count`` due deliveries the rate limit lets go now, each claimed and busy from here on,
+        and, when that leaves fewer than were due, the time the limit lets the next one go."""
+        endpoint = self.endpoint
+        due = await self._due(now, count)
+        until: float | None = None
+        if endpoint.ordered and due and due[0].next_at > now:
+            return [], due[0].next_at
+        taken: list[Delivery] = []
+        for n, delivery in enumerate(due):
+            if self.bucket is not None:
+                wait = self.bucket.take(now)
+                if wait > 0:
+                    until = now + wait
+                    self.ready.extendleft(reversed(due[n:]))
+                    break
+            if await self.store.claim(delivery, now):  # False: another process is sending it
+                self.inflight.add(delivery.id)
+                self.busy.add(delivery.id)
+                taken.append(delivery)
+        return taken, until
+
     async def _step(self) -> None:
         """Start what may be sent now, or wait until something may."""
-        store = self.store
         self.wake.clear()
         now = self.clock.now()
-        endpoint = self.endpoint
         room = self.capacity - len(self.inflight)
         if room <= 0:
             await self._wait(None)
@@ -145,46 +184,61 @@ class Worker:
             await self._wait(self.breaker.reopen_at if self.breaker.reopen_at > now else None)
             return
         probing = self.breaker.state is BreakerState.HALF_OPEN
-        due = await self._due(now, 1 if probing else room)
-        until: float | None = None
-        if endpoint.ordered and due and due[0].next_at > now:
-            until, due = due[0].next_at, []
-        elif not due and not self.busy:
-            until = await store.next_due(endpoint.id)
-        started = False
-        for n, delivery in enumerate(due):
-            if self.bucket is not None:
-                wait = self.bucket.take(now)
-                if wait > 0:
-                    until = now + wait
-                    self.ready.extendleft(reversed(due[n:]))
-                    break
-            if not await store.claim(delivery, now):
-                continue  # another process is sending it
-            self.inflight.add(delivery.id)
-            self.busy[delivery.id] = asyncio.get_running_loop().create_task(self._send(delivery))
-            started = True
-        if started:
+        taken, until = await self._take(now, 1 if probing else room)
+        if taken:
+            loop = asyncio.get_running_loop()
+            for delivery in taken:
+                sender = loop.create_task(self._send(delivery))
+                self.senders.add(sender)
+                sender.add_done_callback(self.senders.discard)
             return
         if probing:
             self.breaker.cancel_probe()  # nothing went out: the next request will be the probe
-        if store.shared:  # other processes add deliveries, and leases run out, without waking this one
+        if until is None and not self.busy:
+            until = await self.store.next_due(self.endpoint.id)
+        if self.store.shared:  # other processes add deliveries, and leases run out, without waking this one
             until = min(until, now + SHARED_POLL) if until is not None else now + SHARED_POLL
         await self._wait(until)
 
     async def _send(self, delivery: Delivery) -> None:
+        """Send ``delivery``; then, while the breaker is closed, there is room and deliveries read ahead
+        are left, the next of them, and so on; the rest (reading the store, waits, probes) is left to
+        :meth:`_step`."""
+        next_one: Delivery | None = delivery
         try:
-            outcome, record = await attempt.send(self.client, self.endpoint, delivery, self.config, self.clock.now,
+            while next_one is not None:
+                await self._attempt(next_one)
+                next_one = None
+                if (self.ready and self.endpoint.enabled and self.breaker.state is BreakerState.CLOSED
+                        and len(self.inflight) < self.capacity):  # read ahead (never for an ordered endpoint)
+                    taken, _ = await self._take(self.clock.now(), 1)
+                    next_one = taken[0] if taken else None
+        finally:
+            self.wake.set()
+
+    async def _attempt(self, delivery: Delivery) -> None:
+        recorded = False
+        try:
+            outcome, record = await attempt.send(self.client, self.requests, delivery, self.config, self.clock.now,
                                                  self.rand, self.blocked)
             self.inflight.discard(delivery.id)  # the request is over: the next one may start
-            self.wake.set()
             done = delivery.updated_at
             self.breaker.record(outcome is Outcome.SUCCESS, done)
-            await self.recorder.record(delivery, record)
-            await self.on_outcome(self.endpoint.id, outcome, done)
+            self.recorder.add(delivery, record, lambda stored, ok: self._recorded(stored, ok, outcome, done))
+            recorded = True
         except Exception:
             logger.exception("delivery %s to %s failed unexpectedly", delivery.id, self.endpoint.id)
         finally:
             self.inflight.discard(delivery.id)
-            self.busy.pop(delivery.id, None)
-            self.wake.set()
+            if not recorded:
+                self._recorded(delivery, False)
+
+    def _recorded(self, delivery: Delivery, stored: bool, outcome: Outcome | None = None, done: float = 0.0) -> None:
+        """``delivery``'s attempt is stored (or, not ``stored``, could not be: the delivery stays as the
+        store has it, due again)."""
+        self.busy.discard(delivery.id)
+        if not stored or outcome is not Outcome.SUCCESS:
+            self.settled = False  # pending again, maybe due already
+        self.wake.set()
+        if stored and outcome is not None:
+            self.on_outcome(self.endpoint.id, outcome, done)
