@@ -1,7 +1,9 @@
-"""Publishes per second through a real hub on the embedded SQLite backend, without and with an
-``Idempotency-Key``, for this tree and for other commits (the reference), interleaved in one run.
+"""Publishes per second through a real hub on the embedded SQLite backend (or ``--backend memory``),
+without and with an ``Idempotency-Key``, for this tree and for other commits (the reference),
+interleaved in one run.
 
-    python -m benchmarks.publish [--base COMMIT]... [--requests 2000] [--concurrency 8] [--rounds 3]
+    python -m benchmarks.publish [--base COMMIT]... [--backend sqlite|memory] [--requests 2000]
+                                 [--concurrency 8] [--rounds 3]
 
 Each round starts a fresh hub of each tree in turn (a new data directory), sends ``--requests``
 single-event publishes over ``--concurrency`` keep-alive connections, each request waiting for its
@@ -33,6 +35,7 @@ BODY = b'{"type":"bench.publish","data":{"n":1,"pad":"' + b"x" * 200 + b'"}}'
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", action="append", help="a commit to compare with (repeat; default 169bdd5)")
+    parser.add_argument("--backend", choices=("sqlite", "memory"), default="sqlite")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
@@ -46,10 +49,11 @@ def unpack(commit: str, into: str) -> str:
     return into
 
 
-def start_hub(tree: str, data_dir: str) -> tuple[subprocess.Popen[bytes], int]:
+def start_hub(tree: str, data_dir: str, backend: str = "sqlite") -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.path.join(tree, "hub")}
-    process = subprocess.Popen([sys.executable, "-m", "pushhub", "serve", "--port", str(port), "--data-dir", data_dir],
+    store = ["--memory"] if backend == "memory" else ["--data-dir", data_dir]
+    process = subprocess.Popen([sys.executable, "-m", "pushhub", "serve", "--port", str(port), *store],
                                cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -99,7 +103,7 @@ async def publish_all(pid: int, port: int, requests: int, concurrency: int, keye
 
 def measure(tree: str, args: argparse.Namespace, keyed: bool) -> tuple[float, float]:
     data_dir = tempfile.mkdtemp(prefix="pushhub-bench-publish-")
-    process, port = start_hub(tree, data_dir)
+    process, port = start_hub(tree, data_dir, args.backend)
     try:
         return asyncio.run(publish_all(process.pid, port, args.requests, args.concurrency, keyed))
     finally:
@@ -125,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
                     costs[f"{name} {mode}"].append(cost)
     medians = {label: {"publishes_per_s": statistics.median(rates[label]),
                        "hub_cpu_us_per_publish": statistics.median(costs[label])} for label in labels}
-    record: dict[str, Any] = {**facts, "loadavg_end": os.getloadavg()[0], "requests": args.requests,
+    record: dict[str, Any] = {**facts, "loadavg_end": os.getloadavg()[0], "backend": args.backend,
+                              "requests": args.requests,
                               "concurrency": args.concurrency, "publishes_per_s": rates,
                               "hub_cpu_us_per_publish": costs, "median": medians}
     for label in labels:

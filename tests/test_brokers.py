@@ -4,6 +4,7 @@ Redis and Redis Cluster. The log, live fan-out and the idempotency records commi
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from redis.crc import key_slot
 from pushhub.backends import Backend, create_backend, redis_keys
 from pushhub.backends.base import LEGACY_SCOPE, Broker, Once
 from pushhub.events import Event, EventDraft
+from pushhub.provenance import API, INGEST, Origin
 from pushhub.retention import Retention, RetentionPolicy
 
 from .redis_servers import RedisClusterServers, RedisServer
@@ -134,3 +136,65 @@ async def test_redis_records_expire_after_their_window(redis_server: RedisServer
         await client.aclose()
         await backend.broker.close()
         await backend.close()
+
+
+ORIGIN = Origin(API, "key:abc")
+
+
+def typed(n: int, event_type: str) -> EventDraft:
+    return EventDraft(f"evt_{n}", event_type, "2026-01-01T00:00:%02d.000Z" % n, n, {})
+
+
+async def test_events_are_found_by_id_with_their_origin_and_repeats(opened: Opened) -> None:
+    broker = opened.broker
+    ingested = Origin(INGEST, "github", "github", "d-1")
+    once = Once("ingest:github", "d-1", b"r", 3600.0)
+    (event,) = (await broker.publish("f", [draft(1)], once, ingested)).events
+    await broker.publish("f", [draft(2)], None, ORIGIN)
+    assert (await broker.publish("f", [draft(9)], once, ingested)).replayed is not None
+    assert (await broker.publish("f", [draft(9)], once, ingested)).replayed is not None
+    (found,) = await broker.find("evt_1", 10)
+    assert (found.event.channel, found.event.epoch, found.event.offset, found.event.data) == ("f", event.epoch, 1, 1)
+    assert found.origin == ingested and found.repeats == 2
+    (other,) = await broker.find("evt_2", 10)
+    assert other.origin == ORIGIN and other.repeats == 0
+    assert await broker.find("evt_9", 10) == []  # the repeats appended nothing
+    await broker.publish("g", [draft(1)])
+    assert sorted((f.event.channel, f.origin) for f in await broker.find("evt_1", 10)) == [
+        ("f", ingested), ("g", None)]
+
+
+async def test_events_are_found_by_type_newest_first(opened: Opened) -> None:
+    broker = opened.broker
+    await broker.publish("a", [typed(1, "order.created"), typed(2, "order.paid")], None, ORIGIN)
+    await broker.publish("b", [typed(3, "order.created")], None, ORIGIN)
+    found = await broker.find_type("order.created", 10)
+    assert [(f.event.channel, f.event.data) for f in found] == [("b", 3), ("a", 1)]
+    assert [f.event.data for f in await broker.find_type("order.created", 1)] == [3]
+    assert await broker.find_type("order.none", 10) == []
+
+
+async def test_the_index_is_trimmed_with_the_log(opened: Opened) -> None:
+    broker = opened.broker
+    await broker.publish("short.t", [typed(n, "t") for n in range(1, 6)], None, ORIGIN)
+    assert await broker.find("evt_1", 10) == [] and [f.event.offset for f in await broker.find("evt_5", 10)] == [5]
+    assert [f.event.data for f in await broker.find_type("t", 10)] == [5, 4, 3]
+
+
+async def test_channels_are_listed_by_pattern_in_pages(opened: Opened) -> None:
+    broker = opened.broker
+    for name in ["orders.1", "orders.2", "orders.3", "audit"]:
+        await broker.publish(name, [draft(1)])
+    first = await broker.channels("orders.*", "", 2)
+    assert first == (["orders.1", "orders.2"], "orders.2")
+    assert await broker.channels("orders.*", "orders.2", 2) == (["orders.3"], None)
+    assert (await broker.channels("*", "", 10)).names == ["audit", "orders.1", "orders.2", "orders.3"]
+    assert (await broker.channels("*dit", "", 10)).names == ["audit"]
+
+
+async def test_recent_counts_what_was_appended_since(opened: Opened) -> None:
+    broker = opened.broker
+    await broker.publish("r", [draft(1), draft(2)])
+    assert await broker.recent("r", time.time() - 60) == 2
+    assert await broker.recent("r", time.time() + 60) == 0
+    assert await broker.recent("nothing", 0) == 0

@@ -151,15 +151,15 @@ def test_event_time_is_the_millisecond_of_now() -> None:
 
 def test_event_ids_are_distinct_and_start_after_fork_with_a_new_prefix() -> None:
     ids = [new_event_id() for _ in range(1000)]
-    assert len(set(ids)) == 1000 and all(i.startswith("evt_") and len(i) <= 40 for i in ids)
-    assert len({i.rpartition("_")[0] for i in ids}) == 1
+    assert len(set(ids)) == 1000 and all(i.startswith("evt_") and len(i) == 28 for i in ids)
+    assert len({i[12:21] for i in ids}) == 1  # the process's random part
     read, write = os.pipe()
     child = os.fork()
     if child == 0:
         os.write(write, new_event_id().encode())
         os._exit(0)
     os.waitpid(child, 0)
-    assert os.read(read, 100).decode().rpartition("_")[0] != ids[0].rpartition("_")[0]
+    assert os.read(read, 100).decode()[12:21] != ids[0][12:21]
 
 
 def test_stored_event_round_trip() -> None:
@@ -250,3 +250,13 @@ def test_readme_documents_every_disconnect_code() -> None:
     readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
     for code in disconnect.ALL:
         assert f"| {code.code} | `{code.reason}` | {'yes' if code.reconnect else 'no'} |" in readme, code
+
+
+def test_generated_event_ids_sort_in_the_order_they_were_made() -> None:
+    times = [0.0, 0.001, 1.0, 1_700_000_000.0, 1_700_000_000.001, 4_102_444_800.0]  # to 2100
+    ids = [new_event_id(t) for t in times]
+    assert sorted(ids) == ids and len(set(ids)) == len(ids)
+    assert all(i.startswith("evt_") and len(i) == 28 and i[4:].replace("-", "").replace("_", "").isalnum()
+               for i in ids)
+    assert new_event_id(5.0)[:12] == new_event_id(5.0)[:12] and new_event_id(5.0) != new_event_id(5.0)
+    assert EventDraft.from_json({"type": "t"}, now=1.0).id[:12] == new_event_id(1.0)[:12]

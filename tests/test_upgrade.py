@@ -59,6 +59,12 @@ async def test_the_data_of_release_c5059d1_is_all_there_after_the_upgrade(
         assert endpoint["url"] == old["endpoint"]["url"] and endpoint["enabled"] is False
         deliveries = (await c.get("/v1/webhooks/deliveries")).json()["data"]
         assert deliveries == old["deliveries"]
+        # The events already in the log are in the event index; their origin was never recorded.
+        first = old["history"]["orders"][0]
+        (found,) = (await c.get("/v1/admin/events", params={"id": first["id"]})).json()["data"]
+        assert found["event"] == first and found["origin"] is None and found["repeats"] == 0
+        typed = (await c.get("/v1/admin/events", params={"type": first["type"]})).json()["data"]
+        assert first["id"] in [f["event"]["id"] for f in typed]
         # The records of dedupe.db answer retries as the old hub did.
         keyed = await c.post("/v1/channels/orders/events", content=old["keyed_body"],
                              headers={"idempotency-key": "pay-4"})

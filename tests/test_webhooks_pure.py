@@ -15,7 +15,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from pushhub.errors import BadRequest
-from pushhub.webhooks import endpoints, message, signing
+from pushhub.webhooks import endpoints, masking, message, signing
 from pushhub.webhooks.errors import Blocked, InvalidEndpoint
 from pushhub.webhooks.ratelimit import TokenBucket
 from pushhub.webhooks.retry import (
@@ -346,3 +346,16 @@ def test_message_body() -> None:
                     "meta": {"source": "test"},
                     "metadata": {"event_id": "evt_1", "channel": "orders", "cursor": "abc.7", "delivery_id": "dl_1",
                                  "endpoint_id": "ep_1", "attempt": 3}}
+
+
+def test_request_headers_are_kept_with_secrets_masked() -> None:
+    own = (("authorization", "Bearer sk_live_abcdefgh"), ("x-api-key", "short"), ("x-team", "core"))
+    sent = {"authorization": "Bearer sk_live_abcdefgh", "x-api-key": "short", "x-team": "core",
+            "content-type": "application/json", "webhook-id": "evt_1", "webhook-timestamp": "1614265330",
+            "webhook-signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE= v1,abc="}
+    shown = masking.masked(own, sent)
+    assert shown == {"authorization": "Bear…", "x-api-key": "…", "x-team": "core",
+                     "content-type": "application/json", "webhook-id": "evt_1", "webhook-timestamp": "1614265330",
+                     "webhook-signature": "v1,… v1,…"}
+    assert masking.masked((), {"x-webhook-signature": "deadbeef cafe"})["x-webhook-signature"] == "… …"
+    assert masking.endpoint_headers(own) is masking.endpoint_headers(own)  # computed once per configuration

@@ -157,6 +157,28 @@ async def test_listing_pages_and_prune(store: DeliveryStore) -> None:
     assert len(await store.deliveries()) == 4 and await store.attempts() == []
 
 
+async def test_attempts_keep_headers_filter_by_outcome_and_count_minutes(store: DeliveryStore) -> None:
+    await store.enqueue("orders", Position("ep0ch", 3), [delivery("ep_a", n) for n in (1, 2, 3)])
+    first, second, third = await store.due("ep_a", 100.0, 10)
+    headers = {"webhook-id": "evt_1", "webhook-signature": "v1,…"}
+    await store.finish_attempts([
+        (first, Attempt(first.id, "ep_a", first.event_id, 1, 7200.0, 10.0, 200, request_headers=headers)),
+        (second, Attempt(second.id, "ep_a", second.event_id, 1, 7230.0, 30.0, 500)),
+        (third, Attempt(third.id, "ep_a", third.event_id, 1, 7260.0, 5.0, None, error="timed out"))])
+    ok = await store.attempts(endpoint_id="ep_a", succeeded=True)
+    assert [(a.status, a.request_headers) for a in ok] == [(200, headers)]
+    assert [a.status for a in await store.attempts(endpoint_id="ep_a", succeeded=False)] == [None, 500]
+    assert [a.status for a in await store.attempts(succeeded=False, limit=1)] == [None]
+    first.attempts = 2
+    await store.finish_attempt(first, Attempt(first.id, "ep_a", first.event_id, 2, 7210.0, 20.0, 204))
+    minutes = await store.minutes("ep_a", 7200.0, 7300.0)
+    assert [(m.minute, m.succeeded, m.failed, m.latency_ms) for m in minutes] == [
+        (7200, 2, 1, 60.0), (7260, 0, 1, 5.0)]
+    assert minutes[0].as_dict()["mean_latency_ms"] == 20.0
+    assert [m.minute for m in await store.minutes("ep_a", 7260.0, 7300.0)] == [7260]
+    assert await store.minutes("ep_b", 0.0, 1e9) == []
+
+
 async def test_redis_leases_and_endpoint_versions(redis_server: RedisServer) -> None:
     """Two stores on one Redis stand for two hub processes."""
     client = Redis.from_url(redis_server.fresh_url())

@@ -162,11 +162,11 @@ class SSEStream:
 @contextlib.asynccontextmanager
 async def sse_stream(base_url: str, channels: Sequence[str], *, types: Sequence[str] = (),
                      last_event_id: str | None = None, query_cursor: str | None = None,
-                     expect_status: int = 200) -> AsyncIterator[SSEStream]:
+                     expect_status: int = 200, headers: dict[str, str] | None = None) -> AsyncIterator[SSEStream]:
     params = [("channel", c) for c in channels] + [("type", t) for t in types]
     if query_cursor is not None:
         params.append(("lastEventId", query_cursor))
-    headers = {"last-event-id": last_event_id} if last_event_id is not None else {}
+    headers = {**(headers or {}), **({"last-event-id": last_event_id} if last_event_id is not None else {})}
     async with httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(TIMEOUT, read=None)) as client, \
             client.stream("GET", "/v1/sse", params=params, headers=headers) as response:
         assert response.status_code == expect_status, (await response.aread()).decode()

@@ -17,6 +17,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from . import client_assets, cors, dashboard, faults
+from .admin_api import AdminApi
 from .auth import Access, JWTVerifier
 from .backends import create_backend
 from .config import Settings
@@ -77,7 +78,9 @@ class PushHub:
         webhook_api = WebhookApi(self.webhooks, admin_check(access), settings.max_body_bytes)
         self.readiness = Readiness(self.backend.broker.healthy, settings.data_dir if settings.uses_sqlite else None)
         self.metrics = Metrics(self.hub.stats, api.gauges, MetricsAccess(settings.metrics_keys), self._backlog)
-        routes = (api.routes() + ingest.routes() + SessionApi(access).routes() + webhook_api.routes()
+        admin_api = AdminApi(self.hub, self.backend.deliveries, access, time.time)
+        routes = (api.routes() + ingest.routes() + admin_api.routes() + SessionApi(access).routes()
+                  + webhook_api.routes()
                   + client_assets.routes() + self.dashboard.routes() + self.readiness.routes() + Docs().routes()
                   + [Route("/metrics", self.metrics.endpoint, methods=["GET"])])
         self.direct: list[DirectEndpoint] = [  # the hot paths

@@ -1,6 +1,6 @@
 """The live dashboard: a static page at ``GET /dashboard`` and the admin-only endpoints behind it.
 
-The page (``hub/pushhub/static/dashboard.*``, plain ES modules and CSS) is public; every piece of data it
+The page (``hub/pushhub/static/dashboard*``, plain ES modules and CSS) is public; every piece of data it
 shows needs an admin key, which the operator types once. The page keeps it in sessionStorage, sends
 it as ``Authorization: Bearer`` on its fetches of the admin API, and trades it once for a cookie:
 
@@ -47,8 +47,13 @@ PAGE_HEADERS = {
     "referrer-policy": "no-referrer",
     "x-content-type-options": "nosniff",
 }
+SCRIPT = "text/javascript; charset=utf-8"
 ASSETS = {
-    "dashboard.js": "text/javascript; charset=utf-8",
+    "dashboard.js": SCRIPT,
+    "dashboard-dom.js": SCRIPT,
+    "dashboard-chart.js": SCRIPT,
+    "dashboard-log.js": SCRIPT,
+    "dashboard-webhooks.js": SCRIPT,
     "dashboard.css": "text/css; charset=utf-8",
 }
 

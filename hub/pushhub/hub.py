@@ -26,6 +26,7 @@ from .connection import Connection, GroupKind, Subscription, render_batch
 from .cursor import Position
 from .errors import BadCursor, PushHubError
 from .events import Event, EventDraft
+from .provenance import Origin
 from .stats import Stats
 
 logger = logging.getLogger("pushhub")
@@ -100,16 +101,18 @@ class Hub:
 
     # Publishing and history -------------------------------------------------------------------
 
-    async def publish(self, channel: str, drafts: Sequence[EventDraft]) -> list[Event]:
-        return (await self.publish_once(channel, drafts, None)).events
+    async def publish(self, channel: str, drafts: Sequence[EventDraft], origin: Origin | None = None) -> list[Event]:
+        return (await self.publish_once(channel, drafts, None, origin)).events
 
-    async def publish_once(self, channel: str, drafts: Sequence[EventDraft], once: Once | None) -> Published:
-        """Publish ``drafts``, unless ``once`` names a request already published (then its record
-        comes back and nothing is appended): see :meth:`Broker.publish`."""
+    async def publish_once(self, channel: str, drafts: Sequence[EventDraft], once: Once | None,
+                           origin: Origin | None = None) -> Published:
+        """Publish ``drafts`` from ``origin`` (kept in the event index), unless ``once`` names a
+        request already published (then its record comes back and nothing is appended): see
+        :meth:`Broker.publish`."""
         for listener in self.publish_listeners:
             await listener.before_publish(channel)
         started = time.perf_counter()
-        published = await self.broker.publish(channel, drafts, once)
+        published = await self.broker.publish(channel, drafts, once, origin)
         if published.replayed is not None:
             return published
         self.after_append()

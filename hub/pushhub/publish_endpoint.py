@@ -14,6 +14,7 @@ from .direct import Count, DirectEndpoint, Headers
 from .events import parse_publish_body
 from .http_api import positioned, receive_body
 from .hub import Hub
+from .provenance import API, Origin
 
 
 class PublishEndpoint(DirectEndpoint):
@@ -44,12 +45,13 @@ class PublishEndpoint(DirectEndpoint):
         if key is not None:
             idempotency.check_key(key)
         drafts, batch = parse_publish_body(raw)
+        origin = Origin(API, grant.publisher)
         if key is None:
-            events = await self.hub.publish(channel, drafts)
+            events = await self.hub.publish(channel, drafts, origin)
             return 202, idempotency.answer([positioned(e) for e in events], batch), []
         fingerprint = idempotency.fingerprint(channel, raw)
         once = Once(grant.publisher, key, idempotency.record(fingerprint, [d.id for d in drafts], batch), self.window)
-        published = await self.hub.publish_once(channel, drafts, once)
+        published = await self.hub.publish_once(channel, drafts, once, origin)
         if published.replayed is None:
             answer = idempotency.answer([positioned(e) for e in published.events], batch)
         else:

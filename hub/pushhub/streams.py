@@ -27,6 +27,7 @@ from .http11 import StreamEndpoint, error_response, status_line
 from .http_api import positioned
 from .hub import Hub
 from .limits import HttpLimits
+from .provenance import WEBSOCKET, Origin
 from .websocket import WSStream, handshake
 
 MAX_CHANNELS = 100
@@ -316,6 +317,6 @@ class _WSSession:
         validate_channel(channel)
         self.access.check_publish(self.grant, channel)
         draft = EventDraft.from_json(request.get("event"))
-        (event,) = await self.hub.publish(channel, [draft])
+        (event,) = await self.hub.publish(channel, [draft], Origin(WEBSOCKET, self.grant.publisher))
         self.conn.reply({**positioned(event), "op": "published", "id": msg_id, "event_id": event.id})
 

@@ -14,6 +14,11 @@ request retried after a crash at any point is in the log exactly once while its 
 A :class:`Backend` is everything a hub keeps consistent with its log, chosen once from one URL
 (:func:`pushhub.backends.create_backend`): the broker and the webhook delivery store, over one
 shared connection that the backend opens before either starts and closes after both stop.
+
+Beside its log a broker keeps the *event index*: each retained event is findable by id and by type
+with its :class:`~pushhub.provenance.Origin` and the count of repeats answered from its record,
+written in the same atomic step as the append and trimmed with the log. Brokers also list their
+channels, by name pattern and in pages.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..events import Event, EventDraft
+from ..provenance import Origin
 
 if TYPE_CHECKING:
     from ..webhooks.store import DeliveryStore
@@ -71,6 +77,20 @@ class Published(NamedTuple):
     replayed: Recorded | None = None
 
 
+class Found(NamedTuple):
+    """An event of the index: where it came from (``None`` if appended before the index existed) and
+    how many repeats of its idempotent request were answered from its record."""
+
+    event: Event
+    origin: Origin | None
+    repeats: int
+
+
+class ChannelPage(NamedTuple):
+    names: list[str]  # in name order
+    next: str | None  # the ``after`` of the next page; None after the last
+
+
 class Broker(abc.ABC):
     @abc.abstractmethod
     async def start(self, on_events: OnEvents) -> None: ...
@@ -79,12 +99,14 @@ class Broker(abc.ABC):
     async def close(self) -> None: ...
 
     @abc.abstractmethod
-    async def publish(self, channel: str, drafts: Sequence[EventDraft], once: Once | None = None) -> Published:
-        """Append ``drafts`` to ``channel`` atomically and in order; return them positioned.
+    async def publish(self, channel: str, drafts: Sequence[EventDraft], once: Once | None = None,
+                      origin: Origin | None = None) -> Published:
+        """Append ``drafts`` to ``channel`` atomically and in order, indexed with ``origin``; return
+        them positioned.
 
         With ``once``: if a record with its channel, scope and key (or :data:`LEGACY_SCOPE`) is
-        stored and unexpired, append nothing and return it; otherwise store ``once`` in the same
-        atomic step as the append.
+        stored and unexpired, append nothing, count a repeat on the event it names and return it;
+        otherwise store ``once`` in the same atomic step as the append.
 
         Returns only once the events are durably stored; raises :class:`~pushhub.errors.Unavailable`
         when they may not have been.
@@ -103,6 +125,22 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def unsubscribe(self, channel: str) -> None: ...
+
+    @abc.abstractmethod
+    async def find(self, event_id: str, limit: int) -> list[Found]:
+        """The retained events with id ``event_id`` (ids are unique per publisher, not per hub)."""
+
+    @abc.abstractmethod
+    async def find_type(self, event_type: str, limit: int) -> list[Found]:
+        """Retained events of type ``event_type`` on any channel, newest first."""
+
+    @abc.abstractmethod
+    async def channels(self, pattern: str, after: str, limit: int) -> ChannelPage:
+        """Channel names matching ``pattern`` (``*`` matches any run of characters) after ``after``."""
+
+    @abc.abstractmethod
+    async def recent(self, channel: str, since: float) -> int:
+        """How many retained events were appended to ``channel`` at or after ``since``."""
 
     async def healthy(self) -> bool:
         return True

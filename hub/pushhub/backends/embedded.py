@@ -20,10 +20,23 @@ from collections import deque
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from ..channels import compile_patterns
 from ..cursor import new_epoch
 from ..events import Event, EventDraft
+from ..provenance import Origin
 from ..retention import RetentionPolicy
-from .base import LEGACY_SCOPE, Broker, HistoryPage, Once, OnEvents, Published, Recorded, StreamState
+from .base import (
+    LEGACY_SCOPE,
+    Broker,
+    ChannelPage,
+    Found,
+    HistoryPage,
+    Once,
+    OnEvents,
+    Published,
+    Recorded,
+    StreamState,
+)
 
 EXPIRE_INTERVAL = 30.0
 
@@ -32,6 +45,7 @@ class Append(NamedTuple):
     channel: str
     drafts: Sequence[EventDraft]
     once: Once | None = None
+    origin: Origin | None = None
 
 
 class Store(abc.ABC):
@@ -45,8 +59,9 @@ class Store(abc.ABC):
         """Make ``appends`` in order, in one atomic step: each appends its drafts, or with ``once``
         returns the record already stored (see :meth:`Broker.publish`)."""
 
-    def append(self, channel: str, drafts: Sequence[EventDraft], now: float, once: Once | None = None) -> Published:
-        return self.append_all([Append(channel, drafts, once)], now)[0]
+    def append(self, channel: str, drafts: Sequence[EventDraft], now: float, once: Once | None = None,
+               origin: Origin | None = None) -> Published:
+        return self.append_all([Append(channel, drafts, once, origin)], now)[0]
 
     @abc.abstractmethod
     def read(self, channel: str, after: int, limit: int) -> HistoryPage: ...
@@ -59,18 +74,48 @@ class Store(abc.ABC):
         """Drop events older than their channel's age limit, and expired idempotency records;
         return how many events were dropped."""
 
+    @abc.abstractmethod
+    def find(self, event_id: str, limit: int) -> list[Found]: ...
+
+    @abc.abstractmethod
+    def find_type(self, event_type: str, limit: int) -> list[Found]: ...
+
+    @abc.abstractmethod
+    def channels(self, pattern: str, after: str, limit: int) -> ChannelPage: ...
+
+    @abc.abstractmethod
+    def recent(self, channel: str, since: float) -> int: ...
+
 
 class _MemoryLog:
-    __slots__ = ("entries", "epoch", "top")
+    """One channel's retained events with their index: ``ids`` (event id → offset) and ``repeats``
+    (offset → repeats answered from its record) lose an event when the log drops it."""
+
+    __slots__ = ("entries", "epoch", "ids", "repeats", "top")
 
     def __init__(self) -> None:
         self.epoch = new_epoch()
         self.top = 0
-        self.entries: deque[tuple[float, Event]] = deque()
+        self.entries: deque[tuple[float, Event, Origin | None]] = deque()
+        self.ids: dict[str, int] = {}
+        self.repeats: dict[int, int] = {}
 
     def state(self) -> StreamState:
         earliest = self.entries[0][1].offset if self.entries else self.top + 1
         return StreamState(self.epoch, self.top, earliest)
+
+    def drop_oldest(self) -> None:
+        event = self.entries.popleft()[1]
+        if self.ids.get(event.id) == event.offset:
+            del self.ids[event.id]
+        if self.repeats:
+            self.repeats.pop(event.offset, None)
+
+    def found(self, offset: int) -> Found | None:
+        if not self.entries or offset < self.entries[0][1].offset:
+            return None
+        _, event, origin = self.entries[offset - self.entries[0][1].offset]
+        return Found(event, origin, self.repeats.get(offset, 0))
 
 
 class MemoryStore(Store):
@@ -95,23 +140,29 @@ class MemoryStore(Store):
         return None
 
     def append_all(self, appends: Sequence[Append], now: float) -> list[Published]:
-        return [self._append(channel, drafts, now, once) for channel, drafts, once in appends]
+        return [self._append(channel, drafts, now, once, origin) for channel, drafts, once, origin in appends]
 
-    def _append(self, channel: str, drafts: Sequence[EventDraft], now: float, once: Once | None) -> Published:
+    def _append(self, channel: str, drafts: Sequence[EventDraft], now: float, once: Once | None,
+                origin: Origin | None) -> Published:
         if once is not None:
             recorded = self._recorded(channel, once, now)
             if recorded is not None:
+                log = self._logs.get(channel)
+                if log is not None and log.epoch == recorded.epoch:
+                    log.repeats[recorded.first] = log.repeats.get(recorded.first, 0) + 1
                 return Published([], recorded)
         log = self._log(channel)
         events = []
+        entries, ids = log.entries, log.ids
         for draft in drafts:
             log.top += 1
             event = Event(channel, log.epoch, log.top, draft)
-            log.entries.append((now, event))
+            entries.append((now, event, origin))
+            ids[draft.id] = log.top
             events.append(event)
-        excess = len(log.entries) - self.retention.for_channel(channel).max_events
+        excess = len(entries) - self.retention.for_channel(channel).max_events
         for _ in range(excess):
-            log.entries.popleft()
+            log.drop_oldest()
         if once is not None:
             self._records[(channel, once.scope, once.key)] = (now + once.ttl, Recorded(once.value, log.epoch,
                                                                                       events[0].offset))
@@ -135,10 +186,39 @@ class MemoryStore(Store):
         for channel, log in self._logs.items():
             cutoff = now - self.retention.for_channel(channel).max_age
             while log.entries and log.entries[0][0] < cutoff:
-                log.entries.popleft()
+                log.drop_oldest()
                 dropped += 1
         self._records = {name: found for name, found in self._records.items() if found[0] > now}
         return dropped
+
+    def find(self, event_id: str, limit: int) -> list[Found]:
+        found = []
+        for log in self._logs.values():
+            offset = log.ids.get(event_id)
+            hit = None if offset is None else log.found(offset)
+            if hit is not None:
+                found.append(hit)
+        return found[:limit]
+
+    def find_type(self, event_type: str, limit: int) -> list[Found]:
+        hits = [(at, Found(event, origin, log.repeats.get(event.offset, 0)))
+                for log in self._logs.values() for at, event, origin in log.entries if event.type == event_type]
+        hits.sort(key=lambda hit: (hit[0], hit[1].event.offset), reverse=True)
+        return [found for _, found in hits[:limit]]
+
+    def channels(self, pattern: str, after: str, limit: int) -> ChannelPage:
+        match = compile_patterns([pattern], kind="channel")
+        names = sorted(name for name in self._logs if name > after and (match is None or match(name)))
+        return ChannelPage(names[:limit], names[limit - 1] if len(names) > limit else None)
+
+    def recent(self, channel: str, since: float) -> int:
+        log = self._logs.get(channel)
+        count = 0
+        for at, _, _ in reversed(log.entries if log is not None else ()):
+            if at < since:
+                break
+            count += 1
+        return count
 
 
 class EmbeddedBroker(Broker):
@@ -164,10 +244,11 @@ class EmbeddedBroker(Broker):
             await asyncio.sleep(EXPIRE_INTERVAL)
             self.store.expire(time.time())
 
-    async def publish(self, channel: str, drafts: Sequence[EventDraft], once: Once | None = None) -> Published:
+    async def publish(self, channel: str, drafts: Sequence[EventDraft], once: Once | None = None,
+                      origin: Origin | None = None) -> Published:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Published] = loop.create_future()
-        self._queued.append((Append(channel, drafts, once), future))
+        self._queued.append((Append(channel, drafts, once, origin), future))
         if len(self._queued) == 1:
             loop.call_soon(self._commit)
         return await future
@@ -202,3 +283,15 @@ class EmbeddedBroker(Broker):
 
     async def unsubscribe(self, channel: str) -> None:
         self._subscribed.discard(channel)
+
+    async def find(self, event_id: str, limit: int) -> list[Found]:
+        return self.store.find(event_id, limit)
+
+    async def find_type(self, event_type: str, limit: int) -> list[Found]:
+        return self.store.find_type(event_type, limit)
+
+    async def channels(self, pattern: str, after: str, limit: int) -> ChannelPage:
+        return self.store.channels(pattern, after, limit)
+
+    async def recent(self, channel: str, since: float) -> int:
+        return self.store.recent(channel, since)

@@ -25,16 +25,29 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 
+from ..channels import compile_patterns
 from ..cursor import new_epoch
 from ..errors import Unavailable
 from ..events import Event, EventDraft
+from ..provenance import Origin
 from ..retention import RetentionPolicy
 from . import redis_keys as keys
 from . import redis_scripts as scripts
-from .base import LEGACY_SCOPE, Broker, HistoryPage, Once, OnEvents, Published, Recorded, StreamState
+from .base import (
+    LEGACY_SCOPE,
+    Broker,
+    ChannelPage,
+    Found,
+    HistoryPage,
+    Once,
+    OnEvents,
+    Published,
+    Recorded,
+    StreamState,
+)
 from .redis_connection import TIMEOUT, UNAVAILABLE, RedisConnection
 from .redis_pubsub import RETRY_MAX, RETRY_MIN, LiveLink, Refused
-from .redis_wire import decode_live, decode_page
+from .redis_wire import decode_found, decode_live, decode_page
 
 logger = logging.getLogger("pushhub.redis")
 
@@ -73,6 +86,8 @@ class RedisBroker(Broker):
         self._on_events = on_events
         self._publish = self.client.register_script(scripts.PUBLISH)
         self._read = self.client.register_script(scripts.READ)
+        self._find = self.client.register_script(scripts.FIND)
+        self._recent = self.client.register_script(scripts.RECENT)
         if not isinstance(self.client, RedisCluster):
             self._link(("", 0), self.client.connection_pool.make_connection)
 
@@ -90,16 +105,19 @@ class RedisBroker(Broker):
 
     # The log ------------------------------------------------------------------------------------
 
-    async def publish(self, channel: str, drafts: Sequence[EventDraft], once: Once | None = None) -> Published:
+    async def publish(self, channel: str, drafts: Sequence[EventDraft], once: Once | None = None,
+                      origin: Origin | None = None) -> Published:
         retention = self.retention.for_channel(channel)
-        bodies = [draft.stored() for draft in drafts]
-        names = [keys.meta_key(channel), keys.log_key(channel)]
+        names = [keys.meta_key(channel), keys.log_key(channel), keys.ids_key(channel), keys.repeats_key(channel)]
         if once is not None:
             names += [keys.once_key(channel, once.scope, once.key), keys.once_key(channel, LEGACY_SCOPE, once.key)]
         args: list[bytes | str | int] = [
             new_epoch(), keys.live_channel(self.db, channel), int(self.cluster), int(self.clock() * 1000),
             retention.max_events, int(retention.max_age * 1000), b"" if once is None else once.value,
-            0 if once is None else max(1, int(once.ttl * 1000)), *bodies]
+            0 if once is None else max(1, int(once.ttl * 1000)), "" if origin is None else origin.key(),
+            (origin.delivery if origin is not None else None) or ""]
+        for draft in drafts:
+            args += [draft.stored(), draft.id, draft.type]
         try:
             reply = await self._publish(keys=names, args=args)
         except UNAVAILABLE as exc:
@@ -113,13 +131,65 @@ class RedisBroker(Broker):
         max_age = int(self.retention.for_channel(channel).max_age * 1000)
         args: list[str | int] = [new_epoch(), after, limit, int(self.clock() * 1000), max_age]
         try:
-            reply = await self._read(keys=[keys.meta_key(channel), keys.log_key(channel)], args=args)
+            reply = await self._read(keys=[keys.meta_key(channel), keys.log_key(channel), keys.ids_key(channel),
+                                           keys.repeats_key(channel)], args=args)
         except UNAVAILABLE as exc:
             raise Unavailable(f"cannot read the log from Redis: {exc}") from exc
         return decode_page(channel, reply)
 
     async def state(self, channel: str) -> StreamState:
         return (await self.history(channel, 0, 0)).state
+
+    # The event index and the channel list ---------------------------------------------------------
+
+    async def channels(self, pattern: str, after: str, limit: int) -> ChannelPage:
+        """SCAN over every master (the client's ``scan_iter`` visits each node of a cluster): the
+        whole matching list is read for each page, sorted by name."""
+        match = compile_patterns([pattern], kind="channel")
+        try:
+            found = {keys.channel_of_key(name.decode() if isinstance(name, bytes) else str(name))
+                     async for name in self.client.scan_iter(match=keys.meta_pattern(pattern), count=1000)}
+        except UNAVAILABLE as exc:
+            raise Unavailable(f"cannot list the channels in Redis: {exc}") from exc
+        names = sorted(name for name in found if name > after and (match is None or match(name)))
+        return ChannelPage(names[:limit], names[limit - 1] if len(names) > limit else None)
+
+    async def _found(self, channel: str, args: list[str | int]) -> list[Found]:
+        try:
+            reply = await self._find(keys=[keys.meta_key(channel), keys.log_key(channel), keys.repeats_key(channel)],
+                                     args=args)
+        except UNAVAILABLE as exc:
+            raise Unavailable(f"cannot read the event index from Redis: {exc}") from exc
+        return decode_found(channel, reply)
+
+    async def find(self, event_id: str, limit: int) -> list[Found]:
+        found: list[Found] = []
+        for channel in await self._all_channels():
+            try:
+                offset = await self.client.hget(keys.ids_key(channel), event_id)
+            except UNAVAILABLE as exc:
+                raise Unavailable(f"cannot read the event index from Redis: {exc}") from exc
+            if offset is not None:
+                found += await self._found(channel, ["id", int(offset)])
+            if len(found) >= limit:
+                break
+        return found[:limit]
+
+    async def find_type(self, event_type: str, limit: int) -> list[Found]:
+        found: list[Found] = []
+        for channel in await self._all_channels():
+            found += await self._found(channel, ["type", event_type, limit])
+        found.sort(key=lambda hit: (hit.event.time, hit.event.offset), reverse=True)
+        return found[:limit]
+
+    async def _all_channels(self) -> list[str]:
+        return (await self.channels("*", "", 1 << 62)).names
+
+    async def recent(self, channel: str, since: float) -> int:
+        try:
+            return int(await self._recent(keys=[keys.log_key(channel)], args=[int(since * 1000)]))
+        except UNAVAILABLE as exc:
+            raise Unavailable(f"cannot read the log from Redis: {exc}") from exc
 
     # Live fan-out -------------------------------------------------------------------------------
 

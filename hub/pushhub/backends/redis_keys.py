@@ -5,6 +5,8 @@ so that Redis Cluster keeps them in one slot (and the publish script may touch t
 
 ``pushhub:{orders}:meta``        hash: ``epoch`` and ``top`` (the offset of the last event appended)
 ``pushhub:{orders}:log``         stream of the retained events, entry id ``{offset}-0``
+``pushhub:{orders}:ids``        hash: the event index, event id → offset of each retained event
+``pushhub:{orders}:repeats``    hash: offset → how many repeats were answered from its record
 ``pushhub:{orders}:once:{hash}`` hash: one idempotency record of a publish to the channel (``v`` its
                                  value, ``e`` and ``f`` the epoch and first offset of its events);
                                  ``{hash}`` is the SHA-256 of the record's scope and key
@@ -30,6 +32,27 @@ def meta_key(channel: str) -> str:
 
 def log_key(channel: str) -> str:
     return f"{PREFIX}{{{channel}}}:log"
+
+
+def ids_key(channel: str) -> str:
+    return f"{PREFIX}{{{channel}}}:ids"
+
+
+def repeats_key(channel: str) -> str:
+    return f"{PREFIX}{{{channel}}}:repeats"
+
+
+META_PATTERN_SUFFIX = "}:meta"
+
+
+def meta_pattern(pattern: str) -> str:
+    """The SCAN pattern of the meta keys of the channels ``pattern`` may match (a superset: check
+    each name found)."""
+    return f"{PREFIX}{{{pattern}{META_PATTERN_SUFFIX}"
+
+
+def channel_of_key(key: str) -> str:
+    return key[key.index("{") + 1:key.rindex("}")]
 
 
 def once_key(channel: str, scope: str, key: str) -> str:

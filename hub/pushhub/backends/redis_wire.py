@@ -1,7 +1,9 @@
 """What the Redis scripts return and publish, read back into events (pure).
 
 A live message is ``{epoch}\\n{first offset}\\n{event}\\n{event}…``: each event is its stored JSON,
-which never contains a raw newline. A stream entry is ``[b"{offset}-0", [b"b", body, b"t", ms]]``.
+which never contains a raw newline. A stream entry is ``[b"{offset}-0", [b"b", body, b"t", ms, …]]``,
+with the event index's fields after those two (``i`` id, ``y`` type, ``o`` origin key, ``d`` delivery
+id) on entries appended since the index exists.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..events import Event
-from .base import HistoryPage, StreamState
+from ..provenance import Origin
+from .base import Found, HistoryPage, StreamState
 
 
 def decode_live(channel: str, payload: bytes) -> list[Event]:
@@ -31,3 +34,16 @@ def decode_page(channel: str, reply: Sequence[Any]) -> HistoryPage:
     events = [Event.from_stored(channel, epoch, entry_offset(entry_id), fields[1])
               for entry_id, fields in reply[3]]
     return HistoryPage(events, state)
+
+
+def decode_found(channel: str, reply: Sequence[Any]) -> list[Found]:
+    """The find script's reply ``[epoch, [[entry, repeats]...]]`` as index hits."""
+    epoch = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+    found = []
+    for (entry_id, fields), repeats in reply[1]:
+        named = dict(zip(fields[::2], fields[1::2], strict=True))
+        key = named.get(b"o")
+        origin = Origin.from_key(key.decode(), named.get(b"d", b"").decode() or None) if key else None
+        found.append(Found(Event.from_stored(channel, epoch, entry_offset(entry_id), named[b"b"]), origin,
+                           int(repeats)))
+    return found

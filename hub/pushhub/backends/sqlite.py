@@ -24,12 +24,14 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from ..channels import compile_patterns
 from ..cursor import new_epoch
 from ..errors import Unavailable
 from ..events import Event
+from ..provenance import Origin
 from ..retention import RetentionPolicy
 from . import sqlite_schema
-from .base import LEGACY_SCOPE, HistoryPage, Published, Recorded, StreamState
+from .base import LEGACY_SCOPE, ChannelPage, Found, HistoryPage, Published, Recorded, StreamState
 from .embedded import Append, Store
 
 logger = logging.getLogger("pushhub")
@@ -160,6 +162,19 @@ class SqliteStore(Store):
         super().__init__(retention)
         self.database = database
         self._heads: dict[str, list[object]] = {}  # channel -> [epoch, top]
+        self._origins: dict[str, int] = {}  # Origin.key() -> its row in origins, once committed
+        self._origin_keys: dict[int, str] = {}
+        self._types: set[tuple[str, str]] = set()  # (type, channel) pairs known to be in event_types
+
+    def _origin_id(self, db: sqlite3.Connection, key: str, made: dict[str, int]) -> int:
+        """The id of ``key`` in ``origins``, added in this transaction if it is new (``made``
+        keeps those until the transaction commits)."""
+        known = self._origins.get(key) or made.get(key)
+        if known is None:
+            row = db.execute("INSERT INTO origins (key) VALUES (?) ON CONFLICT (key) DO UPDATE SET key = key "
+                             "RETURNING id", (key,)).fetchone()
+            known = made[key] = int(row[0])
+        return known
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -177,9 +192,11 @@ class SqliteStore(Store):
         heads: dict[str, tuple[str, int]] = {}  # channel -> (epoch, top) as the transaction leaves it
         results: list[Published] = []
         committed: list[Callable[[], None]] = []
+        made: dict[str, int] = {}
+        typed: set[tuple[str, str]] = set()
 
         def statements(db: sqlite3.Connection) -> None:
-            for channel, drafts, once in appends:
+            for channel, drafts, once, origin in appends:
                 if channel in heads:
                     epoch, top = heads[channel]
                 else:
@@ -193,13 +210,25 @@ class SqliteStore(Store):
                         "AND expires > ? ORDER BY scope = ? LIMIT 1",
                         (channel, once.key, once.scope, LEGACY_SCOPE, now, LEGACY_SCOPE)).fetchone()
                     if row is not None:
+                        if row[1] == epoch:
+                            db.execute("UPDATE events SET repeats = repeats + 1 WHERE channel = ? AND seq = ?",
+                                       (channel, row[2]))
                         results.append(Published([], Recorded(bytes(row[0]), row[1], row[2])))
                         continue
                     db.execute("INSERT OR REPLACE INTO once (channel, scope, key, expires, value, epoch, first) "
                                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                                (channel, once.scope, once.key, now + once.ttl, once.value, epoch, top + 1))
-                db.executemany("INSERT INTO events (channel, seq, ts, body) VALUES (?, ?, ?, ?)",
-                               [(channel, top + i, now, d.stored()) for i, d in enumerate(drafts, 1)])
+                origin_id = None if origin is None else self._origin_id(db, origin.key(), made)
+                delivery = None if origin is None else origin.delivery
+                db.executemany("INSERT INTO events (channel, seq, ts, body, id, type, origin, delivery) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                               [(channel, top + i, now, d.stored(), d.id, d.type, origin_id, delivery)
+                                for i, d in enumerate(drafts, 1)])
+                for d in drafts:
+                    if (d.type, channel) not in self._types and (d.type, channel) not in typed:
+                        typed.add((d.type, channel))
+                        db.execute("INSERT OR IGNORE INTO event_types (type, channel) VALUES (?, ?)",
+                                   (d.type, channel))
                 results.append(Published([Event(channel, epoch, top + i, d) for i, d in enumerate(drafts, 1)]))
                 heads[channel] = (epoch, top + len(drafts))
             for channel, (epoch, top) in heads.items():
@@ -220,6 +249,8 @@ class SqliteStore(Store):
         self.database.transaction(statements, "append to the log")
         for channel, (epoch, top) in heads.items():
             self._heads[channel] = [epoch, top]
+        self._origins.update(made)
+        self._types |= typed
         for after in committed:
             after()
         return results
@@ -263,3 +294,60 @@ class SqliteStore(Store):
             db.execute("DELETE FROM once WHERE expires <= ?", (now,))
         self.database.transaction(statements, "expire old events")
         return sum(dropped)
+
+    # The event index ------------------------------------------------------------------------------
+
+    def _found(self, rows: list[tuple[str, int, bytes, int | None, str | None, int]]) -> list[Found]:
+        found = []
+        for channel, seq, body, origin_id, delivery, repeats in rows:
+            epoch = self._state(channel).epoch
+            origin = None
+            if origin_id is not None:
+                key = self._origin_keys.get(origin_id)
+                if key is None:
+                    key = self._origin_keys[origin_id] = self.db.execute(
+                        "SELECT key FROM origins WHERE id = ?", (origin_id,)).fetchone()[0]
+                origin = Origin.from_key(key, delivery)
+            found.append(Found(Event.from_stored(channel, epoch, seq, body), origin, repeats))
+        return found
+
+    def _search(self, sql: str, params: tuple[object, ...]) -> list[Found]:
+        try:
+            return self._found(self.db.execute(
+                f"SELECT channel, seq, body, origin, delivery, repeats FROM events {sql}", params).fetchall())
+        except sqlite3.Error as exc:
+            raise Unavailable(f"could not read the event index: {exc}") from exc
+
+    def find(self, event_id: str, limit: int) -> list[Found]:
+        return self._search("WHERE id = ? LIMIT ?", (event_id, limit))
+
+    def find_type(self, event_type: str, limit: int) -> list[Found]:
+        """Each channel the type was published to is read newest first (a walk back over its log,
+        which retention bounds), and the newest ``limit`` of all are kept."""
+        try:
+            channels = [c for (c,) in self.db.execute("SELECT channel FROM event_types WHERE type = ?",
+                                                      (event_type,)).fetchall()]
+            rows = [row for channel in channels for row in self.db.execute(
+                "SELECT ts, channel, seq, body, origin, delivery, repeats FROM events WHERE channel = ? AND type = ? "
+                "ORDER BY seq DESC LIMIT ?", (channel, event_type, limit)).fetchall()]
+        except sqlite3.Error as exc:
+            raise Unavailable(f"could not read the event index: {exc}") from exc
+        rows.sort(key=lambda row: (row[0], row[2]), reverse=True)
+        return self._found([row[1:] for row in rows[:limit]])
+
+    def channels(self, pattern: str, after: str, limit: int) -> ChannelPage:
+        compile_patterns([pattern], kind="channel")  # refuses what GLOB would read differently
+        try:
+            rows = self.db.execute("SELECT name FROM channels WHERE name > ? AND name GLOB ? ORDER BY name LIMIT ?",
+                                   (after, pattern, limit + 1)).fetchall()
+        except sqlite3.Error as exc:
+            raise Unavailable(f"could not list the channels: {exc}") from exc
+        names = [name for (name,) in rows]
+        return ChannelPage(names[:limit], names[limit - 1] if len(names) > limit else None)
+
+    def recent(self, channel: str, since: float) -> int:
+        try:
+            return int(self.db.execute("SELECT COUNT(*) FROM events WHERE channel = ? AND ts >= ?",
+                                       (channel, since)).fetchone()[0])
+        except sqlite3.Error as exc:
+            raise Unavailable(f"could not read the log: {exc}") from exc

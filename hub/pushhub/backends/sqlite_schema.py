@@ -11,7 +11,12 @@ Version 0 is the layout of release c5059d1 and before (no ``user_version``): the
 webhook state in ``pushhub.db``, ingest and ``Idempotency-Key`` records in ``dedupe.db`` beside it.
 Version 2 adds the idempotency records to ``pushhub.db`` (table ``once``) and imports those of
 ``dedupe.db``, which is no longer read (it stays, untouched, as the copy of its data). Version 3
-drops the index of webhook attempts by event id.
+drops the index of webhook attempts by event id. Version 4 adds what the dashboard reads: the event
+index (each event's id, type, origin and repeat count, in columns of ``events`` so that it is
+written by the append's own INSERT and trimmed by the log's own DELETE, with an index on the id;
+origins interned in ``origins``; the channels each type was published to in ``event_types``, where
+a search by type starts), the request headers of each webhook attempt, and per-endpoint minute
+counters (``webhook_minutes``).
 
 A change to a table is a new step appended to :data:`STEPS`; a step is never edited once released.
 """
@@ -113,7 +118,37 @@ _LEANER_ATTEMPTS = """
 DROP INDEX IF EXISTS webhook_attempts_event;
 """
 
-STEPS = (_LOG_AND_WEBHOOKS, _ONCE, _LEANER_ATTEMPTS)  # STEPS[n - 1] takes a file from version n - 1 to n
+# Version 4: the event index, attempts' request headers, per-endpoint minute counters.
+_DASHBOARD = """
+ALTER TABLE events ADD COLUMN id TEXT;
+ALTER TABLE events ADD COLUMN type TEXT;
+ALTER TABLE events ADD COLUMN origin INTEGER;
+ALTER TABLE events ADD COLUMN delivery TEXT;
+ALTER TABLE events ADD COLUMN repeats INTEGER NOT NULL DEFAULT 0;
+UPDATE events SET id = json_extract(CAST(body AS TEXT), '$.id'), type = json_extract(CAST(body AS TEXT), '$.type');
+CREATE INDEX events_id ON events (id);
+CREATE TABLE event_types (
+    type TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    PRIMARY KEY (type, channel)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO event_types (type, channel) SELECT DISTINCT type, channel FROM events WHERE type IS NOT NULL;
+CREATE TABLE origins (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE
+);
+ALTER TABLE webhook_attempts ADD COLUMN request_headers TEXT;
+CREATE TABLE webhook_minutes (
+    endpoint_id TEXT NOT NULL,
+    minute INTEGER NOT NULL,
+    succeeded INTEGER NOT NULL,
+    failed INTEGER NOT NULL,
+    latency_ms REAL NOT NULL,
+    PRIMARY KEY (endpoint_id, minute)
+) WITHOUT ROWID;
+"""
+
+STEPS = (_LOG_AND_WEBHOOKS, _ONCE, _LEANER_ATTEMPTS, _DASHBOARD)  # STEPS[n - 1] takes a file from version n - 1 to n
 VERSION = len(STEPS)
 LEGACY_DEDUPE = "dedupe.db"  # beside the log, in version 0
 

@@ -25,6 +25,7 @@ from ..direct import Count, DirectEndpoint, Headers
 from ..errors import Forbidden, PushHubError
 from ..http_api import positioned, receive_body
 from ..hub import Hub
+from ..provenance import INGEST, Origin
 from . import extract
 from .sources import Source
 from .verify import verify
@@ -90,17 +91,18 @@ class IngestEndpoint(DirectEndpoint):
         delivery_id = extract.first(source.id_refs, headers, data)
         draft = extract.draft(name, extract.event_type(extract.first(source.type_refs, headers, data)),
                               delivery_id, data)
+        origin = Origin(INGEST, name, source.signature.scheme, delivery_id)
 
         if delivery_id is not None:
             scope_name, key = idempotency.ingest_scope(name), extract.delivery_key(delivery_id)
         elif verified.fingerprint is not None:  # no id: the same signed request is the same delivery
             scope_name, key = idempotency.ingest_scope(name, signed=True), verified.fingerprint
         else:
-            (event,) = await self.hub.publish(source.channel, [draft])
+            (event,) = await self.hub.publish(source.channel, [draft], origin)
             self.hub.stats.observer.ingested(name, "accepted")
             return 202, orjson.dumps({**positioned(event), "duplicate": False, "delivery_id": None}), []
         once = Once(scope_name, key, idempotency.record(None, [draft.id], False), self.window)
-        published = await self.hub.publish_once(source.channel, [draft], once)
+        published = await self.hub.publish_once(source.channel, [draft], once, origin)
         if published.replayed is None:
             described = positioned(published.events[0])
         else:

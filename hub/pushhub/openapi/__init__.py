@@ -24,6 +24,7 @@ TAGS = [
     ("channels", "Publish events and read a channel's history"),
     ("streams", "Follow channels live: Server-Sent Events and WebSocket, with exact resume"),
     ("ingest", "Signed webhooks from other services, appended to a channel"),
+    ("admin", "What the operator sees of the log: channels, and events with their provenance"),
     ("webhooks", "Outgoing webhooks: endpoints, deliveries, attempts, replay"),
     ("operations", "Health, readiness, metrics and this description"),
     ("client", "The browser client, served by the hub"),

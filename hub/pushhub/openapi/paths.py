@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .schemas import CHANNEL, CURSOR, TYPE_PATTERN, Schema, ref
+from .schemas import CHANNEL, CHANNEL_PATTERN, CURSOR, EVENT_TYPE, TYPE_PATTERN, Schema, ref
 
 ERRORS = {400: "the request is malformed", 401: "credentials are missing or wrong",
           403: "the credential does not allow this", 404: "no such resource", 405: "method not allowed",
@@ -158,6 +158,23 @@ OPERATIONS: list[tuple[str, str, dict[str, Any]]] = [
        description="200 answers a duplicate delivery (or Slack's url_verification challenge)."),
     op("get", "/v1/admin/ingest/sources", "The configured ingest sources (no secrets)", "ingest",
        ok={200: "IngestSources"}, errors=ADMIN_ERRORS, auth="admin"),
+    # Admin views of the log
+    op("get", "/v1/admin/channels", "Channels by name, with position, rate and subscriptions", "admin",
+       params=[param("pattern", "query", CHANNEL_PATTERN, "only names matching this glob (`*`: any run)"),
+               param("after", "query", CHANNEL, "the `next_after` of the previous page"),
+               param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+                     "page size")],
+       ok={200: "ChannelList"}, errors=(400, 401, 403, 503), auth="admin"),
+    op("get", "/v1/admin/events", "Find retained events by id or by type (newest first), with provenance",
+       "admin", params=[param("id", "query", {"type": "string", "minLength": 1, "maxLength": 128}, "event id"),
+                        param("type", "query", EVENT_TYPE, "event type"),
+                        param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+                              "at most this many")],
+       ok={200: "EventSearch"}, errors=(400, 401, 403, 503), auth="admin",
+       description="Exactly one of `id` and `type`."),
+    op("get", "/v1/admin/events/{id}", "One event's page: provenance, position, body, deliveries and attempts",
+       "admin", params=[path_id("id", "event id")], ok={200: "EventPage"}, errors=(401, 403, 404, 503),
+       auth="admin"),
     # Outgoing webhooks
     op("post", "/v1/webhooks/endpoints", "Register an endpoint", "webhooks", body=ref("EndpointInput"),
        ok={201: "Endpoint"}, errors=(400, 401, 403, 413, 422), auth="admin"),
@@ -176,6 +193,15 @@ OPERATIONS: list[tuple[str, str, dict[str, Any]]] = [
     op("post", "/v1/webhooks/endpoints/{id}/replay", "Send events again to an endpoint", "webhooks",
        params=[ENDPOINT_ID], body=ref("Replay"), ok={200: "Replayed"}, errors=(400, 401, 403, 404, 413, 422),
        auth="admin"),
+    op("post", "/v1/webhooks/endpoints/{id}/test", "Send one signed test event to an endpoint (not a publish)",
+       "webhooks", params=[ENDPOINT_ID], body=ref("EventInput"), body_required=False, ok={200: "TestSend"},
+       errors=(400, 401, 403, 404, 413, 422), auth="admin",
+       description="Without a body the event is `pushhub.test`. Nothing is recorded and no channel gets it."),
+    op("get", "/v1/webhooks/endpoints/{id}/stats", "An endpoint's attempts per minute, and its backlog",
+       "webhooks", params=[ENDPOINT_ID, param("minutes", "query",
+                                              {"type": "integer", "minimum": 1, "maximum": 1440, "default": 60},
+                                              "how many minutes back")],
+       ok={200: "EndpointStats"}, errors=(400, 401, 403, 404, 503), auth="admin"),
     op("get", "/v1/webhooks/deliveries", "Deliveries, newest first", "webhooks",
        params=[param("endpoint", "query", {"type": "string"}, "only this endpoint"),
                param("event", "query", {"type": "string"}, "only this event id"),
@@ -189,7 +215,9 @@ OPERATIONS: list[tuple[str, str, dict[str, Any]]] = [
     op("get", "/v1/webhooks/attempts", "Delivery attempts, newest first", "webhooks",
        params=[param("endpoint", "query", {"type": "string"}, "only this endpoint"),
                param("event", "query", {"type": "string"}, "only this event id"),
-               param("delivery", "query", {"type": "string"}, "only this delivery"), BEFORE, LIMIT],
+               param("delivery", "query", {"type": "string"}, "only this delivery"),
+               param("status", "query", {"enum": ["succeeded", "failed"]}, "only 2xx answers, or the others"),
+               BEFORE, LIMIT],
        ok={200: "AttemptPage"}, errors=(400, 401, 403), auth="admin"),
     # Browser client and dashboard
     op("get", "/v1/client/pushhub.js", "The browser client (an ES module)", "client",
@@ -199,6 +227,10 @@ OPERATIONS: list[tuple[str, str, dict[str, Any]]] = [
     op("get", "/dashboard", "The operator dashboard page", "dashboard", ok={200: _text("text/html"), 304: None}),
     op("get", "/dashboard/dashboard.js", "The dashboard's script", "dashboard",
        ok={200: _text("text/javascript"), 304: None}),
+    *(op("get", f"/dashboard/dashboard-{part}.js", f"The dashboard's {what}", "dashboard",
+         ok={200: _text("text/javascript"), 304: None})
+      for part, what in [("dom", "plumbing module"), ("chart", "chart module"), ("log", "channels and events module"),
+                         ("webhooks", "endpoints module")]),
     op("get", "/dashboard/dashboard.css", "The dashboard's style sheet", "dashboard",
        ok={200: _text("text/css"), 304: None}),
     op("post", "/v1/dashboard/session", "Sign the dashboard in with an admin key (sets a cookie)", "dashboard",

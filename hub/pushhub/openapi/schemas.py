@@ -36,6 +36,7 @@ def nullable(schema: Schema) -> Schema:
     return {"anyOf": [schema, {"type": "null"}]}
 
 
+HEADERS: Schema = {"type": "object", "additionalProperties": {"type": "string"}}
 CHANNEL: Schema = {"type": "string", "pattern": r"^[A-Za-z0-9_\-.:]{1,128}$", "examples": ["orders"]}
 CHANNEL_PATTERN: Schema = {"type": "string", "pattern": r"^[A-Za-z0-9_\-.:*]{1,128}$", "examples": ["orders:*"]}
 EVENT_TYPE: Schema = {"type": "string", "pattern": r"^[A-Za-z0-9_\-.:/]{1,128}$", "examples": ["payment.created"]}
@@ -129,12 +130,38 @@ HTTP: dict[str, Schema] = {
     }, "id", "endpoint_id", "event_id", "channel", "cursor", "status", "attempts"),
     "Attempt": obj({"id": INTEGER, "delivery_id": STRING, "endpoint_id": STRING, "event_id": STRING,
                     "number": INTEGER, "at": SECONDS, "latency_ms": NUMBER, "status": nullable(INTEGER),
-                    "response": STRING, "error": nullable(STRING)},
+                    "response": STRING, "error": nullable(STRING), "request_headers": nullable(HEADERS)},
                    "id", "delivery_id", "endpoint_id", "event_id", "number", "at"),
     "DeliveryDetail": {"allOf": [ref("Delivery"),
                                  obj({"attempts_log": {"type": "array", "items": ref("Attempt")}}, "attempts_log")]},
     "DeliveryPage": obj({"data": {"type": "array", "items": ref("Delivery")}, "next_before": nullable(INTEGER)},
                         "data", "next_before"),
+    "EndpointStats": obj({
+        "endpoint_id": STRING, "since": NUMBER, "until": NUMBER,
+        "minutes": {"type": "array", "items": obj({"minute": INTEGER, "succeeded": INTEGER, "failed": INTEGER,
+                                                   "mean_latency_ms": nullable(NUMBER)},
+                                                  "minute", "succeeded", "failed", "mean_latency_ms")},
+        "pending": INTEGER, "pending_more": BOOLEAN, "next_attempt_at": nullable(NUMBER),
+    }, "endpoint_id", "since", "until", "minutes", "pending", "pending_more", "next_attempt_at"),
+    "TestSend": obj({"event_id": STRING, "status": nullable(INTEGER), "latency_ms": NUMBER, "response": STRING,
+                     "error": nullable(STRING), "request_headers": nullable(HEADERS), "succeeded": BOOLEAN},
+                    "event_id", "status", "latency_ms", "response", "error", "succeeded",
+                    description="What the endpoint answered to one signed request; nothing is recorded"),
+    "ChannelInfo": obj({"channel": CHANNEL, "epoch": EPOCH, "top": OFFSET, "earliest": OFFSET, "cursor": CURSOR,
+                        "per_minute": INTEGER, "subscriptions": INTEGER},
+                       "channel", "epoch", "top", "earliest", "cursor", "per_minute", "subscriptions"),
+    "ChannelList": obj({"data": {"type": "array", "items": ref("ChannelInfo")}, "next_after": nullable(CHANNEL)},
+                       "data", "next_after"),
+    "Origin": obj({"via": {"enum": ["api", "websocket", "ingest"]},
+                   "publisher": {**STRING, "description": "the publisher's identity (key:SHA-256 or token:sub)"},
+                   "source": STRING, "scheme": STRING, "delivery_id": nullable(STRING)}, "via",
+                  description="Where an event came from (admins only)"),
+    "IndexedEvent": obj({"event": ref("Event"), "cursor": CURSOR, "origin": nullable(ref("Origin")),
+                         "repeats": {**INTEGER, "description": "repeats of its request answered from its record"}},
+                        "event", "cursor", "origin", "repeats"),
+    "EventSearch": obj({"data": {"type": "array", "items": ref("IndexedEvent")}}, "data"),
+    "EventPage": obj({"id": STRING, "found": {"type": "array", "items": ref("IndexedEvent")},
+                      "deliveries": {"type": "array", "items": ref("DeliveryDetail")}}, "id", "found", "deliveries"),
     "AttemptPage": obj({"data": {"type": "array", "items": ref("Attempt")}, "next_before": nullable(INTEGER)},
                        "data", "next_before"),
 }

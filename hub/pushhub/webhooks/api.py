@@ -1,4 +1,5 @@
-"""The ``/v1/webhooks/...`` HTTP routes: endpoints, deliveries, attempts, replay.
+"""The ``/v1/webhooks/...`` HTTP routes: endpoints (with their per-minute stats and a test send),
+deliveries, attempts, replay.
 
 Every route first calls the ``authorize`` function it is given (which raises to refuse); the hub
 passes :func:`publisher_keys_check` until admin keys exist.
@@ -18,7 +19,7 @@ from .. import cursor as cursors
 from ..auth import Access, bearer
 from ..channels import validate_channel
 from ..errors import BadRequest
-from ..events import parse_time
+from ..events import EventDraft, parse_time
 from ..http_api import read_body
 from ..numbers import bounded
 from ..retention import parse_duration
@@ -26,10 +27,14 @@ from . import endpoints, signing
 from .dispatcher import Dispatcher
 from .errors import InvalidEndpoint, NotFound
 from .replay import event_seconds
-from .store import STATUSES
+from .store import MINUTE, PENDING, STATUSES
 
 MAX_LIMIT = 1000
 MAX_SEQ = (1 << 63) - 1  # the largest row id SQLite (and a Redis sorted-set score, exactly) can hold
+MAX_MINUTES = 24 * 60
+BACKLOG_SHOWN = 100
+OUTCOMES = {"succeeded": True, "failed": False}
+TEST_EVENT = {"type": "pushhub.test", "data": {"message": "a test event sent from pushhub"}}
 Handler = Callable[[Request], Awaitable[Response]]
 Authorize = Callable[[Request], None]
 
@@ -85,6 +90,8 @@ class WebhookApi:
             Route(f"{prefix}/endpoints/{{id}}", admin(self.delete), methods=["DELETE"]),
             Route(f"{prefix}/endpoints/{{id}}/rotate-secret", admin(self.rotate), methods=["POST"]),
             Route(f"{prefix}/endpoints/{{id}}/replay", admin(self.replay_endpoint), methods=["POST"]),
+            Route(f"{prefix}/endpoints/{{id}}/test", admin(self.test_send), methods=["POST"]),
+            Route(f"{prefix}/endpoints/{{id}}/stats", admin(self.endpoint_stats), methods=["GET"]),
             Route(f"{prefix}/deliveries", admin(self.list_deliveries), methods=["GET"]),
             Route(f"{prefix}/deliveries/{{id}}", admin(self.show_delivery), methods=["GET"]),
             Route(f"{prefix}/deliveries/{{id}}/replay", admin(self.replay_delivery), methods=["POST"]),
@@ -161,6 +168,32 @@ class WebhookApi:
         count = await self.dispatcher.replay_events(endpoint.id, channels=channels, after=after, since=since)
         return JSONResponse({"replayed": count})
 
+    async def test_send(self, request: Request) -> Response:
+        """Body: an event (``type``, ``data``; default a ``pushhub.test`` event). Not a publish."""
+        endpoint = self.dispatcher.get(request.path_params["id"])
+        body = await self._json(request)
+        draft = EventDraft.from_json(body or TEST_EVENT)
+        sent = await self.dispatcher.test_send(endpoint.id, draft)
+        return JSONResponse({"event_id": draft.id, "status": sent.status, "latency_ms": sent.latency_ms,
+                             "response": sent.response, "error": sent.error, "request_headers": sent.request_headers,
+                             "succeeded": sent.succeeded})
+
+    async def endpoint_stats(self, request: Request) -> Response:
+        """Per-minute attempt counters over the last ``minutes`` (default 60), and the backlog."""
+        endpoint = self.dispatcher.get(request.path_params["id"])
+        minutes = bounded(request.query_params.get("minutes", "60"), MAX_MINUTES)
+        if minutes is None or not 1 <= minutes <= MAX_MINUTES:
+            raise BadRequest(f"'minutes' must be an integer from 1 to {MAX_MINUTES}")
+        now = self.dispatcher.clock.now()
+        since = (now // MINUTE - minutes + 1) * MINUTE
+        store = self.dispatcher.store
+        counted = await store.minutes(endpoint.id, since, now)
+        pending = await store.deliveries(endpoint_id=endpoint.id, status=PENDING, limit=BACKLOG_SHOWN + 1)
+        return JSONResponse({
+            "endpoint_id": endpoint.id, "since": since, "until": now, "minutes": [m.as_dict() for m in counted],
+            "pending": min(len(pending), BACKLOG_SHOWN), "pending_more": len(pending) > BACKLOG_SHOWN,
+            "next_attempt_at": min((d.next_at for d in pending), default=None)})
+
     # Deliveries and attempts ------------------------------------------------------------------
 
     async def list_deliveries(self, request: Request) -> Response:
@@ -185,8 +218,12 @@ class WebhookApi:
 
     async def list_attempts(self, request: Request) -> Response:
         query = request.query_params
+        status = query.get("status")
+        if status is not None and status not in OUTCOMES:
+            raise BadRequest(f"'status' must be one of {', '.join(OUTCOMES)}")
         limit = _limit(request)
         found = await self.dispatcher.store.attempts(endpoint_id=query.get("endpoint"), event_id=query.get("event"),
-                                               delivery_id=query.get("delivery"), before=_before(request),
-                                               limit=limit)
+                                                     delivery_id=query.get("delivery"),
+                                                     succeeded=None if status is None else OUTCOMES[status],
+                                                     before=_before(request), limit=limit)
         return _page([a.as_dict() for a in found], "id", limit)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from . import message, signing
+from . import masking, message, signing
 from .client import HttpClient, Reply
 from .endpoints import Endpoint
 from .errors import Blocked
@@ -81,4 +81,5 @@ async def send(client: HttpClient, requests: Requests, delivery: Delivery, confi
     schedule = config.schedule if endpoint.retry_schedule is None else endpoint.retry_schedule
     outcome = conclude(delivery, reply, number=number, done=now(), schedule=schedule, jitter=config.jitter, rand=rand)
     return outcome, Attempt(delivery.id, endpoint.id, delivery.event_id, number, started_at, latency_ms,
-                            reply.status, reply.body, reply.error)
+                            reply.status, reply.body, reply.error,
+                            request_headers=masking.masked(endpoint.headers, headers))

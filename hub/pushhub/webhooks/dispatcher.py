@@ -18,9 +18,9 @@ from collections import deque
 from collections.abc import Callable
 
 from ..cursor import Position
-from ..events import Event
+from ..events import Event, EventDraft
 from ..hub import Hub
-from . import health
+from . import attempt, health
 from .client import AiohttpClient, ClientFactory
 from .clock import Clock, SystemClock
 from .endpoints import Endpoint
@@ -31,13 +31,14 @@ from .registry import Registry
 from .replay import Replay, channels_for
 from .retry import Outcome, classify
 from .settings import PROCESS, DispatchConfig
-from .store import Attempt, Delivery, DeliveryStore
+from .store import Attempt, Delivery, DeliveryStore, new_delivery_id
 from .sync import follow_others
 from .worker import Worker
 
 logger = logging.getLogger("pushhub.webhooks")
 
 PRUNE_INTERVAL = 3600.0
+TEST_CHANNEL = "pushhub.test"  # the channel a test send names (no event of it is in any log)
 
 
 class Dispatcher:
@@ -183,6 +184,21 @@ class Dispatcher:
         await self.registry.refresh()
 
     # Replay -----------------------------------------------------------------------------------
+
+    async def test_send(self, endpoint_id: str, draft: EventDraft) -> Attempt:
+        """Send ``draft`` to the endpoint once, signed like any delivery but outside every channel,
+        on a connection of its own, and record nothing: what the endpoint answered comes back."""
+        endpoint = self.get(endpoint_id)
+        now = self.clock.now()
+        probe = Delivery(new_delivery_id(), endpoint.id, TEST_CHANNEL, "test", 0, draft.id, draft.type,
+                         draft.stored(), now, now)
+        client = self.client()
+        try:
+            _, record = await attempt.send(client, attempt.Requests(endpoint), probe, self.config, self.clock.now,
+                                           self.rand, attempt.blocked(endpoint.url, self.config))
+        finally:
+            await client.close()
+        return record
 
     async def replay_delivery(self, delivery_id: str) -> Delivery:
         return await self.replay.delivery(delivery_id)

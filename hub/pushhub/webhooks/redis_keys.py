@@ -20,6 +20,8 @@ scripts receive :data:`PREFIX` and build the per-delivery names with the Lua hel
 ``attempts``         hash: attempt id → attempt record (JSON)
 ``attempts_all``, ``attempts_by_endpoint:{id}``, ``attempts_by_event:{id}``,
 ``attempts_by_delivery:{id}`` sorted sets of attempt ids by id (listing); ``attempts_at`` by time
+``minutes:{endpoint}:{hour}`` hash: ``{minute}:s``, ``:f``, ``:l`` the endpoint's succeeded and failed
+                     attempts and their total latency (ms) in each minute of that hour (expires)
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ BY_EVENT = "by_event:"
 ATTEMPTS_BY_ENDPOINT = "attempts_by_endpoint:"
 ATTEMPTS_BY_EVENT = "attempts_by_event:"
 ATTEMPTS_BY_DELIVERY = "attempts_by_delivery:"
+MINUTES = "minutes:"
 
 
 def name(suffix: str, item: str = "") -> str:
@@ -61,7 +64,8 @@ def delivery_key(endpoint_id: str, channel: str, epoch: str, offset: int) -> str
 
 _PER_ITEM = {"delivery": DELIVERY, "due": DUE, "pending": PENDING, "by_endpoint": BY_ENDPOINT,
              "by_event": BY_EVENT, "attempts_by_endpoint": ATTEMPTS_BY_ENDPOINT,
-             "attempts_by_event": ATTEMPTS_BY_EVENT, "attempts_by_delivery": ATTEMPTS_BY_DELIVERY}
+             "attempts_by_event": ATTEMPTS_BY_EVENT, "attempts_by_delivery": ATTEMPTS_BY_DELIVERY,
+             "minutes": MINUTES}
 _SINGLE = {"version": VERSION, "endpoints": ENDPOINTS, "cursors": CURSORS, "seq": SEQ, "keys": KEYS, "all": ALL,
            "finished": FINISHED, "attempt_seq": ATTEMPT_SEQ, "attempts": ATTEMPTS, "attempts_all": ATTEMPTS_ALL,
            "attempts_at": ATTEMPTS_AT}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from .redis_keys import LUA_NAMES
 
 FIELDS = 10
-FINISH_FIELDS = 11
+FINISH_FIELDS = 15
 
 _COMMON = LUA_NAMES + """
 local function unique(endpoint, channel, epoch, offset)
@@ -145,8 +145,11 @@ return 1
 """
 
 # ARGV: prefix, then for each finished attempt: delivery id, version, status, attempts, tries, next_at,
-# updated_at, last_status (JSON), last_error (JSON), attempt record (JSON), attempt time. A delivery
-# that is gone gets no attempt recorded. Returns how many attempts were recorded.
+# updated_at, last_status (JSON), last_error (JSON), attempt record (JSON), attempt time, the hour and
+# minute it started in (seconds since the epoch // 3600, and the minute's start), 1 if it succeeded
+# (else 0), its latency (ms). A delivery that is gone gets no attempt recorded. Returns how many
+# attempts were recorded.
+MINUTES_KEPT = 2 * 3600  # seconds an hour's minute counters stay after its last attempt
 FINISH_ATTEMPTS = _COMMON + """
 local recorded = 0
 for i = 2, #ARGV, """ + str(FINISH_FIELDS) + """ do
@@ -176,6 +179,10 @@ for i = 2, #ARGV, """ + str(FINISH_FIELDS) + """ do
         redis.call('ZADD', K.attempts_by_endpoint(endpoint), attempt, attempt)
         redis.call('ZADD', K.attempts_by_event(f[3]), attempt, attempt)
         redis.call('ZADD', K.attempts_by_delivery(id), attempt, attempt)
+        local minutes = K.minutes(endpoint .. ':' .. ARGV[i + 11])
+        redis.call('HINCRBY', minutes, ARGV[i + 12] .. (ARGV[i + 13] == '1' and ':s' or ':f'), 1)
+        redis.call('HINCRBYFLOAT', minutes, ARGV[i + 12] .. ':l', ARGV[i + 14])
+        redis.call('EXPIRE', minutes, """ + str(MINUTES_KEPT) + """)
         recorded = recorded + 1
     end
 end

@@ -28,15 +28,19 @@ from . import redis_keys as keys
 from . import redis_scripts as scripts
 from .endpoints import Endpoint
 from .store import (
+    MINUTE,
     PENDING,
     Attempt,
     Delivery,
     DeliveryStore,
+    Minute,
     _endpoint_from_record,
     _endpoint_record,
+    outcome_matches,
 )
 
 BATCH = 500  # items per prune step and per listing read
+HOUR = 3600
 LEASE_MARGIN = 5.0  # seconds beyond the attempt timeout a process may hold a delivery it sends
 
 
@@ -198,8 +202,26 @@ class RedisDeliveryStore(DeliveryStore):
             del record["id"]
             args += [d.id, str(d.version), d.status, str(d.attempts), str(d.tries), _number(d.next_at),
                      _number(d.updated_at), orjson.dumps(d.last_status), orjson.dumps(d.last_error),
-                     orjson.dumps(record), _number(attempt.at)]
+                     orjson.dumps(record), _number(attempt.at), str(int(attempt.at // HOUR)),
+                     str(int(attempt.at // MINUTE * MINUTE)), "1" if attempt.succeeded else "0",
+                     _number(attempt.latency_ms)]
         await self._run(scripts.FINISH_ATTEMPTS, *args)
+
+    async def minutes(self, endpoint_id: str, since: float, until: float) -> list[Minute]:
+        counts: dict[int, Minute] = {}
+        for hour in range(int(since // HOUR), int(until // HOUR) + 1):
+            found = await self._call("hgetall", keys.name(keys.MINUTES, f"{endpoint_id}:{hour}"))
+            for name, value in found.items():
+                start, _, what = name.decode().partition(":")
+                if since <= int(start) <= until:
+                    minute = counts.setdefault(int(start), Minute(int(start)))
+                    if what == "s":
+                        minute.succeeded = int(value)
+                    elif what == "f":
+                        minute.failed = int(value)
+                    else:
+                        minute.latency_ms = float(value)
+        return [counts[start] for start in sorted(counts)]
 
     # Looking back -------------------------------------------------------------------------------
 
@@ -228,7 +250,8 @@ class RedisDeliveryStore(DeliveryStore):
                 return chosen[:limit]
 
     async def attempts(self, *, endpoint_id: str | None = None, event_id: str | None = None,
-                       delivery_id: str | None = None, before: int | None = None, limit: int = 100) -> list[Attempt]:
+                       delivery_id: str | None = None, succeeded: bool | None = None, before: int | None = None,
+                       limit: int = 100) -> list[Attempt]:
         index = (keys.name(keys.ATTEMPTS_BY_DELIVERY, delivery_id) if delivery_id is not None else
                  keys.name(keys.ATTEMPTS_BY_EVENT, event_id) if event_id is not None else
                  keys.name(keys.ATTEMPTS_BY_ENDPOINT, endpoint_id) if endpoint_id is not None else
@@ -239,7 +262,7 @@ class RedisDeliveryStore(DeliveryStore):
             records = await self._call("hmget", keys.name(keys.ATTEMPTS), ids) if ids else []
             found = [_attempt(i, r) for i, r in zip(ids, records, strict=True) if r is not None]
             chosen += [a for a in found if (endpoint_id is None or a.endpoint_id == endpoint_id)
-                       and (event_id is None or a.event_id == event_id)]
+                       and (event_id is None or a.event_id == event_id) and outcome_matches(a, succeeded)]
             if before is None or len(chosen) >= limit:
                 return chosen[:limit]
 

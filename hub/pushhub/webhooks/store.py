@@ -9,6 +9,9 @@ inside its coroutines, like the embedded log.
 
 A delivery is *pending* (waiting for ``next_at``), *succeeded* or *failed* (the schedule ran out, or
 the endpoint answered 410); failed deliveries stay until retention removes them and can be resent.
+
+Each attempt keeps the request headers it sent (secrets masked: :mod:`.masking`), and every batch of
+finished attempts adds to its endpoints' per-minute counters (:class:`Minute`) in the same write.
 """
 
 from __future__ import annotations
@@ -105,9 +108,52 @@ class Attempt:
     response: str = ""  # truncated response body
     error: str | None = None
     id: int = 0  # assigned by the store
+    request_headers: dict[str, str] | None = None  # as sent, secrets masked; None if not kept
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+MINUTE = 60
+
+
+@dataclass
+class Minute:
+    """One endpoint's attempts that started in one minute."""
+
+    minute: int  # its start, in seconds since the epoch
+    succeeded: int = 0
+    failed: int = 0
+    latency_ms: float = 0.0  # the sum over its attempts
+
+    def as_dict(self) -> dict[str, Any]:
+        count = self.succeeded + self.failed
+        return {"minute": self.minute, "succeeded": self.succeeded, "failed": self.failed,
+                "mean_latency_ms": self.latency_ms / count if count else None}
+
+
+def tally(attempts: Iterable[Attempt]) -> dict[tuple[str, int], Minute]:
+    """The counters ``attempts`` add, by endpoint and minute (pure)."""
+    counts: dict[tuple[str, int], Minute] = {}
+    for attempt in attempts:
+        minute = int(attempt.at // MINUTE * MINUTE)
+        found = counts.get((attempt.endpoint_id, minute))
+        if found is None:
+            found = counts[(attempt.endpoint_id, minute)] = Minute(minute)
+        if attempt.succeeded:
+            found.succeeded += 1
+        else:
+            found.failed += 1
+        found.latency_ms += attempt.latency_ms
+    return counts
+
+
+def outcome_matches(attempt: Attempt, succeeded: bool | None) -> bool:
+    return succeeded is None or attempt.succeeded == succeeded
 
 
 Moved = tuple[str, Position, list[Delivery]]  # a channel's cursor moves to a position with these deliveries
@@ -200,12 +246,20 @@ class DeliveryStore(abc.ABC):
 
     @abc.abstractmethod
     async def attempts(self, *, endpoint_id: str | None = None, event_id: str | None = None,
-                 delivery_id: str | None = None, before: int | None = None, limit: int = 100) -> list[Attempt]:
-        """Newest first; ``before`` is the attempt ``id`` to page from."""
+                       delivery_id: str | None = None, succeeded: bool | None = None, before: int | None = None,
+                       limit: int = 100) -> list[Attempt]:
+        """Newest first; ``before`` is the attempt ``id`` to page from; ``succeeded`` keeps only the
+        attempts answered 2xx (True) or the others (False)."""
+
+    @abc.abstractmethod
+    async def minutes(self, endpoint_id: str, since: float, until: float) -> list[Minute]:
+        """The endpoint's counters of the minutes starting from ``since`` to ``until``, oldest first
+        (minutes without attempts are left out)."""
 
     @abc.abstractmethod
     async def prune(self, before: float) -> int:
-        """Drop attempts, and finished deliveries, last touched before ``before``; return how many."""
+        """Drop attempts, finished deliveries and minute counters last touched before ``before``;
+        return how many attempts and deliveries."""
 
     async def endpoint(self, endpoint_id: str) -> Endpoint | None:
         return next((e for e in await self.endpoints() if e.id == endpoint_id), None)
@@ -230,6 +284,7 @@ class MemoryDeliveryStore(DeliveryStore):
         self._deliveries: dict[str, Delivery] = {}
         self._by_key: dict[tuple[str, str, str, int], str] = {}
         self._attempts: list[Attempt] = []
+        self._minutes: dict[tuple[str, int], Minute] = {}
         self._seq = 0
 
     async def save_endpoint(self, endpoint: Endpoint) -> None:
@@ -248,6 +303,7 @@ class MemoryDeliveryStore(DeliveryStore):
             del self._deliveries[delivery.id]
             del self._by_key[delivery.key]
         self._attempts = [a for a in self._attempts if a.endpoint_id != endpoint_id]
+        self._minutes = {key: minute for key, minute in self._minutes.items() if key[0] != endpoint_id}
         return True
 
     async def cursors(self) -> dict[str, Position]:
@@ -297,6 +353,7 @@ class MemoryDeliveryStore(DeliveryStore):
         return min((d.next_at for d in self._pending(endpoint_id)), default=None)
 
     async def finish_attempts(self, finished: Sequence[tuple[Delivery, Attempt]]) -> None:
+        recorded = []
         for delivery, attempt in finished:
             current = self._deliveries.get(delivery.id)
             if current is None:
@@ -307,6 +364,16 @@ class MemoryDeliveryStore(DeliveryStore):
                 current.attempts, current.last_status, current.last_error = (
                     delivery.attempts, delivery.last_status, delivery.last_error)
             self._attempts.append(dataclasses.replace(attempt, id=len(self._attempts) + 1))
+            recorded.append(attempt)
+        for key, added in tally(recorded).items():
+            found = self._minutes.setdefault(key, Minute(key[1]))
+            found.succeeded += added.succeeded
+            found.failed += added.failed
+            found.latency_ms += added.latency_ms
+
+    async def minutes(self, endpoint_id: str, since: float, until: float) -> list[Minute]:
+        return sorted((dataclasses.replace(m) for (e, start), m in self._minutes.items()
+                       if e == endpoint_id and since <= start <= until), key=lambda m: m.minute)
 
     async def delivery(self, delivery_id: str) -> Delivery | None:
         found = self._deliveries.get(delivery_id)
@@ -321,16 +388,18 @@ class MemoryDeliveryStore(DeliveryStore):
                 _newest(self._deliveries.values(), keep, lambda d: d.seq, before, limit)]
 
     async def attempts(self, *, endpoint_id: str | None = None, event_id: str | None = None,
-                 delivery_id: str | None = None, before: int | None = None, limit: int = 100) -> list[Attempt]:
+                       delivery_id: str | None = None, succeeded: bool | None = None, before: int | None = None,
+                       limit: int = 100) -> list[Attempt]:
         def keep(a: Attempt) -> bool:
             return ((endpoint_id is None or a.endpoint_id == endpoint_id)
                     and (event_id is None or a.event_id == event_id)
-                    and (delivery_id is None or a.delivery_id == delivery_id))
+                    and (delivery_id is None or a.delivery_id == delivery_id) and outcome_matches(a, succeeded))
         return _newest(self._attempts, keep, lambda a: a.id, before, limit)
 
     async def prune(self, before: float) -> int:
         count = len(self._attempts)
         self._attempts = [a for a in self._attempts if a.at >= before]
+        self._minutes = {key: minute for key, minute in self._minutes.items() if key[1] >= before - MINUTE}
         dropped = count - len(self._attempts)
         for delivery in [d for d in self._deliveries.values() if d.status != PENDING and d.updated_at < before]:
             del self._deliveries[delivery.id]
@@ -343,7 +412,8 @@ class MemoryDeliveryStore(DeliveryStore):
 
 _DELIVERY_COLUMNS = ("seq, id, endpoint_id, channel, epoch, offset, event_id, event_type, payload, status, "
                      "attempts, tries, next_at, created_at, updated_at, last_status, last_error, version")
-_ATTEMPT_COLUMNS = "id, delivery_id, endpoint_id, event_id, number, at, latency_ms, status, response, error"
+_ATTEMPT_COLUMNS = ("id, delivery_id, endpoint_id, event_id, number, at, latency_ms, status, response, error, "
+                    "request_headers")
 
 
 def _endpoint_record(endpoint: Endpoint) -> bytes:
@@ -374,11 +444,18 @@ def _saved(d: Delivery) -> tuple[Any, ...]:
     return (d.status, d.attempts, d.tries, d.next_at, d.updated_at, d.last_status, d.last_error, d.id, d.version)
 
 
-_INSERT_ATTEMPT = f"INSERT INTO webhook_attempts ({_ATTEMPT_COLUMNS}) VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_ATTEMPT = f"INSERT INTO webhook_attempts ({_ATTEMPT_COLUMNS}) VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def _recorded(a: Attempt) -> tuple[Any, ...]:
-    return (a.delivery_id, a.endpoint_id, a.event_id, a.number, a.at, a.latency_ms, a.status, a.response, a.error)
+    return (a.delivery_id, a.endpoint_id, a.event_id, a.number, a.at, a.latency_ms, a.status, a.response, a.error,
+            None if a.request_headers is None else orjson.dumps(a.request_headers))
+
+
+_ADD_MINUTE = ("INSERT INTO webhook_minutes (endpoint_id, minute, succeeded, failed, latency_ms) "
+               "VALUES (?, ?, ?, ?, ?) ON CONFLICT (endpoint_id, minute) DO UPDATE SET "
+               "succeeded = succeeded + excluded.succeeded, failed = failed + excluded.failed, "
+               "latency_ms = latency_ms + excluded.latency_ms")
 
 
 def _delivery(row: Sequence[Any]) -> Delivery:
@@ -454,6 +531,7 @@ class SqliteDeliveryStore(DeliveryStore):
             deleted.append(db.execute("DELETE FROM webhook_endpoints WHERE id = ?", (endpoint_id,)).rowcount)
             db.execute("DELETE FROM webhook_deliveries WHERE endpoint_id = ?", (endpoint_id,))
             db.execute("DELETE FROM webhook_attempts WHERE endpoint_id = ?", (endpoint_id,))
+            db.execute("DELETE FROM webhook_minutes WHERE endpoint_id = ?", (endpoint_id,))
         self._write(statements)
         return deleted[0] > 0
 
@@ -523,13 +601,21 @@ class SqliteDeliveryStore(DeliveryStore):
         def statements(db: sqlite3.Connection) -> None:
             saved = db.executemany(_SAVE_DELIVERY, [_saved(d) for d, _ in finished]).rowcount
             if saved == len(finished):  # the usual case: no delivery was resent or deleted meanwhile
-                kept = finished
+                kept = [a for _, a in finished]
             else:  # each of the others by itself: a resent one keeps its new state, a deleted one is skipped
-                kept = [(d, a) for d, a in finished if db.execute(_SAVE_DELIVERY, _saved(d)).rowcount or db.execute(
+                kept = [a for d, a in finished if db.execute(_SAVE_DELIVERY, _saved(d)).rowcount or db.execute(
                     "UPDATE webhook_deliveries SET attempts = ?, last_status = ?, last_error = ? WHERE id = ?",
                     (d.attempts, d.last_status, d.last_error, d.id)).rowcount]
-            db.executemany(_INSERT_ATTEMPT, [_recorded(a) for _, a in kept])
+            db.executemany(_INSERT_ATTEMPT, [_recorded(a) for a in kept])
+            db.executemany(_ADD_MINUTE, [(endpoint_id, m.minute, m.succeeded, m.failed, m.latency_ms)
+                                         for (endpoint_id, _), m in tally(kept).items()])
         self._write(statements)
+
+    async def minutes(self, endpoint_id: str, since: float, until: float) -> list[Minute]:
+        rows = self._read("SELECT minute, succeeded, failed, latency_ms FROM webhook_minutes "
+                          "WHERE endpoint_id = ? AND minute BETWEEN ? AND ? ORDER BY minute",
+                          (endpoint_id, since, until))
+        return [Minute(*row) for row in rows]
 
     async def delivery(self, delivery_id: str) -> Delivery | None:
         rows = self._read(f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = ?", (delivery_id,))
@@ -544,26 +630,31 @@ class SqliteDeliveryStore(DeliveryStore):
         return [_delivery(r) for r in rows]
 
     async def attempts(self, *, endpoint_id: str | None = None, event_id: str | None = None,
-                 delivery_id: str | None = None, before: int | None = None, limit: int = 100) -> list[Attempt]:
+                       delivery_id: str | None = None, succeeded: bool | None = None, before: int | None = None,
+                       limit: int = 100) -> list[Attempt]:
         # By event through the deliveries' index: an attempt's delivery is kept as long as the attempt.
         where, params = _filters([("endpoint_id = ?", endpoint_id), ("delivery_id = ?", delivery_id),
-                                  ("delivery_id IN (SELECT id FROM webhook_deliveries WHERE event_id = ?)", event_id)],
+                                  ("delivery_id IN (SELECT id FROM webhook_deliveries WHERE event_id = ?)", event_id),
+                                  ("coalesce(status BETWEEN 200 AND 299, 0) = ?",
+                                   None if succeeded is None else int(succeeded))],
                                  ("id", before))
         rows = self._read(f"SELECT {_ATTEMPT_COLUMNS} FROM webhook_attempts{where} ORDER BY id DESC LIMIT ?",
                           (*params, limit))
         return [Attempt(delivery_id=r[1], endpoint_id=r[2], event_id=r[3], number=r[4], at=r[5], latency_ms=r[6],
-                        status=r[7], response=r[8], error=r[9], id=r[0]) for r in rows]
+                        status=r[7], response=r[8], error=r[9], id=r[0],
+                        request_headers=None if r[10] is None else orjson.loads(r[10])) for r in rows]
 
     async def prune(self, before: float) -> int:
         counts = []
 
         def statements(db: sqlite3.Connection) -> None:
             counts.append(db.execute("DELETE FROM webhook_attempts WHERE at < ?", (before,)).rowcount)
+            db.execute("DELETE FROM webhook_minutes WHERE minute < ?", (before - MINUTE,))
             counts.append(db.execute("DELETE FROM webhook_deliveries WHERE status != ? AND updated_at < ?",
                                      (PENDING, before)).rowcount)
         self._write(statements)
         return sum(counts)
 
 
-__all__ = ["FAILED", "PENDING", "STATUSES", "SUCCEEDED", "Attempt", "Delivery", "DeliveryStore",
-           "MemoryDeliveryStore", "SqliteDeliveryStore", "new_delivery_id"]
+__all__ = ["FAILED", "MINUTE", "PENDING", "STATUSES", "SUCCEEDED", "Attempt", "Delivery", "DeliveryStore",
+           "MemoryDeliveryStore", "Minute", "SqliteDeliveryStore", "new_delivery_id", "tally"]
