@@ -21,6 +21,8 @@ import time
 from typing import Any
 
 from benchmarks.loadgen import (
+    PUSHHUB,
+    PUSHHUB_MESSAGES,
     Hub,
     ServerProcess,
     WorkerSpec,
@@ -40,6 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--transport", choices=("sse", "ws"), default="sse")
     parser.add_argument("--connections", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=500, help="attempts in flight per process")
+    parser.add_argument("--ws-subscribe", choices=("url", "message"), default="url",
+                        help="how a pushhub WebSocket subscribes: in the handshake's URL (one round trip, "
+                             "as with Nchan) or with a subscribe message after it")
     add_hub_arguments(parser, pid_use="RSS")
     return parser.parse_args(argv)
 
@@ -54,11 +59,14 @@ def run(args: argparse.Namespace, server: ServerProcess | None = None) -> dict[s
     workers = []
     try:
         channel = fresh_channel("connect")
+        dialect = hub.dialect.name
+        if dialect == PUSHHUB.name and args.ws_subscribe == "message":
+            dialect = PUSHHUB_MESSAGES.name
         shares = [args.connections // args.procs + (i < args.connections % args.procs) for i in range(args.procs)]
         for share in shares:
             parent, child = context.Pipe()
             spec = WorkerSpec(args.transport, hub.host, hub.port, channel, share, concurrency=args.concurrency,
-                              dialect=hub.dialect.name)
+                              dialect=dialect)
             process = context.Process(target=worker_main, args=(child, spec), daemon=True)
             process.start()
             workers.append((process, parent))
@@ -86,6 +94,7 @@ def run(args: argparse.Namespace, server: ServerProcess | None = None) -> dict[s
         hub.stop()
 
     delays = sorted(d for r in reports for d in r["delays"])
+    generator_cpu = sum(sum(r["cpu"]) - sum(r["cpu_start"]) for r in reports)
     connected = len(delays)
     elapsed = max(r["done"] for r in reports) - min(r["began"] for r in reports)
     return {
@@ -98,6 +107,7 @@ def run(args: argparse.Namespace, server: ServerProcess | None = None) -> dict[s
         "failed": sum(r["failed"] for r in reports),
         "failures": [f for r in reports for f in r["failures"]][:5],
         "concurrency": args.concurrency,
+        "ws_subscribe": args.ws_subscribe if args.transport == "ws" else None,
         "procs": args.procs,
         "nice": args.nice,
         "seconds": round(elapsed, 3),
@@ -106,6 +116,7 @@ def run(args: argparse.Namespace, server: ServerProcess | None = None) -> dict[s
         "p99_ms": round(delays[min(connected - 1, int(connected * 0.99))] * 1000, 2) if delays else None,
         "hub_us_per_connect": round((sum(cpu_after) - sum(cpu_before)) / connected * 1e6, 1)
         if cpu_before is not None and cpu_after is not None and connected else None,
+        "generator_us_per_connect": round(generator_cpu / connected * 1e6, 1) if connected else None,
         "rss_before_kib": rss_before,
         "rss_idle_kib": rss_idle,
         "kib_per_idle_conn": round((rss_idle - rss_before) / connected, 2)
@@ -119,7 +130,8 @@ def summary(r: dict[str, Any]) -> str:
     return "\n".join([
         f"connect {r['server']} {r['transport']}: {r['connected']}/{r['connections']} subscribed in {r['seconds']} s "
         f"({r['per_s']:g}/s, {r['failed']} failed; {r['concurrency']} in flight x {r['procs']} proc(s))",
-        f"  per connection  p50 {r['p50_ms']} ms   p99 {r['p99_ms']} ms   hub CPU {r['hub_us_per_connect']} us",
+        f"  per connection  p50 {r['p50_ms']} ms   p99 {r['p99_ms']} ms   hub CPU {r['hub_us_per_connect']} us   "
+        f"generator CPU {r['generator_us_per_connect']} us",
         f"  hub RSS         {r['rss_before_kib']} KiB -> {r['rss_idle_kib']} KiB ({r['kib_per_idle_conn']} KiB/conn)",
         f"  load average    {r['loadavg_start']:.2f} -> {r['loadavg_end']:.2f} on {r['nproc']} cores",
     ])

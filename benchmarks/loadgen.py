@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import datetime
 import importlib.metadata
 import itertools
@@ -63,17 +64,20 @@ class Dialect:
     ws_path: str
     ws_protocol: str | None  # Sec-WebSocket-Protocol to ask for
     ws_subscribe: bool  # a subscribe message follows the handshake (else the URL subscribes)
+    ws_confirms: bool  # a ``subscribed`` message confirms a WebSocket subscription (else the handshake does)
     publish_path: str
     accepted: frozenset[int]  # publish statuses that mean the event was taken
     envelope: bool  # the publish body wraps the data in {"type", "data"} (and can batch events)
 
 
-PUSHHUB = Dialect("pushhub", "/v1/sse?channel={channel}", "/v1/ws", "pushhub.json", True,
+PUSHHUB = Dialect("pushhub", "/v1/sse?channel={channel}", "/v1/ws?channel={channel}", "pushhub.json", False, True,
                   "/v1/channels/{channel}/events", frozenset({202}), True)
+# The same hub, its WebSockets subscribed with a ``subscribe`` message after the handshake instead.
+PUSHHUB_MESSAGES = dataclasses.replace(PUSHHUB, name="pushhub-messages", ws_path="/v1/ws", ws_subscribe=True)
 # Nchan answers 201 when the message reached a subscriber and 202 when it was only stored.
-NCHAN = Dialect("nchan", "/sub?channel={channel}", "/sub?channel={channel}", None, False,
+NCHAN = Dialect("nchan", "/sub?channel={channel}", "/sub?channel={channel}", None, False, False,
                 "/pub?channel={channel}", frozenset({201, 202}), False)
-DIALECTS = {d.name: d for d in (PUSHHUB, NCHAN)}
+DIALECTS = {d.name: d for d in (PUSHHUB, PUSHHUB_MESSAGES, NCHAN)}
 
 
 
@@ -400,15 +404,16 @@ class SSESubscriber(Subscriber):
 
 
 class WSSubscriber(Subscriber):
-    """A WebSocket: ready at the ``subscribed`` reply to ``subscribe``, or at the handshake when
-    there is no subscribe message (the URL names the channel); every text frame with benchmark
-    data counts."""
+    """A WebSocket: ``subscribe`` (if any) is sent after the handshake; ready at the ``subscribed``
+    message if the server ``confirms`` so (pushhub, whether the URL or a message subscribed), else
+    at the handshake (Nchan: the URL names the channel); every text frame with benchmark data counts."""
 
     expected_status = b" 101 "
 
-    def __init__(self, stats: Stats, request: bytes, subscribe: bytes) -> None:
+    def __init__(self, stats: Stats, request: bytes, subscribe: bytes, confirms: bool) -> None:
         super().__init__(stats, request)
         self.subscribe = subscribe
+        self.confirms = confirms
 
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer
@@ -420,7 +425,7 @@ class WSSubscriber(Subscriber):
             assert self.transport is not None
             if self.subscribe:
                 self.transport.write(self.subscribe)
-            else:
+            if not self.confirms:
                 self.ready.set_result(now)
         pos, size = 0, len(buffer)
         while size - pos >= 2:
@@ -503,7 +508,8 @@ async def open_subscriber(stats: Stats, dialect: Dialect, transport: str, host: 
         if dialect.ws_subscribe:
             subscribe = ws_client_frame(b'{"op":"subscribe","id":1,"channel":"%s"}' % channel.encode())
         request = ws_request(dialect, host, port, channel)
-        _, sub = await loop.create_connection(lambda: WSSubscriber(stats, request, subscribe), host, port)
+        _, sub = await loop.create_connection(lambda: WSSubscriber(stats, request, subscribe, dialect.ws_confirms),
+                                              host, port)
     return sub
 
 
@@ -705,6 +711,7 @@ async def _worker(pipe: Pipe, spec: WorkerSpec) -> None:
 
     command = await receive()
     assert command == "connect"
+    cpu_start = _own_cpu()
     gate = asyncio.Semaphore(spec.concurrency)
     failures: list[str] = []
     indexes: dict[Subscriber, int] = {}
@@ -727,7 +734,7 @@ async def _worker(pipe: Pipe, spec: WorkerSpec) -> None:
     delays = await asyncio.gather(*(connect_one(spec.first + i) for i in range(spec.count)))
     done = time.monotonic()
     pipe.send({"began": began, "done": done, "delays": [d for d in delays if d is not None],
-               "failures": failures[:5], "failed": len(failures), "cpu": _own_cpu()})
+               "failures": failures[:5], "failed": len(failures), "cpu_start": cpu_start, "cpu": _own_cpu()})
 
     command, accepted, patience = await receive()
     assert command == "finish"

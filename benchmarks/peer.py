@@ -50,6 +50,7 @@ CONNECT_FIGURES = (
     Figure("seconds", "seconds to connect all", "lower"),
     Figure("p99_ms", "p99 connect ms", "lower"),
     Figure("hub_us_per_connect", "server CPU us/connect", "lower"),
+    Figure("generator_us_per_connect", "generator CPU us/connect", "lower"),
     Figure("kib_per_idle_conn", "server KiB/connection", "lower"),
 )
 PUBLISH_FIGURES = (

@@ -5,6 +5,7 @@ beside pushhub with its memory and its SQLite log, interleaved (see :mod:`benchm
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from typing import Any
@@ -13,7 +14,6 @@ import uvloop
 
 from benchmarks.loadgen import (
     PUSHHUB,
-    Dialect,
     Hub,
     ServerProcess,
     free_port,
@@ -25,8 +25,7 @@ from benchmarks.loadgen import (
 from benchmarks.report import figures, heading, interleave, ratio, record, table
 
 # The bare app answers 202 to any POST, so it is published to exactly as pushhub is.
-BARE = Dialect("bare", PUSHHUB.sse_path, PUSHHUB.ws_path, PUSHHUB.ws_protocol, PUSHHUB.ws_subscribe,
-               PUSHHUB.publish_path, PUSHHUB.accepted, PUSHHUB.envelope)
+BARE = dataclasses.replace(PUSHHUB, name="bare")
 CONTENDERS = ("bare", "pushhub-memory", "pushhub-sqlite")
 
 

@@ -68,7 +68,7 @@ async def test_sse_reads_pushhub_frames_inside_chunks() -> None:
 
 async def test_websocket_ready_at_upgrade_for_nchan_and_at_subscribed_for_pushhub() -> None:
     upgrade = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
-    plain = WSSubscriber(Stats(), b"", b"")
+    plain = WSSubscriber(Stats(), b"", b"", False)
     plain.connection_made(Transport())  # type: ignore[arg-type]
     plain.data_received(upgrade + server_frame(data(1)) + server_frame(data(2))[:3])
     assert plain.ready.done()
@@ -78,7 +78,7 @@ async def test_websocket_ready_at_upgrade_for_nchan_and_at_subscribed_for_pushhu
 
     transport = Transport()
     subscribe = ws_client_frame(b'{"op":"subscribe","id":1,"channel":"c"}')
-    hub = WSSubscriber(Stats(), b"", subscribe)
+    hub = WSSubscriber(Stats(), b"", subscribe, True)
     hub.connection_made(transport)  # type: ignore[arg-type]
     hub.data_received(upgrade)
     assert transport.written == subscribe
@@ -87,6 +87,13 @@ async def test_websocket_ready_at_upgrade_for_nchan_and_at_subscribed_for_pushhu
                       + server_frame(b'{"op":"event","cursor":"e.1","data":%s}' % data(7)))
     assert hub.ready.done()
     assert (hub.distinct, hub.duplicated) == (1, 0)
+
+    url = WSSubscriber(Stats(), b"", b"", True)  # pushhub subscribed by the URL: the reply comes with the 101
+    url.connection_made(Transport())  # type: ignore[arg-type]
+    url.data_received(upgrade[:-2])
+    assert not url.ready.done()
+    url.data_received(b"\r\n" + server_frame(b'{"op":"subscribed","id":null}'))
+    assert url.ready.done()
 
 
 def test_events_body_numbers_every_event() -> None:

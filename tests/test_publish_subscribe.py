@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 
 from .utils import QUIET, TIMEOUT, HubProcess, publish, sse_stream, ws_client
 
@@ -71,6 +72,35 @@ async def test_websocket_json_subscribe_publish(hub: HubProcess, client: httpx.A
     assert pushed["channel"] == "chat"
     assert pushed["cursor"] == published["cursor"]
     assert pushed["event"]["data"] == "hi"
+
+
+async def test_websocket_subscribes_to_the_channels_in_its_url(hub: HubProcess, client: httpx.AsyncClient) -> None:
+    url = hub.ws_url + "?channel=url-one,url-two&type=keep.*"
+    async with ws_client(url) as first, ws_client(url) as second:  # the first follows new channels, the second not
+        for ws in (first, second):
+            replies = [await ws.recv(), await ws.recv()]
+            assert [(r["op"], r["id"], r["channel"]) for r in replies] == [
+                ("subscribed", None, "url-one"), ("subscribed", None, "url-two")]
+            assert all(r["cursor"].endswith(".0") for r in replies)
+        await publish(client, "url-two", "drop.me", 0)
+        await publish(client, "url-two", "keep.me", 1)
+        for ws in (first, second):
+            pushed = await ws.recv()
+            assert (pushed["channel"], pushed["event"]["data"]) == ("url-two", 1)
+        again = await first.request(op="subscribe", channel="url-one")
+        assert (again["op"], again["code"]) == ("error", "bad_request")
+
+
+@pytest.mark.parametrize(("query", "code"), [
+    ("channel=bad%20name", "bad_channel"),
+    ("channel=a,b&cursor=k3j9x2ab.1", "bad_request"),
+])
+async def test_a_bad_subscription_in_the_url_gets_an_error_and_keeps_the_connection(
+        hub: HubProcess, query: str, code: str) -> None:
+    async with ws_client(hub.ws_url + "?" + query) as ws:
+        reply = await ws.recv()
+        assert (reply["op"], reply["id"], reply["code"]) == ("error", None, code)
+        assert (await ws.request(op="ping"))["op"] == "pong"
 
 
 async def test_websocket_msgpack(hub: HubProcess, client: httpx.AsyncClient) -> None:

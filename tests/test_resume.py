@@ -85,6 +85,20 @@ async def test_websocket_resume_with_cursor(hub: HubProcess, client: httpx.Async
         assert got[-1]["cursor"].endswith(".3")
 
 
+async def test_websocket_resume_with_a_cursor_in_the_url(hub: HubProcess, client: httpx.AsyncClient) -> None:
+    async with ws_client(hub.ws_url + "?channel=wu") as ws:
+        assert (await ws.recv())["op"] == "subscribed"
+        await publish(client, "wu", "t", 1)
+        cursor = (await ws.recv())["cursor"]
+        await publish(client, "wu", "t", 2)
+        await publish(client, "wu", "t", 3)
+        async with ws_client(hub.ws_url + "?channel=wu&cursor=" + cursor) as resumed:
+            reply = await resumed.recv()
+            assert (reply["op"], reply["cursor"]) == ("subscribed", cursor)
+            got = [await resumed.recv(), await resumed.recv()]
+            assert [m["event"]["data"] for m in got] == [2, 3]
+
+
 async def test_resume_while_publishing_has_no_gap_or_duplicate(hub: HubProcess, client: httpx.AsyncClient) -> None:
     """Resume while a publisher keeps going: history and live must meet exactly."""
     total = 300

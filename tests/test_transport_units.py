@@ -3,6 +3,8 @@ the framing of a live batch per group kind, and the server's own error responses
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 import orjson
 import pytest
 
@@ -13,6 +15,7 @@ from pushhub.errors import BadRequest
 from pushhub.events import Event, EventDraft
 from pushhub.forwarded import Proxies
 from pushhub.http11 import error_response
+from pushhub.streams import parse_query
 from pushhub.websocket import wire_size
 from tests.ws_raw import client_frame
 
@@ -78,3 +81,14 @@ def test_error_responses_close_the_connection() -> None:
     assert head.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
     assert b"connection: close" in head and b"content-length: %d" % len(body) in head
     assert orjson.loads(body) == {"error": {"code": "headers_too_large", "message": "too big"}}
+
+
+@pytest.mark.parametrize("query", [
+    b"", b"channel=a", b"channel=a,b&type=x.*&channel=c", b"a=1&&b=&c", b"k%20ey=v%2Cw+x", b"=v&x==y",
+    b"token=a%2Bb&cursor=k3j9x2ab.16", "caf\u00e9=%C3%A9%ZZ".encode("latin-1"),
+])
+def test_a_query_is_read_as_parse_qsl_reads_it(query: bytes) -> None:
+    expected: dict[str, list[str]] = {}
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        expected.setdefault(name, []).append(value)
+    assert parse_query({"query_string": query}) == expected

@@ -181,7 +181,7 @@ class WSConnection(Connection):
 
     def __init__(self, transport: asyncio.WriteTransport, limit: int, outbox: Outbox, subprotocol: str) -> None:
         super().__init__(transport, limit, outbox)
-        self.encoder = protocol.Encoder(subprotocol)
+        self.encoder = protocol.ENCODERS[subprotocol]
         self.stream: Any = None  # the socket's pushhub.websocket.WSStream, which does the closing handshake
 
     def send(self, payload: bytes) -> None:

@@ -190,6 +190,7 @@ class HttpConnection(asyncio.Protocol):
         self.claimed = None
         self.state.forget(self)
         self._disarm()
+        del self.parser  # it refers back to this object: without the cycle, the object goes at once
         endpoint(scope, self.transport, rest)
 
     def close(self) -> None:

@@ -85,6 +85,7 @@ class Hub:
         self.stats = Stats()
         self._leaving: dict[str, asyncio.Task[None]] = {}  # broker unsubscriptions still running
         self.publish_listeners: list[PublishListener] = []
+        self.on_close = self._on_close  # one bound method for every connection
 
     async def start(self) -> None:
         await self.broker.start(self._on_events)
@@ -136,7 +137,7 @@ class Hub:
 
     def add_connection(self, conn: Connection) -> None:
         self.connections[conn] = None
-        conn.on_close = self._on_close
+        conn.on_close = self.on_close
 
     def _on_close(self, conn: Connection) -> None:
         self.connections.pop(conn, None)
@@ -246,6 +247,31 @@ class Hub:
         for channel, reason in resets:
             self._reset(sub, channel, reason)
         await self._catch_up(sub)
+
+    def subscribe_now(self, sub: Subscription, announce: Callable[[Subscription], None] | None = None) -> bool:
+        """Attach ``sub`` live from the channels' current positions at once, within this call, when
+        there is nothing to wait for: no cursor to resume from (the caller knows) and every channel
+        already followed, settled and not recovering. Otherwise do nothing and return False:
+        :meth:`subscribe` is needed. This is how a connect costs no task in the common case."""
+        states = []
+        for channel in sub.channels:
+            state = self.channels.get(channel)
+            if (state is None or not state.ready.done() or state.ready.cancelled()
+                    or state.ready.exception() is not None or state.recovering is not None):
+                return False
+            states.append(state)
+        for state in states:
+            state.refs += 1
+        sub.conn.subscriptions.append(sub)
+        if sub.conn.closed is not None:
+            self.unsubscribe(sub)
+            return True
+        for channel in sub.channels:
+            sub.pos[channel] = self.tops[channel]
+        if announce is not None:
+            announce(sub)
+        self._go_live(sub)
+        return True
 
     def _reset(self, sub: Subscription, channel: str, reason: str) -> None:
         self.stats.resets += 1

@@ -92,6 +92,8 @@ def validate(message: dict[str, Any]) -> str:
 class Encoder:
     """Encodes server messages for one subprotocol (unframed)."""
 
+    __slots__ = ("binary",)
+
     def __init__(self, subprotocol: str) -> None:
         self.binary = subprotocol == MSGPACK
 
@@ -101,6 +103,10 @@ class Encoder:
 
     def event(self, event: Event, cursor: str) -> bytes:
         return event_msgpack(event, cursor) if self.binary else event_json(event, cursor)
+
+
+ENCODERS = {JSON: Encoder(JSON), MSGPACK: Encoder(MSGPACK)}
+"""One encoder per subprotocol, shared by its connections."""
 
 
 def event_json(event: Event, cursor: str) -> bytes:

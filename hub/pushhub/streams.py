@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 from starlette.types import Scope
 
@@ -41,9 +41,16 @@ def _split(values: list[str]) -> list[str]:
 
 
 def parse_query(scope: Scope) -> dict[str, list[str]]:
+    """The query's parameters by name, as ``urllib.parse.parse_qsl`` reads them with blank values
+    kept; a parameter without an escape, the usual case on a connect, is not run through ``unquote``."""
     query: dict[str, list[str]] = {}
-    for key, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
-        query.setdefault(key, []).append(value)
+    for part in scope.get("query_string", b"").decode("latin-1").split("&"):
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        if "%" in part or "+" in part:
+            name, value = unquote_plus(name), unquote_plus(value)
+        query.setdefault(name, []).append(value)
     return query
 
 
@@ -82,6 +89,17 @@ def send_error(transport: asyncio.Transport, exc: PushHubError, extra: list[tupl
     transport.close()
 
 
+def _sse_head(origin_headers: list[tuple[bytes, bytes]], chunked: bool) -> bytes:
+    """The response head of an event stream."""
+    head = [status_line(200), *(b"%s: %s\r\n" % pair for pair in sse.HEADERS + origin_headers)]
+    if chunked:
+        head.append(b"transfer-encoding: chunked\r\n")
+    return b"".join(head) + b"\r\n"
+
+
+SSE_HEAD = _sse_head([], True)  # the usual one: HTTP/1.1, no CORS headers
+
+
 def scope_grant(access: Access, scope: Scope, query: dict[str, list[str]], origins: list[str]) -> Grant:
     """What a stream's credential allows: header, ``token`` query parameter, or cookie."""
     query_token = (query.get("token") or query.get("key") or [""])[-1] or None
@@ -104,6 +122,7 @@ class Streams:
         self.outbox = Outbox()
         self.tasks: set[asyncio.Task[None]] = set()
         self.all_closed: asyncio.Event | None = None
+        self.ws_gone = self._ws_gone  # one bound method for every stream
 
     async def wait_closed(self, timeout: float) -> None:
         """Wait until no stream has its socket any more (the closing handshakes are done)."""
@@ -162,11 +181,8 @@ class Streams:
             return
         cursor = header(scope, b"last-event-id") or (query.get("lastEventId") or [""])[-1] or None
         chunked = scope["http_version"] == "1.1"
-        head = [status_line(200), *(b"%s: %s\r\n" % pair for pair in sse.HEADERS + origin_headers)]
-        if chunked:
-            head.append(b"transfer-encoding: chunked\r\n")
-        transport.write(b"".join(head) + b"\r\n")
         conn = SSEConnection(transport, self.max_queue_bytes, self.outbox, chunked)
+        conn.write(SSE_HEAD if chunked and not origin_headers else _sse_head(origin_headers, chunked))
         self.hub.add_connection(conn)
         self.sse_connections[conn] = None
         transport.set_protocol(_SSEStream(self, conn, self.expire_at(grant, conn)))
@@ -174,12 +190,17 @@ class Streams:
             conn.mark_closed(disconnect.CLIENT_GONE)
             self._sse_gone(conn)
             return
-        self._spawn(self._sse_subscribe(conn, Subscription(conn, channels, types, match), cursor))
+        sub = Subscription(conn, channels, types, match)
+        if cursor is not None or not self.hub.subscribe_now(sub, self._sse_announce):
+            self._spawn(self._sse_subscribe(conn, sub, cursor))
+        conn.flush()  # the headers and whatever the subscription sent at once, in one write
+
+    def _sse_announce(self, sub: Subscription) -> None:
+        sub.conn.send(sse.preamble(self.sse_retry_ms, sub.cursor()))
 
     async def _sse_subscribe(self, conn: SSEConnection, sub: Subscription, cursor: str | None) -> None:
         try:
-            await self.hub.subscribe(
-                sub, cursor, lambda sub: conn.send(sse.preamble(self.sse_retry_ms, sub.cursor())))
+            await self.hub.subscribe(sub, cursor, self._sse_announce)
         except PushHubError as exc:
             logger.warning("SSE subscription to %s failed: %s", ",".join(sub.channels), exc.message)
             conn.close(disconnect.INTERNAL_ERROR)
@@ -192,30 +213,34 @@ class Streams:
     # WebSocket --------------------------------------------------------------------------------
 
     def websocket(self, scope: Scope, transport: asyncio.Transport, rest: bytes) -> None:
-        query = scope["query_string"]
-        path = scope["raw_path"].decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+        query_string = scope["query_string"]
+        path = scope["raw_path"].decode("latin-1") + ("?" + query_string.decode("latin-1") if query_string else "")
         response, subprotocol, accepted = handshake(path, scope["headers"])
-        transport.write(response)
         if not accepted:
+            transport.write(response)
             transport.close()
             return
         conn = WSConnection(transport, self.max_queue_bytes, self.outbox, subprotocol or protocol.JSON)
+        conn.write(response)  # written with the replies to the URL's subscriptions, if any, in one write
         self.hub.add_connection(conn)
         session = _WSSession(self, conn)
-        stream = WSStream(conn, session.handle, max_size=self.max_message_bytes,
-                          close_timeout=self.limits.close_timeout, gone=self._ws_gone)
+        stream = WSStream(conn, session, max_size=self.max_message_bytes,
+                          close_timeout=self.limits.close_timeout, gone=self.ws_gone)
         self.ws_streams[stream] = None
         transport.set_protocol(stream)
         if transport.is_closing():
             conn.mark_closed(disconnect.CLIENT_GONE)
             self._ws_gone(stream)
             return
+        query = parse_query(scope)
         try:
-            session.grant = scope_grant(self.access, scope, parse_query(scope), self.cors_origins)
+            session.grant = scope_grant(self.access, scope, query, self.cors_origins)
         except PushHubError as exc:
             conn.close(disconnect.TOKEN_EXPIRED if isinstance(exc, TokenExpired) else disconnect.UNAUTHORIZED)
             return
         stream.expiry = self.expire_at(session.grant, conn)
+        session.subscribe_url(query, stream)
+        conn.flush()
         if rest:
             stream.data_received(rest)
 
@@ -249,6 +274,8 @@ class _SSEStream(asyncio.Protocol):
 class _WSSession:
     """The state of one WebSocket client's protocol: its subscriptions and rights."""
 
+    __slots__ = ("access", "conn", "grant", "hub", "streams", "subs")
+
     def __init__(self, streams: Streams, conn: WSConnection) -> None:
         self.streams = streams
         self.hub = streams.hub
@@ -257,27 +284,58 @@ class _WSSession:
         self.grant = Grant(NOTHING, NOTHING)  # until the handshake's credential is read
         self.subs: dict[str, Subscription] = {}
 
-    async def handle(self, message: Mapping[str, Any]) -> None:
-        binary = message.get("bytes") is not None
+    async def handle(self, message: dict[str, Any]) -> None:
+        """Answer one client message, or a request the handshake's URL made (``{"request": …}``)."""
+        request = message.get("request")
         msg_id: Any = None
         try:
-            if binary != self.conn.encoder.binary:
-                kind = "binary" if binary else "text"
-                raise BadRequest(f"{kind} frames are not part of this connection's subprotocol")
-            request = protocol.decode(message["bytes"] if binary else message["text"], binary=binary)
-            msg_id = protocol.message_id(request)
-            if binary:
-                protocol.require_json_values(request)
+            if request is None:
+                binary = message.get("bytes") is not None
+                if binary != self.conn.encoder.binary:
+                    kind = "binary" if binary else "text"
+                    raise BadRequest(f"{kind} frames are not part of this connection's subprotocol")
+                request = protocol.decode(message["bytes"] if binary else message["text"], binary=binary)
+                msg_id = protocol.message_id(request)
+                if binary:
+                    protocol.require_json_values(request)
             op = protocol.validate(request)
             await getattr(self, "op_" + op)(request, msg_id)
         except PushHubError as exc:
-            if self.conn.closed is None:
-                self.conn.reply({"op": "error", "id": msg_id, "code": exc.code, "message": exc.message})
+            self._error(msg_id, exc)
 
-    async def op_ping(self, request: dict[str, Any], msg_id: Any) -> None:
-        self.conn.reply({"op": "pong", "id": msg_id})
+    def _error(self, msg_id: Any, exc: PushHubError) -> None:
+        if self.conn.closed is None:
+            self.conn.reply({"op": "error", "id": msg_id, "code": exc.code, "message": exc.message})
 
-    async def op_subscribe(self, request: dict[str, Any], msg_id: Any) -> None:
+    def subscribe_url(self, query: dict[str, list[str]], stream: WSStream) -> None:
+        """The subscriptions named in the handshake's URL (``channel``, ``type``, ``cursor``, as for
+        SSE), made as if the client had sent a ``subscribe`` without an ``id`` for each channel
+        first: the same replies, in order. Most are made at once, so their ``subscribed`` replies
+        leave with the ``101`` in one write; the others are queued before any client message."""
+        channels = _split(query.get("channel", []))
+        cursor = (query.get("cursor") or [""])[-1] or None
+        if cursor is not None and len(channels) > 1:
+            self._error(None, BadRequest("a cursor in the URL resumes one channel: name only one"))
+            return
+        types = _split(query.get("type", []))
+        for channel in channels:
+            request = {"op": "subscribe", "channel": channel, "types": types, "cursor": cursor}
+            if cursor is None and self._subscribe_now(request):
+                continue
+            stream.queue({"request": request})
+
+    def _subscribe_now(self, request: dict[str, Any]) -> bool:
+        try:
+            sub = self._subscription(request)
+        except PushHubError:
+            return False  # answered by the ordinary path
+        if self.hub.subscribe_now(sub, self._announcer(None)):
+            return True
+        del self.subs[sub.channels[0]]
+        return False
+
+    def _subscription(self, request: dict[str, Any]) -> Subscription:
+        """The subscription a ``subscribe`` request asks for, checked and registered (not attached)."""
         channel = request.get("channel")
         types = request.get("types") or []
         if not isinstance(types, list):
@@ -290,16 +348,27 @@ class _WSSession:
         self.access.check_subscribe(self.grant, channels)
         if name in self.subs:
             raise BadRequest(f"already subscribed to {name!r}: unsubscribe first")
-        sub = Subscription(self.conn, channels, type_patterns, match)
-        self.subs[name] = sub
+        sub = self.subs[name] = Subscription(self.conn, channels, type_patterns, match)
+        return sub
 
+    def _announcer(self, msg_id: Any) -> Callable[[Subscription], None]:
         def announce(sub: Subscription) -> None:
-            self.conn.reply({"op": "subscribed", "id": msg_id, "channel": name, "cursor": sub.cursor()})
+            self.conn.reply({"op": "subscribed", "id": msg_id, "channel": sub.channels[0], "cursor": sub.cursor()})
+        return announce
 
+    async def op_ping(self, request: dict[str, Any], msg_id: Any) -> None:
+        self.conn.reply({"op": "pong", "id": msg_id})
+
+    async def op_subscribe(self, request: dict[str, Any], msg_id: Any) -> None:
+        sub = self._subscription(request)
+        announce = self._announcer(msg_id)
+        cursor = request.get("cursor")
+        if cursor is None and self.hub.subscribe_now(sub, announce):
+            return
         try:
             await self.hub.subscribe(sub, cursor, announce)
         except BaseException:
-            self.subs.pop(name, None)
+            self.subs.pop(sub.channels[0], None)
             raise
 
     async def op_unsubscribe(self, request: dict[str, Any], msg_id: Any) -> None:

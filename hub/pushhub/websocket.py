@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import codecs
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from websockets.datastructures import Headers
 from websockets.frames import Frame, Opcode
@@ -32,6 +32,7 @@ from . import disconnect, protocol
 from .connection import WSConnection
 
 logger = logging.getLogger("pushhub")
+WS_LOGGER = logging.getLogger("websockets.server")  # ServerProtocol's own default, looked up once
 
 MAX_FRAGMENTS = 1024
 """Frames one message may be split into; more close the connection with 1009."""
@@ -52,12 +53,19 @@ def _select_subprotocol(server: ServerProtocol, offered: Any) -> Subprotocol | N
     return None
 
 
+HANDSHAKE_HEADERS = frozenset({b"connection", b"upgrade", b"sec-websocket-key", b"sec-websocket-version",
+                               b"sec-websocket-protocol", b"sec-websocket-extensions"})
+"""The request headers that ``ServerProtocol.accept`` reads (with no ``origins`` set, ``Origin`` is
+not one): only these are converted for it."""
+
+
 def handshake(path: str, headers: list[tuple[bytes, bytes]]) -> tuple[bytes, str | None, bool]:
     """The handshake response to a request head: ``(response bytes, subprotocol, accepted)``."""
-    server = ServerProtocol(subprotocols=SUBPROTOCOLS, select_subprotocol=_select_subprotocol)
+    server = ServerProtocol(subprotocols=SUBPROTOCOLS, select_subprotocol=_select_subprotocol, logger=WS_LOGGER)
     request_headers = Headers()
     for name, value in headers:
-        request_headers[name.decode("latin-1")] = value.decode("latin-1")
+        if name in HANDSHAKE_HEADERS:
+            request_headers[name.decode("latin-1")] = value.decode("latin-1")
     response = server.accept(Request(path, request_headers))
     server.send_response(response)
     return b"".join(server.data_to_send()), server.subprotocol, response.status_code == 101
@@ -67,6 +75,12 @@ def wire_size(length: int) -> int:
     """Bytes a masked client frame of ``length`` payload bytes takes on the wire (with the shortest
     length encoding; a client using a longer one only keeps its protocol from being dropped)."""
     return length + (6 if length < 126 else 8 if length < 65536 else 14)
+
+
+class Session(Protocol):
+    """What a stream hands the client's messages to."""
+
+    async def handle(self, message: dict[str, Any]) -> None: ...
 
 
 class WSStream(asyncio.Protocol):
@@ -80,20 +94,20 @@ class WSStream(asyncio.Protocol):
         "expiry",
         "fragments",
         "gone",
-        "handle",
         "heard",
         "inbox",
         "max_size",
         "pinged",
         "server",
+        "session",
         "unparsed",
         "worker",
     )
 
-    def __init__(self, conn: WSConnection, handle: Callable[[dict[str, Any]], Awaitable[None]], *,
+    def __init__(self, conn: WSConnection, session: Session, *,
                  max_size: int, close_timeout: float, gone: Callable[[WSStream], None]) -> None:
         self.conn = conn
-        self.handle = handle
+        self.session = session
         self.max_size = max_size
         self.close_timeout = close_timeout
         self.gone = gone
@@ -103,7 +117,7 @@ class WSStream(asyncio.Protocol):
         self.unparsed = 0  # bytes fed to ``server`` that are not yet part of a whole frame
         self.fragments: list[Any] | None = None  # the parts of a fragmented message
         self.decoder: codecs.IncrementalDecoder | None = None  # its text decoder, if it is text
-        self.inbox: list[dict[str, Any]] = []
+        self.inbox: list[dict[str, Any]] | None = None  # made when the first message arrives
         self.worker: asyncio.Task[None] | None = None
         self.heard = True
         self.pinged = False
@@ -111,7 +125,7 @@ class WSStream(asyncio.Protocol):
 
     def _server(self) -> ServerProtocol:
         if self.server is None:
-            self.server = ServerProtocol(state=State.OPEN, max_size=self.max_size)
+            self.server = ServerProtocol(state=State.OPEN, max_size=self.max_size, logger=WS_LOGGER)
         return self.server
 
     def data_received(self, data: bytes) -> None:
@@ -161,17 +175,17 @@ class WSStream(asyncio.Protocol):
         if frame.fin:
             self.fragments = None
             if self.decoder is None:
-                self._queue({"bytes": b"".join(fragments)})
+                self.queue({"bytes": b"".join(fragments)})
             else:
                 self.decoder = None
-                self._queue({"text": "".join(fragments)})
+                self.queue({"text": "".join(fragments)})
 
     def _message(self, text: bool, data: Any) -> None:
         if not text:
-            self._queue({"bytes": bytes(data)})
+            self.queue({"bytes": bytes(data)})
             return
         try:
-            self._queue({"text": bytes(data).decode()})
+            self.queue({"text": bytes(data).decode()})
         except UnicodeDecodeError:
             self._server().fail(1007, "invalid UTF-8 in a text message")
 
@@ -223,7 +237,10 @@ class WSStream(asyncio.Protocol):
         self._after(server)
         self._arm_close_timer()
 
-    def _queue(self, message: dict[str, Any]) -> None:
+    def queue(self, message: dict[str, Any]) -> None:
+        """Hand ``message`` to the session, after those before it."""
+        if self.inbox is None:
+            self.inbox = []
         self.inbox.append(message)
         if len(self.inbox) >= MAX_INBOX:
             self.conn.transport.pause_reading()  # type: ignore[attr-defined]
@@ -232,12 +249,13 @@ class WSStream(asyncio.Protocol):
 
     async def _work(self) -> None:
         inbox, conn = self.inbox, self.conn
+        assert inbox is not None
         try:
             while inbox and conn.closed is None:
                 message = inbox.pop(0)
                 if len(inbox) == MAX_INBOX - 1:
                     conn.transport.resume_reading()  # type: ignore[attr-defined]
-                await self.handle(message)
+                await self.session.handle(message)
         except Exception:
             logger.exception("WebSocket message handler failed")
             conn.close(disconnect.INTERNAL_ERROR)

@@ -140,6 +140,11 @@ OPERATIONS: list[tuple[str, str, dict[str, Any]]] = [
                                "disconnect": ref("SseDisconnect")}}),
     op("get", "/v1/ws", "WebSocket upgrade: subscribe, unsubscribe, publish and ping over one connection",
        "streams", params=[param("token", "query", {"type": "string"}, "access token (or the Authorization header)"),
+                          param("channel", "query", CHANNEL, "subscribe at once, as a subscribe message without "
+                                "an id per channel would (repeat, or comma-separate)", repeat=True),
+                          param("type", "query", TYPE_PATTERN, "the URL's subscriptions: only these event types "
+                                "(glob; repeat)", repeat=True),
+                          param("cursor", "query", CURSOR, "the URL's subscription (one channel) resumes after it"),
                           param("Sec-WebSocket-Protocol", "header", {"enum": ["pushhub.json", "pushhub.msgpack"]},
                                 "message encoding (default pushhub.json)")],
        ok={101: None}, auth="subscriber", streaming=True,
