@@ -29,12 +29,23 @@ from typing import Any, cast
 
 import uvloop
 
-from benchmarks.loadgen import PUSHHUB, Hub, events_body, machine_facts, save_result, ws_client_frame, ws_request
+from benchmarks.loadgen import (
+    PUSHHUB,
+    PUSHHUB_MESSAGES,
+    Hub,
+    events_body,
+    machine_facts,
+    save_result,
+    ws_client_frame,
+    ws_request,
+)
 from benchmarks.report import figures, heading, interleave, record, table
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 PATHS = ("single", "batch", "websocket", "ingest")
-Answered = Callable[[bytearray], tuple[int, bool]]  # bytes of one complete answer (0: incomplete), accepted
+# The bytes of one complete message (0: incomplete) and whether it accepted the events (None: it is
+# no answer, e.g. a WebSocket ping, and the request is still in flight)
+Answered = Callable[[bytearray], tuple[int, bool | None]]
 
 
 class OneInFlight(asyncio.Protocol):
@@ -85,6 +96,9 @@ class OneInFlight(asyncio.Protocol):
             size, ok = self.answered(self.buffer)
             if not size:
                 return
+            if ok is None:
+                del self.buffer[:size]
+                continue
             if ok:
                 self.accepted += self.per_request
             else:
@@ -109,8 +123,9 @@ def http_answer(buffer: bytearray) -> tuple[int, bool]:
     return end + 4 + length, head[9:12] in (b"200", b"202")
 
 
-def ws_answer(buffer: bytearray) -> tuple[int, bool]:
-    """One server frame (unmasked, text): a ``published`` reply is an accepted op."""
+def ws_answer(buffer: bytearray) -> tuple[int, bool | None]:
+    """One server frame (unmasked): a ``published`` reply is an accepted op, an ``error`` reply a
+    refused one; any other frame is no answer."""
     if len(buffer) < 2:
         return 0, False
     length, head = buffer[1] & 0x7F, 2
@@ -124,7 +139,9 @@ def ws_answer(buffer: bytearray) -> tuple[int, bool]:
         length, head = int.from_bytes(buffer[2:10], "big"), 10
     if len(buffer) < head + length:
         return 0, False
-    return head + length, buffer.find(b'"op":"published"', head, head + length) >= 0
+    if buffer.find(b'"op":"published"', head, head + length) >= 0:
+        return head + length, True
+    return head + length, False if buffer.find(b'"op":"error"', head, head + length) >= 0 else None
 
 
 def http_post(path: str, body: Callable[[int], bytes], headers: Callable[[int, bytes], bytes] = lambda n, b: b"",
@@ -160,7 +177,7 @@ def make_path(name: str, args: argparse.Namespace) -> Path:
         def op(n: int) -> bytes:
             event = events_body(PUSHHUB, n)
             return ws_client_frame(b'{"op":"publish","id":%d,"channel":"ws","event":%s}' % (n, event))
-        return op, ws_answer, 1, lambda hub: ws_request(PUSHHUB, hub.host, hub.port, "ws")
+        return op, ws_answer, 1, lambda hub: ws_request(PUSHHUB_MESSAGES, hub.host, hub.port, "ws")
     return (http_post("/v1/ingest/bench", lambda n: b'{"type":"bench.tick","data":{"s":%d}}' % n, standard_headers),
             http_answer, 1, none)
 
