@@ -32,6 +32,7 @@ from benchmarks.loadgen import (
     WorkerSpec,
     add_hub_arguments,
     events_body,
+    events_for,
     fresh_channel,
     machine_facts,
     merge_histograms,
@@ -41,6 +42,7 @@ from benchmarks.loadgen import (
     raise_fd_limit,
     save_result,
     storage_name,
+    user_channel,
     worker_main,
 )
 
@@ -49,6 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--transport", choices=("sse", "ws"), default="sse")
     parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument("--channels", type=int, default=1,
+                        help="channels the subscribers are spread over (subscriber i follows channel i mod N; "
+                             "event s goes to channel s mod N: per-user channels), each event published alone")
     parser.add_argument("--rate", type=float, default=100.0, help="events per second")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of publishing")
     parser.add_argument("--batch", type=int, default=1, help="events per publish request")
@@ -60,7 +65,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--key", default=os.environ.get("PUSHHUB_KEY"), help="publisher key")
     parser.add_argument("--patience", type=float, default=10.0,
                         help="seconds to wait for stragglers after publishing ends")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.channels > 1 and (args.flat_out or args.batch != 1):
+        parser.error("--channels publishes each event alone, at --rate")
+    return args
 
 
 async def publish(server: ServerProcess, channel: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -76,7 +84,6 @@ async def publish(server: ServerProcess, channel: str, args: argparse.Namespace)
         if result["first_error"]:
             print(f"publish failed: {result['first_error']}", file=sys.stderr)
         return result
-    path = dialect.publish_path.format(channel=channel)
     clients = [await HttpClient.open(server.host, server.port) for _ in range(args.publishers)]
     pool: asyncio.Queue[HttpClient] = asyncio.Queue()
     for client in clients:
@@ -84,6 +91,7 @@ async def publish(server: ServerProcess, channel: str, args: argparse.Namespace)
     result = {"published": 0, "requests": 0, "errors": 0}
 
     async def one(client: HttpClient, first: int) -> None:
+        path = dialect.publish_path.format(channel=user_channel(channel, first, args.channels))
         try:
             status, body = await client.post(path, events_body(dialect, first, args.batch, pad), headers)
         finally:
@@ -154,9 +162,10 @@ def run(args: argparse.Namespace, server: ServerProcess | None = None, hooks: Ho
     try:
         channel = fresh_channel("bench")
         shares = [args.subscribers // args.procs + (i < args.subscribers % args.procs) for i in range(args.procs)]
-        for share in shares:
+        for n, share in enumerate(shares):
             parent, child = context.Pipe()
-            spec = WorkerSpec(args.transport, hub.host, hub.port, channel, share, dialect=hub.dialect.name)
+            spec = WorkerSpec(args.transport, hub.host, hub.port, channel, share, dialect=hub.dialect.name,
+                              channels=args.channels, first=sum(shares[:n]))
             process = context.Process(target=worker_main, args=(child, spec), daemon=True)
             process.start()
             workers.append((process, parent))
@@ -200,6 +209,7 @@ def run(args: argparse.Namespace, server: ServerProcess | None = None, hooks: Ho
         "transport": args.transport,
         "storage": storage_name(args, server),
         "subscribers": args.subscribers,
+        "channels": args.channels,
         "connected": connected,
         "rate": None if args.flat_out else args.rate,
         "flat_out": args.flat_out,
@@ -212,7 +222,7 @@ def run(args: argparse.Namespace, server: ServerProcess | None = None, hooks: Ho
         "publish_rate": round(published["published"] / published["elapsed"], 1),
         "publish_errors": published["errors"],
         "publisher_us_per_request": published.get("publisher_us_per_request"),
-        "expected": published["published"] * connected,
+        "expected": sum(events_for(i, published["published"], args.channels) for i in range(connected)),
         "received": received,
         "delivered_per_s": round(received / span, 1) if span else None,
         "p50_ms": round(percentile(histogram, 0.50), 2),

@@ -467,6 +467,22 @@ def ws_client_frame(payload: bytes, opcode: int = 1) -> bytes:
     return head + b"\0\0\0\0" + payload
 
 
+def user_channel(channel: str, index: int, channels: int) -> str:
+    """Channel ``index`` of a run over ``channels`` channels (``channel`` itself when there is one):
+    event ``s`` goes to ``user_channel(channel, s % channels, channels)``."""
+    return channel if channels == 1 else f"{channel}.{index % channels}"
+
+
+def events_for(index: int, accepted: int, channels: int) -> int:
+    """How many of the events numbered 1 to ``accepted`` go to channel ``index`` of ``channels``."""
+    if channels == 1:
+        return accepted
+    residue = index % channels
+    if residue == 0:
+        return accepted // channels
+    return max(0, (accepted - residue) // channels + 1)
+
+
 def sse_request(dialect: Dialect, host: str, port: int, channel: str) -> bytes:
     return (f"GET {dialect.sse_path.format(channel=channel)} HTTP/1.1\r\nHost: {host}:{port}\r\n"
             "Accept: text/event-stream\r\n\r\n").encode()
@@ -673,6 +689,8 @@ class WorkerSpec:
     count: int
     concurrency: int = 200
     dialect: str = PUSHHUB.name
+    channels: int = 1  # more: subscriber ``first + i`` follows channel ``user_channel(channel, first + i, channels)``
+    first: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -696,14 +714,16 @@ async def _worker(pipe: Pipe, spec: WorkerSpec) -> None:
     cpu_start = _own_cpu()
     gate = asyncio.Semaphore(spec.concurrency)
     failures: list[str] = []
+    indexes: dict[Subscriber, int] = {}
 
-    async def connect_one() -> float | None:
+    async def connect_one(index: int) -> float | None:
         async with gate:
             started = time.monotonic()
             try:
                 sub = await open_subscriber(stats, DIALECTS[spec.dialect], spec.transport, spec.host, spec.port,
-                                            spec.channel)
+                                            user_channel(spec.channel, index, spec.channels))
                 subs.append(sub)
+                indexes[sub] = index
                 ready = await asyncio.wait_for(sub.ready, 60)
             except (OSError, TimeoutError) as exc:
                 failures.append(repr(exc))
@@ -711,16 +731,17 @@ async def _worker(pipe: Pipe, spec: WorkerSpec) -> None:
             return ready - started
 
     began = time.monotonic()
-    delays = await asyncio.gather(*(connect_one() for _ in range(spec.count)))
+    delays = await asyncio.gather(*(connect_one(spec.first + i) for i in range(spec.count)))
     done = time.monotonic()
     pipe.send({"began": began, "done": done, "delays": [d for d in delays if d is not None],
                "failures": failures[:5], "failed": len(failures), "cpu_start": cpu_start, "cpu": _own_cpu()})
 
     command, accepted, patience = await receive()
     assert command == "finish"
+    expected = {sub: events_for(index, accepted, spec.channels) for sub, index in indexes.items()}
     progress, idle_since = -1, time.monotonic()
     while True:
-        reached = sum(1 for sub in subs if sub.distinct >= accepted or sub.closed.done())
+        reached = sum(1 for sub in subs if sub.distinct >= expected[sub] or sub.closed.done())
         received = sum(sub.received for sub in subs)
         if reached == len(subs):
             break
@@ -731,7 +752,7 @@ async def _worker(pipe: Pipe, spec: WorkerSpec) -> None:
         await asyncio.sleep(0.05)
     pipe.send({
         "received": sum(sub.received for sub in subs),
-        "lost": sum(max(0, accepted - sub.distinct) for sub in subs),
+        "lost": sum(max(0, expected[sub] - sub.distinct) for sub in subs),
         "duplicated": sum(sub.duplicated for sub in subs),
         "disconnected": sum(1 for sub in subs if sub.closed.done()),
         "histogram": {i: n for i, n in enumerate(stats.histogram) if n},

@@ -66,6 +66,7 @@ class Scenario:
     module: Any  # fanout or connect: parse_args(argv) and run(args, server)
     argv: Callable[[argparse.Namespace], list[str]]
     figures: tuple[Figure, ...]
+    storage: str | None = None  # pushhub's log for this scenario (else --storage)
 
 
 def fanout_argv(transport: str, subscribers: int, rate: int) -> Callable[[argparse.Namespace], list[str]]:
@@ -83,8 +84,17 @@ def connect_argv(transport: str, connections: int) -> Callable[[argparse.Namespa
     return argv
 
 
+def per_user_argv(args: argparse.Namespace) -> list[str]:
+    """2000 channels with one SSE subscriber each, 2000 single-event publishes/s spread over them."""
+    channels = 100 if args.quick else 2000
+    return ["--transport", "sse", "--subscribers", str(channels), "--channels", str(channels), "--rate", "2000",
+            "--publishers", "32", "--duration", str(args.duration), "--procs", str(args.procs),
+            "--patience", str(args.patience)]
+
+
 def publish_argv(args: argparse.Namespace) -> list[str]:
-    return ["--subscribers", "0", "--flat-out", "--publishers", str(args.in_flight), "--duration", str(args.duration)]
+    """Flat out into one channel that one SSE subscriber follows (so that what is lost is counted)."""
+    return ["--subscribers", "1", "--flat-out", "--publishers", str(args.in_flight), "--duration", str(args.duration)]
 
 
 SCENARIOS = (
@@ -95,6 +105,7 @@ SCENARIOS = (
     Scenario("connect-sse-5000", connect, connect_argv("sse", 5000), CONNECT_FIGURES),
     Scenario("connect-ws-5000", connect, connect_argv("ws", 5000), CONNECT_FIGURES),
     Scenario("publish", fanout, publish_argv, PUBLISH_FIGURES),
+    Scenario("per-user-sse-2000", fanout, per_user_argv, FANOUT_FIGURES, storage="sqlite"),
 )
 BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
 SERVERS = ("pushhub", "nchan")
@@ -120,15 +131,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def make_server(name: str, args: argparse.Namespace) -> ServerProcess:
+def make_server(name: str, args: argparse.Namespace, storage: str) -> ServerProcess:
     if name == "nchan":
         return Nchan(workers=args.nginx_workers)
-    return Hub(storage=args.storage, extra_args=args.hub_arg)
+    return Hub(storage=storage, extra_args=args.hub_arg)
 
 
 def measure(scenario: Scenario, server: str, args: argparse.Namespace) -> dict[str, Any]:
     options = scenario.module.parse_args([*scenario.argv(args), "--no-save"])
-    result: dict[str, Any] = scenario.module.run(options, make_server(server, args))
+    result: dict[str, Any] = scenario.module.run(options, make_server(server, args, scenario.storage or args.storage))
     if scenario.name == "publish":
         cpu = (result["hub_cpu_user_s"] or 0.0) + (result["hub_cpu_sys_s"] or 0.0)
         result["hub_us_per_publish"] = round(cpu / result["published"] * 1e6, 2) if result["published"] else None
@@ -171,7 +182,7 @@ def run_scenario(scenario: Scenario, args: argparse.Namespace) -> dict[str, Any]
     summary = summarize(scenario, runs)
     print(report(scenario, summary, runs), flush=True)
     settings = {"scenario": scenario.name, "runs": args.runs, "quick": args.quick, "duration": args.duration,
-                "nginx_workers": args.nginx_workers, "storage": args.storage}
+                "nginx_workers": args.nginx_workers, "storage": scenario.storage or args.storage}
     return record("peer", settings, summary, runs, facts)
 
 

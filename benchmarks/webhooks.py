@@ -154,6 +154,7 @@ def start_hub(args: argparse.Namespace, *extra: str) -> Hub:
         hub_args += ["--webhook-sender", args.sender]
     if args.redis:
         hub_args += ["--redis", args.redis]
+    hub_args += args.hub_arg
     return Hub(storage="memory" if args.memory else "sqlite", extra_args=hub_args).start()
 
 
@@ -337,6 +338,7 @@ def main() -> None:
     parser.add_argument("--sender", choices=("inline", "process"), help="the hub's --webhook-sender")
     parser.add_argument("--memory", action="store_true", help="the hub keeps everything in memory")
     parser.add_argument("--redis", help="the hub keeps the log and the webhook state in this Redis (empty)")
+    parser.add_argument("--hub-arg", action="append", default=[], help="extra argument for 'pushhub serve'")
     parser.add_argument("--no-save", action="store_true", help="do not append to benchmarks/results")
     args = parser.parse_args()
     args.scenario = args.scenario or list(SCENARIOS)

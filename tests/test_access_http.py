@@ -219,6 +219,28 @@ async def test_cors_preflight(secured: HubProcess) -> None:
         assert simple.headers["access-control-allow-origin"] == APP
 
 
+async def test_publishing_answers_alike_with_an_origin_and_without(secured: HubProcess) -> None:
+    """A publish without an Origin takes the hub's short path past the middleware; its answers,
+    accepted or refused, carry what the CORS middleware gives a request with an Origin."""
+    async with httpx.AsyncClient(base_url=secured.url, timeout=TIMEOUT) as c:
+        for origin in ({}, {"origin": APP}):
+            allowed = {"access-control-allow-origin": APP} if origin else {}
+            answers = [
+                await c.post("/v1/channels/orders/events", json={"type": "t"},
+                             headers={"authorization": f"Bearer {PUBLISHER}", **origin}),
+                await c.post("/v1/channels/orders/events", json={"type": "t"}, headers=origin),
+                await c.post("/v1/channels/bad channel/events", json={"type": "t"},
+                             headers={"authorization": f"Bearer {PUBLISHER}", **origin}),
+            ]
+            assert [a.status_code for a in answers] == [202, 401, 400]
+            assert answers[0].json()["channel"] == "orders"
+            assert [a.json()["error"]["code"] for a in answers[1:]] == ["unauthorized", "bad_channel"]
+            for answer in answers:
+                assert answer.headers["content-type"] == "application/json"
+                assert answer.headers["vary"] == "Origin"
+                assert {k: answer.headers[k] for k in allowed if k in answer.headers} == allowed
+
+
 async def test_idempotent_publish(admin: httpx.AsyncClient) -> None:
     event = {"type": "order.created", "data": {"n": 1}}
     first = await admin.post("/v1/channels/idem/events", json=event, headers={"idempotency-key": "k-1"})

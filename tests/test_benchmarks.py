@@ -131,16 +131,19 @@ def bench(*args: str, timeout: float = 60 * TIMEOUT) -> list[dict[str, Any]]:
 @needs_nchan
 def test_peer_runs_both_servers_without_loss() -> None:
     records = bench("benchmarks.peer", "--quick", "--runs", "1", "--duration", "0.5", "--patience", str(TIMEOUT),
-                    "--only", "fanout-ws-1000x100", "--only", "connect-sse-5000", "--only", "publish")
-    assert [r["scenario"] for r in records] == ["fanout-ws-1000x100", "connect-sse-5000", "publish"]
+                    "--only", "fanout-ws-1000x100", "--only", "connect-sse-5000", "--only", "publish",
+                    "--only", "per-user-sse-2000")
+    assert [r["scenario"] for r in records] == ["fanout-ws-1000x100", "connect-sse-5000", "publish",
+                                                "per-user-sse-2000"]
     for record in records:
         for server in ("pushhub", "nchan"):
             assert record["losses"][server] == {"lost": 0, "duplicated": 0, "publish_errors": 0, "failed": 0,
                                                 "connect_failed": 0}
-    fanout, connect, publish = (r["figures"] for r in records)
+    fanout, connect, publish, per_user = (r["figures"] for r in records)
     assert fanout["delivered_per_s"]["pushhub"]["median"] > 0 and fanout["delivered_per_s"]["nchan"]["median"] > 0
     assert connect["seconds"]["ratio"] is not None
     assert publish["publish_rate"]["ratio"] is not None
+    assert per_user["hub_us_per_delivery"]["ratio"] is not None and per_user["p99_ms"]["ratio"] is not None
 
 
 @needs_nchan
@@ -169,6 +172,13 @@ def test_client_floor_runs_every_contender() -> None:
     [record] = bench("benchmarks.floor", "client", "--runs", "1", "--requests", "50")
     assert set(record["per_s"]) == {"aiohttp", "httpx", "pushhub"}
     assert all(spread["median"] > 0 for spread in record["per_s"].values())
+
+
+def test_paths_publish_through_every_way_without_error() -> None:
+    (record,) = bench("benchmarks.paths", "--runs", "1", "--duration", "0.3", "--in-flight", "2", "--batch", "5")
+    assert set(record["events_per_s"]) == {"single", "batch", "websocket", "ingest"}
+    assert all(figure["median"] > 0 for figure in record["events_per_s"].values())
+    assert record["errors"] == {"single": 0, "batch": 0, "websocket": 0, "ingest": 0}
 
 
 def test_send_floor() -> None:

@@ -354,3 +354,22 @@ async def test_forwarded_for_is_believed_from_a_named_proxy(tmp_path: Path) -> N
             assert "8.8.8.8" in outside.json()["error"]["message"]
     finally:
         hub.stop()
+
+
+async def test_ingest_answers_alike_with_an_origin_and_without(client: httpx.AsyncClient) -> None:
+    """An ingest request without an Origin takes the hub's short path past the middleware; with one,
+    the whole stack: the answers are the same, accepted, repeated or refused."""
+    body = b'{"type":"order.paid","data":{"n":1}}'
+    for origin in ({}, {"origin": "https://elsewhere.example"}):
+        msg = f"msg_alike_{bool(origin)}"
+        forged = standard(body, msg, secret="whsec_" + base64.b64encode(b"x" * 24).decode())
+        answers = [await client.post("/v1/ingest/svix", content=body, headers={**standard(body, msg), **origin}),
+                   await client.post("/v1/ingest/svix", content=body, headers={**standard(body, msg), **origin}),
+                   await client.post("/v1/ingest/svix", content=body, headers={**forged, **origin}),
+                   await client.post("/v1/ingest/nowhere", content=body, headers=origin)]
+        assert [a.status_code for a in answers] == [202, 200, 401, 404]
+        assert [a.json().get("duplicate") for a in answers[:2]] == [False, True]
+        assert answers[0].json()["delivery_id"] == msg
+        assert [a.json()["error"]["code"] for a in answers[2:]] == ["bad_signature", "unknown_source"]
+        for answer in answers:
+            assert answer.headers["content-type"] == "application/json" and answer.headers["vary"] == "Origin"

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from pushhub.backends.base import Once
 from pushhub.backends.embedded import Append, EmbeddedBroker, MemoryStore, Store
-from pushhub.backends.sqlite import Database, SqliteStore
+from pushhub.backends.sqlite import CHECKPOINT_COMMITS, Database, SqliteStore
 from pushhub.errors import Unavailable
 from pushhub.events import EventDraft
 from pushhub.retention import Retention, RetentionPolicy
+
+from .utils import POLL, TIMEOUT
 
 POLICY = RetentionPolicy(["short.*=3/1h"], Retention(100, 60.0))
 
@@ -113,3 +117,25 @@ def test_sqlite_log_survives_reopening(tmp_path: pathlib.Path) -> None:
     assert (again.epoch, again.offset) == (event.epoch, 2)
     assert reopened.read("c", 0, 10).events[0].id == "evt_1"
     database.close()
+
+
+def test_the_wal_is_checkpointed_beside_the_commits_not_in_them(tmp_path: pathlib.Path) -> None:
+    """Commits never checkpoint (two fsyncs that would stall the event loop); a thread of the
+    database does, every CHECKPOINT_COMMITS commits, so the WAL's pages reach the database file."""
+    path = tmp_path / "log.db"
+    database = Database(str(path))
+    database.open()
+    try:
+        assert database.db.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+        store = SqliteStore(database, POLICY)
+        size = path.stat().st_size
+        for n in range(CHECKPOINT_COMMITS):
+            store.append(f"c{n}", [EventDraft(f"evt_{n}", "t", "2026-01-01T00:00:00.000Z", "x" * 2000, {})], now=0.0)
+        deadline = time.monotonic() + TIMEOUT
+        while path.stat().st_size == size and time.monotonic() < deadline:
+            time.sleep(POLL)
+        assert path.stat().st_size > size
+    finally:
+        database.close()
+    assert not (tmp_path / "log.db-wal").exists() or (tmp_path / "log.db-wal").stat().st_size == 0
+    assert not any(t.name == "pushhub-checkpoint" for t in threading.enumerate())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import msgpack
 import orjson
 import pytest
@@ -12,7 +14,7 @@ from pushhub import config, cursor, protocol, sse
 from pushhub.channels import compile_patterns, validate_channel
 from pushhub.cursor import Position
 from pushhub.errors import BadChannel, BadCursor, BadEvent, BadRequest
-from pushhub.events import Event, EventDraft, new_event_id, parse_publish_body
+from pushhub.events import Event, EventDraft, event_time, format_time, new_event_id, parse_publish_body
 from pushhub.hub import BAD_CURSOR, EPOCH_CHANGED, HISTORY_TRIMMED, _resume_point
 from pushhub.retention import Retention, RetentionPolicy, parse_duration
 
@@ -42,6 +44,13 @@ def test_cursor_single_and_many() -> None:
     many = cursor.encode({"a": Position("e1", 1), "b:x": Position("e2", 0)}, ["a", "b:x"])
     assert many == "a@e1.1,b:x@e2.0"
     assert cursor.decode(many, ["a", "b:x", "c"]) == {"a": Position("e1", 1), "b:x": Position("e2", 0)}
+
+
+def test_new_epochs_are_valid_cursor_epochs_and_differ() -> None:
+    epochs = {cursor.new_epoch() for _ in range(1000)}
+    assert len(epochs) == 1000
+    assert all(len(e) == cursor.EPOCH_LENGTH and cursor.decode(f"{e}.3", ["c"]) == {"c": Position(e, 3)}
+               for e in epochs)
 
 
 @pytest.mark.parametrize("bad", ["", "x", "ep.", "ep.-1", "ep.01", "EP.1", "a@ep.1,", "zz@ep.1", "a@@ep.1",
@@ -131,6 +140,26 @@ def test_publish_body() -> None:
                 b'{"type": "a", "time": "2026-01-01T00:00:00"}', b'{"type": "a b"}']:
         with pytest.raises(BadEvent):
             parse_publish_body(bad)
+
+
+def test_event_time_is_the_millisecond_of_now() -> None:
+    assert event_time(1767225599.9996) == format_time(1767225599.999) == "2025-12-31T23:59:59.999Z"
+    assert event_time(1767225599.9999) == "2025-12-31T23:59:59.999Z"
+    assert event_time(1767225600.0004) == "2026-01-01T00:00:00.000Z"
+    assert EventDraft.from_json({"type": "t"}, now=1767225600.0004).time == "2026-01-01T00:00:00.000Z"
+
+
+def test_event_ids_are_distinct_and_start_after_fork_with_a_new_prefix() -> None:
+    ids = [new_event_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000 and all(i.startswith("evt_") and len(i) == 28 for i in ids)
+    assert len({i[12:21] for i in ids}) == 1  # the process's random part
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.write(write, new_event_id().encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    assert os.read(read, 100).decode()[12:21] != ids[0][12:21]
 
 
 def test_stored_event_round_trip() -> None:

@@ -12,6 +12,7 @@ import ipaddress
 import itertools
 import os
 import signal
+import sqlite3
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from pushhub.backends import create_backend
 from pushhub.cursor import Position
+from pushhub.errors import Unavailable
 from pushhub.events import Event, EventDraft, format_time
 from pushhub.hub import Hub
 from pushhub.retention import RetentionPolicy
@@ -380,13 +382,15 @@ async def test_guard_checks_the_address_it_connects_to() -> None:
 
 
 async def test_events_appended_while_the_dispatcher_was_down_are_caught_up(tmp_path: Path) -> None:
-    """The crash window between the log append and the intake: the stored cursor covers it."""
+    """The crash window between the log append and an intake that is not in its transaction (or
+    failed): the stored cursor covers it."""
     async with receiver() as server:
         async with dispatching(tmp_path) as h:
             endpoint = await h.add(server.url)
             await h.publish("orders", data=0)
             await server.wait_for(1)
             h.hub.publish_listeners.clear()  # the dispatcher no longer hears of publishes...
+            h.store.join_appends(None)
             for n in range(1, 4):
                 await h.publish("orders", data=n)  # ...as if it crashed right after these appends
         async with dispatching(tmp_path) as h:
@@ -516,12 +520,43 @@ async def test_intake_uses_the_published_events_without_reading_the_log(tmp_path
         assert [d.offset for d in await h.deliveries(endpoint)] == [1, 2, 3]
         assert reads == []
         h.hub.publish_listeners.clear()
+        h.store.join_appends(None)
         await h.publish("orders", data=3)  # the intake misses this one...
         h.hub.publish_listeners.append(h.dispatcher)
+        h.store.join_appends(h.dispatcher.intake.join)
         await h.publish("orders", data=4)  # ...so this one does not follow its cursor: it reads the log
         assert [d.offset for d in await h.deliveries(endpoint)] == [1, 2, 3, 4, 5]
         assert reads == ["orders"]
         await server.wait_for(5)
+
+
+async def test_deliveries_commit_in_the_transaction_of_their_events(tmp_path: Path) -> None:
+    """On SQLite the append, its deliveries and the cursor move are one commit; a failed append
+    leaves neither its events nor their deliveries."""
+    async with receiver() as server, dispatching(tmp_path) as h:
+        first, second = await h.add(server.url), await h.add(server.url, channels=["orders"])
+        await h.publish("orders", data=0)  # the first publish to a channel also starts following it
+        statements: list[str] = []
+        h.store.database.db.set_trace_callback(statements.append)
+        published = await asyncio.gather(*(h.publish("orders", data=n) for n in range(1, 4)))
+        h.store.database.db.set_trace_callback(None)
+        assert statements.count("COMMIT") == 1  # the three publishes of one loop turn, and their deliveries
+        assert [d.offset for d in await h.deliveries(first)] == [d.offset for d in await h.deliveries(second)] \
+            == [1, 2, 3, 4]
+        assert [e.offset for e in published] == [2, 3, 4]
+
+        def refused(db: Any, appended: Any) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        h.store.database.joined.append(refused)
+        with pytest.raises(Unavailable):
+            await h.publish("orders", data=5)
+        h.store.database.joined.remove(refused)
+        assert (await h.hub.broker.state("orders")).top == 4
+        assert len(await h.deliveries(first)) == 4
+        again = await h.publish("orders", data=6)
+        assert again.offset == 5 and [d.offset for d in await h.deliveries(first)] == [1, 2, 3, 4, 5]
+        await server.wait_for(10)
 
 
 async def test_a_worker_reads_the_store_again_only_when_something_may_have_come_due(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from pushhub.backends.sqlite import Database
 from pushhub.cursor import Position
 from pushhub.webhooks import endpoints
 from pushhub.webhooks.redis_store import RedisDeliveryStore
+from pushhub.webhooks.registry import Registry
 from pushhub.webhooks.store import (
     FAILED,
     PENDING,
@@ -203,5 +205,42 @@ async def test_redis_leases_and_endpoint_versions(redis_server: RedisServer) -> 
         assert await first.endpoints_version() != version and await first.endpoints() == [ep]
         assert not await first.enqueue("orders", Position("ep0ch", 2), [delivery(ep.id, 2)], version=version)
         assert await second.delete_endpoint(ep.id) and await first.endpoints() == []
+    finally:
+        await client.aclose()
+
+
+def gets(server: RedisServer) -> int:
+    """How many GET commands the Redis server has run."""
+    for line in server.cli("info", "commandstats").splitlines():
+        if line.startswith("cmdstat_get:"):
+            return int(line.split("calls=", 1)[1].split(",", 1)[0])
+    return 0
+
+
+async def test_refreshes_of_one_loop_turn_share_one_version_read(redis_server: RedisServer) -> None:
+    """Two registries on one Redis stand for two hub processes; the refreshes asked for together
+    read the endpoints version once, and one asked for after that read reads it again."""
+    client = Redis.from_url(redis_server.fresh_url())
+    theirs, ours = (RedisDeliveryStore(lambda: client, lease=30.0) for _ in range(2))
+    changed: list[str] = []
+
+    async def forget(endpoint_id: str) -> None:
+        changed.remove(endpoint_id)
+
+    registry = Registry(ours, lambda e: changed.append(e.id), forget)
+    try:
+        await registry.load()
+        ep = endpoints.create({"url": "https://example.com/h"}, https_only=False, allow=[], now=1.0)
+        await theirs.save_endpoint(ep)
+        before = gets(redis_server)
+        await asyncio.gather(*(registry.refresh() for _ in range(20)))
+        assert gets(redis_server) - before == 2  # one look at the version, one read after it moved
+        assert changed == [ep.id] and registry.follows("anything")
+
+        first = asyncio.ensure_future(registry.refresh())
+        await asyncio.sleep(0)  # the first refresh has sent its read
+        await theirs.delete_endpoint(ep.id)
+        await asyncio.gather(first, registry.refresh())  # the second must see the delete
+        assert changed == [] and not registry.follows("anything")
     finally:
         await client.aclose()

@@ -21,15 +21,17 @@ from .admin_api import AdminApi
 from .auth import Access, JWTVerifier
 from .backends import create_backend
 from .config import Settings
+from .direct import DirectEndpoint
 from .errors import BadRequest, PushHubError
 from .http11 import StreamEndpoint
 from .http_api import HttpApi, error_response
 from .hub import Hub
 from .ingest import sources
-from .ingest.endpoint import IngestApi
+from .ingest.endpoint import IngestApi, IngestEndpoint
 from .metrics import BACKLOG_CAP, Metrics
 from .metrics_access import MetricsAccess
 from .openapi import Docs
+from .publish_endpoint import PublishEndpoint
 from .readiness import Readiness
 from .session import SessionApi
 from .streams import Streams
@@ -69,8 +71,8 @@ class PushHub:
         self.streams = Streams(self.hub, access=access, cors_origins=settings.cors_origins,
                                max_queue_bytes=settings.max_queue_bytes, sse_retry_ms=settings.sse_retry_ms,
                                max_message_bytes=settings.max_body_bytes, limits=settings.http_limits())
-        api = HttpApi(self.hub, access, settings.max_body_bytes, settings.dedupe_window, settings.cors_origins)
-        ingest = IngestApi(self.hub, ingest_sources, settings.dedupe_window, access)
+        api = HttpApi(self.hub, access, settings.cors_origins)
+        ingest = IngestApi(ingest_sources, settings.dedupe_window, access)
         self.webhooks = Dispatcher(self.hub, self.backend.deliveries, config_from_settings(settings))
         self.dashboard = dashboard.Dashboard(access, self.streams, api)
         webhook_api = WebhookApi(self.webhooks, admin_check(access), settings.max_body_bytes)
@@ -81,8 +83,13 @@ class PushHub:
                   + webhook_api.routes()
                   + client_assets.routes() + self.dashboard.routes() + self.readiness.routes() + Docs().routes()
                   + [Route("/metrics", self.metrics.endpoint, methods=["GET"])])
+        self.direct: list[DirectEndpoint] = [  # the hot paths
+            PublishEndpoint(self.hub, access, settings.max_body_bytes, settings.dedupe_window,
+                            self.metrics.answers(PublishEndpoint.path)),
+            IngestEndpoint(self.hub, ingest_sources, settings.dedupe_window, self.metrics.answers(IngestEndpoint.path))]
         self.api = Starlette(
-            routes=[self.metrics.counted(route) for route in routes],
+            routes=[*(Route(endpoint.path, endpoint, methods=["POST"]) for endpoint in self.direct),
+                    *(self.metrics.counted(route) for route in routes)],
             middleware=[Middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                                    allow_credentials=cors.credentials_allowed(settings.cors_origins),
                                    allow_methods=["GET", "POST", "PATCH", "DELETE"], allow_headers=CORS_HEADERS,
@@ -92,6 +99,10 @@ class PushHub:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        for endpoint in self.direct:
+            if endpoint.takes(scope):
+                await endpoint.direct(scope, receive, send)
+                return
         await self.api(scope, receive, send)
 
     def stream_endpoint(self, scope: Scope) -> StreamEndpoint | None:

@@ -1,44 +1,56 @@
-"""The plain HTTP API: publish, history, channel state, health."""
+"""The plain HTTP API: history, channel state, health, stats (publishing: :mod:`pushhub.publish_endpoint`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from starlette.requests import ClientDisconnect, Request
+import orjson
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive
 
-from . import idempotency
 from .auth import Access, bearer
-from .backends.base import Once
 from .channels import validate_channel
 from .connection import SSEConnection
 from .errors import BadRequest, PushHubError
-from .events import Event, parse_publish_body
+from .events import Event
 from .hub import Hub
 from .numbers import bounded
-from .provenance import API, Origin
 
 MAX_HISTORY_LIMIT = 1000
 
 
-def error_response(exc: PushHubError) -> JSONResponse:
-    return JSONResponse({"error": {"code": exc.code, "message": exc.message}}, status_code=exc.status)
+def error_json(exc: PushHubError) -> bytes:
+    return orjson.dumps({"error": {"code": exc.code, "message": exc.message}})
+
+
+def error_response(exc: PushHubError) -> Response:
+    return Response(error_json(exc), status_code=exc.status, media_type="application/json")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    declared = bounded(request.headers.get("content-length", ""), limit)
-    if declared is not None and declared > limit:
+    return await receive_body(request.receive, request.headers.get("content-length", ""), limit)
+
+
+async def receive_body(receive: Receive, declared: str, limit: int) -> bytes:
+    """The body of an ASGI request whose ``Content-Length`` is ``declared`` (``""`` if none), up to ``limit``."""
+    promised = bounded(declared, limit)
+    if promised is not None and promised > limit:
         raise PayloadTooLarge(limit)
-    body = bytearray()
-    try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise PayloadTooLarge(limit)
-    except ClientDisconnect as exc:
-        raise ClientGone("the client closed the connection before sending the whole body") from exc
-    return bytes(body)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone("the client closed the connection before sending the whole body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 class ClientGone(BadRequest):
@@ -61,19 +73,16 @@ def positioned(event: Event) -> dict[str, Any]:
 
 
 class HttpApi:
-    def __init__(self, hub: Hub, access: Access, max_body_bytes: int, window: float,
-                 cors_origins: list[str]) -> None:
-        """``window``: seconds an ``Idempotency-Key`` is remembered."""
+    """Everything of the plain API but publishing (:mod:`pushhub.publish_endpoint`)."""
+
+    def __init__(self, hub: Hub, access: Access, cors_origins: list[str]) -> None:
         self.hub = hub
         self.access = access
-        self.max_body_bytes = max_body_bytes
-        self.window = window
         self.cors_origins = cors_origins
 
     def routes(self) -> list[Route]:
         return [
             Route("/healthz", self.healthz, methods=["GET"]),
-            Route("/v1/channels/{channel}/events", self.publish, methods=["POST"]),
             Route("/v1/channels/{channel}/events", self.history, methods=["GET"]),
             Route("/v1/channels/{channel}", self.channel_state, methods=["GET"]),
             Route("/v1/stats", self.stats, methods=["GET"]),
@@ -83,30 +92,6 @@ class HttpApi:
         ok = await self.hub.broker.healthy()
         return JSONResponse({"status": "ok" if ok else "unavailable",
                              "connections": len(self.hub.connections)}, status_code=200 if ok else 503)
-
-    async def publish(self, request: Request) -> Response:
-        grant = self.access.grant(bearer(request.headers.get("authorization")))
-        channel = validate_channel(request.path_params["channel"])
-        self.access.check_publish(grant, channel)
-        raw = await read_body(request, self.max_body_bytes)
-        key = request.headers.get("idempotency-key")
-        if key is not None:
-            idempotency.check_key(key)
-        drafts, batch = parse_publish_body(raw)
-        origin = Origin(API, grant.publisher)
-        if key is None:
-            events = await self.hub.publish(channel, drafts, origin)
-            return Response(idempotency.answer([positioned(e) for e in events], batch), status_code=202,
-                            media_type="application/json")
-        fingerprint = idempotency.fingerprint(channel, raw)
-        once = Once(grant.publisher, key, idempotency.record(fingerprint, [d.id for d in drafts], batch), self.window)
-        published = await self.hub.publish_once(channel, drafts, once, origin)
-        if published.replayed is None:
-            answer = idempotency.answer([positioned(e) for e in published.events], batch)
-        else:
-            answer = idempotency.answer(*idempotency.replay(channel, published.replayed, fingerprint, key))
-        return Response(answer, status_code=202, media_type="application/json",
-                        headers={"idempotent-replayed": "false" if published.replayed is None else "true"})
 
     def readable(self, request: Request) -> str:
         """The channel named in the path, if the request's credential may read it."""

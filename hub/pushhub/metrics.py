@@ -164,10 +164,8 @@ class Metrics(Observer):
     def ingested(self, source: str, result: str, reason: str = "") -> None:
         self.ingest.labels(source, result, reason).inc()
 
-    def counted(self, route: Route) -> Route:
-        """``route`` with its answers counted in ``pushhub_http_requests_total``."""
-        endpoint: Endpoint = route.endpoint
-        path = route.path
+    def answers(self, path: str) -> Callable[[str, int], None]:
+        """Counts one answer (method, status) of the route ``path`` in ``pushhub_http_requests_total``."""
 
         def count(method: str, status: int) -> None:
             key = (path, method, status)
@@ -175,6 +173,13 @@ class Metrics(Observer):
             answered[key] = answered.get(key, 0) + 1
             if self.multiprocess:
                 self._flush()
+
+        return count
+
+    def counted(self, route: Route) -> Route:
+        """``route`` with its answers counted in ``pushhub_http_requests_total``."""
+        endpoint: Endpoint = route.endpoint
+        count = self.answers(route.path)
 
         async def counted(request: Request) -> Response:
             try:

@@ -1,18 +1,28 @@
 """The embedded default store: every channel's log in one SQLite database in WAL mode.
 
 The hub keeps everything in that one file (``pushhub.db``): the logs, the idempotency records of
-their publishes, and the webhook state (:class:`~pushhub.webhooks.store.SqliteDeliveryStore`).
+their publishes, and the webhook state (:class:`~pushhub.webhooks.store.SqliteDeliveryStore`). What
+must commit with an append joins its transaction (:attr:`Database.joined`): the webhook intake's
+deliveries and cursor moves are written in the same transaction as the events they are made for.
 
 Appends commit before the publisher is answered. With ``synchronous=NORMAL`` (the default) a commit
 survives the hub process crashing or being killed; ``synchronous=FULL`` (``--fsync``) also survives
 the machine losing power, at the cost of an fsync per commit.
+
+Checkpoints (copying the WAL back into the database file, with an fsync of each in any mode) run on
+a thread of their own (:class:`Checkpointer`), never inside a commit on the event loop: SQLite's
+automatic checkpoint would stall the loop for the two fsyncs every thousand pages.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from ..channels import compile_patterns
 from ..cursor import new_epoch
@@ -23,6 +33,58 @@ from ..retention import RetentionPolicy
 from . import sqlite_schema
 from .base import LEGACY_SCOPE, ChannelPage, Found, HistoryPage, Published, Recorded, StreamState
 from .embedded import Append, Store
+
+logger = logging.getLogger("pushhub")
+
+Appended = Sequence[tuple[str, list[Event]]]  # the channel and the new events of each append, in order
+
+
+class Joined(Protocol):
+    """Writes that join an append's transaction: called inside it, after the events are written, with
+    what was appended; returns what to do once it committed (if anything)."""
+
+    def __call__(self, db: sqlite3.Connection, appended: Appended) -> Callable[[], None] | None: ...
+
+
+CHECKPOINT_COMMITS = 200  # commits between checkpoints (SQLite's own default is every 1000 WAL pages)
+CHECKPOINT_IDLE = 1.0  # seconds between checkpoints when fewer commits came
+
+
+class Checkpointer:
+    """A thread with a connection of its own that checkpoints the WAL in ``PASSIVE`` mode (it never
+    waits for the writer nor makes it wait) after every :data:`CHECKPOINT_COMMITS` commits it is
+    told of, or every :data:`CHECKPOINT_IDLE` seconds."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.commits = 0
+        self._due = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="pushhub-checkpoint", daemon=True)
+        self._thread.start()
+
+    def committed(self) -> None:
+        self.commits += 1
+        if self.commits % CHECKPOINT_COMMITS == 0:
+            self._due.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._due.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            while not self._stopping:
+                self._due.wait(CHECKPOINT_IDLE)
+                self._due.clear()
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error as exc:  # the next one tries again; commits go on meanwhile
+                    logger.warning("could not checkpoint %s: %s", self.path, exc)
+        finally:
+            db.close()
 
 
 class Database:
@@ -38,6 +100,8 @@ class Database:
         self.path = path
         self.fsync = fsync
         self._db: sqlite3.Connection | None = None
+        self._checkpointer: Checkpointer | None = None
+        self.joined: list[Joined] = []  # called by every append, in its transaction
 
     def open(self) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
@@ -50,13 +114,20 @@ class Database:
             raise Unavailable(f"cannot open the database {self.path}: {exc}") from exc
         try:
             sqlite_schema.migrate(db, self.path)
+            db.execute("PRAGMA wal_autocheckpoint=0")  # the Checkpointer's job
         except BaseException:
             db.close()
             raise
         self._db = db
+        self._checkpointer = Checkpointer(self.path)
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):  # closing checkpoints too, if it can
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
             self._db = None
 
@@ -80,6 +151,8 @@ class Database:
                 raise
         except sqlite3.Error as exc:
             raise Unavailable(f"could not {what}: {exc}") from exc
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
 
 
 class SqliteStore(Store):
@@ -118,6 +191,7 @@ class SqliteStore(Store):
         """One transaction for all of ``appends``; the cached heads move only once it committed."""
         heads: dict[str, tuple[str, int]] = {}  # channel -> (epoch, top) as the transaction leaves it
         results: list[Published] = []
+        committed: list[Callable[[], None]] = []
         made: dict[str, int] = {}
         typed: set[tuple[str, str]] = set()
 
@@ -163,12 +237,22 @@ class SqliteStore(Store):
                 keep = self.retention.for_channel(channel).max_events
                 if top > keep:
                     db.execute("DELETE FROM events WHERE channel = ? AND seq <= ?", (channel, top - keep))
+            if self.database.joined:
+                appended = [(append.channel, published.events) for append, published in zip(appends, results,
+                                                                                            strict=True)
+                            if published.events]
+                for joined in self.database.joined:
+                    after = joined(db, appended)
+                    if after is not None:
+                        committed.append(after)
 
         self.database.transaction(statements, "append to the log")
         for channel, (epoch, top) in heads.items():
             self._heads[channel] = [epoch, top]
         self._origins.update(made)
         self._types |= typed
+        for after in committed:
+            after()
         return results
 
     def _state(self, channel: str) -> StreamState:

@@ -1,11 +1,13 @@
 """Turning appended events into deliveries (the outbox).
 
 The intake keeps a durable cursor per channel over the log. Before the first publish to a channel
-that some endpoint matches, it records the channel's current top as the cursor; after each append,
+that some endpoint matches, it records the channel's current top as the cursor; with each append,
 before the publisher is answered, it makes one delivery per matching enabled endpoint from the
-events the hub hands it and moves the cursor, in one store transaction. Only when those events do
-not start right after the cursor (another publish to the channel got there first, the log changed
-epoch, a previous intake failed) does it read the log from the cursor instead. At start it catches
+appended events and moves the cursor. A store that shares its transactions with the log (SQLite)
+makes them in the append's own transaction (:meth:`Intake.join`), so there is one commit for both;
+any other makes them in a store transaction of their own right after the append. Only when those
+events do not start right after the cursor (another publish to the channel got there first, the log
+changed epoch, a previous intake failed) does it read the log from the cursor instead. At start it catches
 up from every stored cursor, so an event appended just before a crash still gets its deliveries; a
 background task retries a channel whose intake failed.
 
@@ -21,11 +23,12 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 
 from ..backends.base import Broker
+from ..backends.sqlite import Appended
 from ..cursor import Position
 from ..events import Event
 from .clock import Clock
 from .registry import Registry
-from .store import Delivery, DeliveryStore, new_delivery_id
+from .store import Delivery, DeliveryStore, Moved, new_delivery_id
 
 logger = logging.getLogger("pushhub.webhooks")
 
@@ -52,8 +55,10 @@ class Intake:
         self.cursors = await self.store.cursors()
         self.catch_up(self.cursors)
         self._task = asyncio.get_running_loop().create_task(self._retry())
+        self.store.join_appends(self.join)
 
     async def close(self) -> None:
+        self.store.join_appends(None)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -86,10 +91,37 @@ class Intake:
             del self.cursors[channel]  # the publish fails too: nothing is appended untracked
             raise
 
+    def join(self, appended: Appended) -> tuple[list[Moved], Callable[[], None]] | None:
+        """The deliveries of the events just appended, for the append's own transaction (which
+        commits them, or fails with them): for each followed channel whose events start right after
+        its cursor, and that no other intake is reading; :meth:`published` takes in the others."""
+        moves: list[Moved] = []
+        cursors: dict[str, Position] = {}  # as the transaction leaves them
+        for channel, events in appended:
+            cursor = cursors.get(channel) or self.cursors.get(channel)
+            lock = self._locks.get(channel)
+            first = events[0]
+            if (cursor is None or (lock is not None and lock.locked()) or first.epoch != cursor.epoch
+                    or first.offset != cursor.offset + 1):
+                continue
+            cursors[channel] = events[-1].position
+            moves.append((channel, events[-1].position, self._deliveries(channel, events)))
+        if not moves:
+            return None
+
+        def committed() -> None:
+            for channel, position, deliveries in moves:
+                self.cursors[channel] = position
+                for endpoint_id in {d.endpoint_id for d in deliveries}:
+                    self.wake(endpoint_id)
+        return moves, committed
+
     async def published(self, channel: str, events: list[Event]) -> None:
-        """Turn the new events into deliveries before the publisher is answered: a publisher can then
-        never outrun the intake far enough for retention to trim events it has not read."""
-        if channel not in self.cursors:
+        """Turn the new events into deliveries before the publisher is answered (unless the append
+        did already, :meth:`join`): a publisher can then never outrun the intake far enough for
+        retention to trim events it has not read."""
+        cursor = self.cursors.get(channel)
+        if cursor is None or (events and events[-1].epoch == cursor.epoch and events[-1].offset <= cursor.offset):
             return
         try:
             await self._take_in(channel, events)

@@ -3,7 +3,8 @@
 Every change goes through :meth:`Registry.save` or :meth:`Registry.delete`, which store it and then
 tell the dispatcher (``on_change``, ``on_forget``) so it can start, reconfigure or stop the
 endpoint's worker. With a store other processes share, :meth:`Registry.refresh` takes in the changes
-they made: the store's endpoints version moves with each one.
+they made: the store's endpoints version moves with each one. The refreshes asked for in one turn of
+the event loop share one read of that version (one Redis round trip for all the publishes of a turn).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Registry:
         self.endpoints: dict[str, Endpoint] = {}
         self.version: int | None = None  # the store's endpoints version self.endpoints reflects
         self._lock = asyncio.Lock()
+        self._next: asyncio.Task[None] | None = None  # the refresh that has not read the version yet
 
     async def load(self) -> None:
         self.version = await self.store.endpoints_version()
@@ -61,8 +63,18 @@ class Registry:
 
     async def refresh(self) -> None:
         """Take in the endpoint changes other processes made (nothing to do when the store is this
-        process's own)."""
-        if not self.store.shared or await self.store.endpoints_version() == self.version:
+        process's own). Whatever was stored before the call is seen when it returns: callers join a
+        refresh only until it reads the version."""
+        if not self.store.shared:
+            return
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_task(self._refresh())
+            self._next.add_done_callback(_retrieved)
+        await asyncio.shield(self._next)
+
+    async def _refresh(self) -> None:
+        self._next = None  # the version is read from here on: a later caller needs a later read
+        if await self.store.endpoints_version() == self.version:
             return
         async with self._lock:
             version = await self.store.endpoints_version()  # read first: a change after it is seen next time
@@ -73,3 +85,9 @@ class Registry:
                 if endpoint != self.endpoints.get(endpoint.id):
                     self._apply(endpoint)
             self.version = version
+
+
+def _retrieved(task: asyncio.Task[None]) -> None:
+    """Every caller of a shared refresh re-raises its error; if all went away, nobody warns."""
+    if not task.cancelled():
+        task.exception()

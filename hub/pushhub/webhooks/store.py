@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from ..backends.sqlite import Database
+from ..backends.sqlite import Appended, Database
 from ..cursor import Position
 from ..errors import Unavailable
 from .endpoints import Endpoint, OldSecret
@@ -156,10 +156,22 @@ def outcome_matches(attempt: Attempt, succeeded: bool | None) -> bool:
     return succeeded is None or attempt.succeeded == succeeded
 
 
+Moved = tuple[str, Position, list[Delivery]]  # a channel's cursor moves to a position with these deliveries
+TakeIn = Callable[[Appended], tuple[Sequence[Moved], Callable[[], None]] | None]
+"""The intake's part of an append (see :meth:`DeliveryStore.join_appends`): the cursor moves to make
+with it, and what to do once they are committed; ``None`` for nothing."""
+
+
 class DeliveryStore(abc.ABC):
     """Opened and closed by its :class:`~pushhub.backends.base.Backend`, with the log."""
 
     shared = False  # whether other hub processes use the same store (then they see each other's changes)
+
+    def join_appends(self, take_in: TakeIn | None) -> bool:
+        """Make ``take_in``'s cursor moves, with their deliveries, in the transaction of each append to
+        the log, if this store shares one with the log (SQLite); ``None`` stops. False if it cannot:
+        then the intake enqueues after the append."""
+        return False
 
     # Endpoints
     @abc.abstractmethod
@@ -469,10 +481,25 @@ class SqliteDeliveryStore(DeliveryStore):
 
     def __init__(self, database: Database) -> None:
         self.database = database
+        self._take_in: TakeIn | None = None
+        database.joined.append(self._joined)
 
     @property
     def db(self) -> sqlite3.Connection:
         return self.database.db
+
+    def join_appends(self, take_in: TakeIn | None) -> bool:
+        self._take_in = take_in
+        return True
+
+    def _joined(self, db: sqlite3.Connection, appended: Appended) -> Callable[[], None] | None:
+        taken = self._take_in(appended) if self._take_in is not None and appended else None
+        if taken is None:
+            return None
+        moves, committed = taken
+        for channel, position, deliveries in moves:
+            self._move(db, channel, position, deliveries)
+        return committed
 
     def _write(self, statements: Callable[[sqlite3.Connection], object]) -> None:
         self.database.transaction(statements, "write webhook state")
@@ -536,12 +563,15 @@ class SqliteDeliveryStore(DeliveryStore):
                 if row is None or Position(*row) != after:
                     return
             moved.append(True)
-            self._insert(db, deliveries)
-            db.execute("INSERT INTO webhook_cursors (channel, epoch, offset) VALUES (?, ?, ?) "
-                       "ON CONFLICT (channel) DO UPDATE SET epoch = excluded.epoch, offset = excluded.offset",
-                       (channel, position.epoch, position.offset))
+            self._move(db, channel, position, deliveries)
         self._write(statements)
         return bool(moved)
+
+    def _move(self, db: sqlite3.Connection, channel: str, position: Position, deliveries: Sequence[Delivery]) -> None:
+        self._insert(db, deliveries)
+        db.execute("INSERT INTO webhook_cursors (channel, epoch, offset) VALUES (?, ?, ?) "
+                   "ON CONFLICT (channel) DO UPDATE SET epoch = excluded.epoch, offset = excluded.offset",
+                   (channel, position.epoch, position.offset))
 
     async def resend(self, deliveries: Sequence[Delivery], now: float) -> int:
         def statements(db: sqlite3.Connection) -> None:
