@@ -55,6 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per tree")
     parser.add_argument("--requests", type=int, default=10000, help="publishes per publish run")
     parser.add_argument("--in-flight", dest="concurrency", type=int, default=32, help="publish requests in flight")
+    parser.add_argument("--backend", choices=("sqlite", "memory"), default="sqlite", help="the log publishes go to")
     parser.add_argument("--subscribers", type=int, default=500, help="SSE subscribers per fan-out run")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds of publishing per fan-out run")
     parser.add_argument("--rate", type=float, default=100.0, help="events per second in a fan-out run")
@@ -182,19 +183,20 @@ def main(argv: list[str] | None = None) -> int:
                                     "subscribers": args.subscribers, "rate": args.rate, "duration": args.duration},
                    {"figures": spreads, "ratio": cost, "paired_ratio": pairs, "updates_alone": updates_alone()},
                    runs, facts)
-    print(heading("Metrics on the hot paths (SQLite backend)", saved))
+    print(heading(f"Metrics on the hot paths ({args.backend} backend)", saved))
     print("\n".join(table([(label, [spreads[key][name] for name in TREES],
                             "-" if cost[key] is None else f"{cost[key]:.3f}   {cell(pairs[key])}")
                            for key, label in FIGURES],
                           list(TREES), "metrics / no-metrics: of the medians, round by round")))
     losses = {name: (sum(r["lost"] for r in runs[name]), sum(r["duplicated"] for r in runs[name])) for name in TREES}
     print(f"  lost / duplicated deliveries: {losses}")
-    alone, publish_cpu = saved["updates_alone"], spreads["hub_cpu_us_per_publish"]["no-metrics"]
-    delivery_cpu = spreads["hub_us_per_delivery"]["no-metrics"]
+    alone = saved["updates_alone"]
+    publish_cpu = (spreads["hub_cpu_us_per_publish"]["no-metrics"] or {}).get("median")
+    delivery_cpu = (spreads["hub_us_per_delivery"]["no-metrics"] or {}).get("median")
     print(f"  the updates alone: {alone['us_per_publish']:.2f} µs a publish request"
-          + (f" ({alone['us_per_publish'] / publish_cpu['median']:.1%} of its hub CPU)" if publish_cpu else "")
+          + (f" ({alone['us_per_publish'] / publish_cpu:.1%} of its hub CPU)" if publish_cpu else "")
           + f", {alone['us_per_fanout_batch']:.2f} µs a fan-out batch"
-          + (f" ({alone['us_per_fanout_batch'] / args.subscribers / delivery_cpu['median']:.2%} of a delivery's "
+          + (f" ({alone['us_per_fanout_batch'] / args.subscribers / delivery_cpu:.2%} of a delivery's "
              f"hub CPU at {args.subscribers} subscribers)" if delivery_cpu else ""))
     print(json.dumps(saved))
     if not args.no_save:

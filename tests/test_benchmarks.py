@@ -181,6 +181,13 @@ def test_paths_publish_through_every_way_without_error() -> None:
     assert record["errors"] == {"single": 0, "batch": 0, "websocket": 0, "ingest": 0}
 
 
+def test_metrics_cost_runs_both_trees_without_loss() -> None:
+    (record,) = bench("benchmarks.metrics_cost", "--rounds", "1", "--requests", "50", "--subscribers", "3",
+                      "--duration", "0.5", "--rate", "10")
+    assert set(record["figures"]["publishes_per_s"]) == {"metrics", "no-metrics"}
+    assert all(run["lost"] == 0 and run["duplicated"] == 0 for runs in record["records"].values() for run in runs)
+
+
 def test_send_floor() -> None:
     [record] = bench("benchmarks.floor", "send", "--sockets", "20", "--rounds", "5")
     assert record["sockets"] == 20 and record["us_per_send"] >= 0
