@@ -86,6 +86,24 @@ async def test_workers_share_a_port_and_replace_a_killed_one(hub_factory: Callab
             assert orjson.loads(last.data)["reason"] == "shutdown"
 
 
+def test_workers_stop_when_their_supervisor_is_killed(hub_factory: Callable[..., HubProcess],
+                                                    redis_server: RedisServer) -> None:
+    hub = hub_factory("--redis", redis_server.fresh_url(), "--workers", "2", backend=None)
+    wait_for(lambda: len(workers_of(hub)) == 2)
+    workers = workers_of(hub)
+    assert hub.stop(signal.SIGKILL) == -signal.SIGKILL
+
+    def gone(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().split(") ")[1].startswith("Z")  # a zombie left to init is gone too
+        except FileNotFoundError:
+            return True
+
+    wait_for(lambda: all(gone(pid) for pid in workers))
+    assert "shutdown complete" in hub.log()  # they stopped as on SIGTERM, streams told to reconnect
+
+
 def test_workers_refuse_a_port_other_workers_hold(hub_factory: Callable[..., HubProcess],
                                                   redis_server: RedisServer) -> None:
     hub = hub_factory("--redis", redis_server.fresh_url(), "--workers", "2", backend=None)

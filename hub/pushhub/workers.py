@@ -6,7 +6,9 @@ connections over the workers. Workers share channels only through Redis, which i
 needs ``--redis``. This supervisor forwards SIGTERM and SIGINT to the workers, waits for them, and
 restarts a worker killed by a signal (a worker that exits with an error stops them all: it would
 fail again). Each worker says on a pipe when it serves; once all of them do, a supervisor started
-with ``--takeover`` stops the hub it replaces (:class:`pushhub.takeover.Succession`).
+with ``--takeover`` stops the hub it replaces (:class:`pushhub.takeover.Succession`). A worker
+whose supervisor is gone (killed with SIGKILL, say) stops as on SIGTERM: it sees the end of a pipe
+that only the supervisor holds open, so no worker is left serving, and holding the port, unsupervised.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -31,10 +34,18 @@ from .startup import FAILED, listening_socket
 logger = logging.getLogger("pushhub")
 
 
-def run_worker(settings: Settings, serving: Connection) -> None:
-    """One worker; it says on ``serving`` when it serves."""
+def follow_supervisor(lifeline: Connection) -> None:
+    """Stop this process as SIGTERM does once the supervisor, the only writer of ``lifeline``, is gone."""
+    with contextlib.suppress(EOFError, OSError):
+        lifeline.recv()  # nothing is ever sent: this returns at the end of the pipe
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def run_worker(settings: Settings, serving: Connection, lifeline: Connection) -> None:
+    """One worker; it says on ``serving`` when it serves, and stops when ``lifeline`` ends."""
     from .server import run
 
+    threading.Thread(target=follow_supervisor, args=(lifeline,), name="pushhub-lifeline", daemon=True).start()
     try:
         run(settings, listening_socket(settings, shared=True), lambda: serving.send(os.getpid()))
     except Exception:  # one log line (JSON with --log-format json), not multiprocessing's traceback
@@ -53,10 +64,12 @@ class Supervisor:
         self.workers: list[BaseProcess] = []
         self.stopping = False
         self.failed = 0  # the exit code of a worker that failed by itself
+        self.lifeline, self.alive = self.context.Pipe(duplex=False)  # the end of ``alive`` is this process's end
 
     def _start_worker(self) -> BaseProcess:
         reader, writer = self.context.Pipe(duplex=False)
-        worker = self.context.Process(target=run_worker, args=(self.settings, writer), name="pushhub-worker")
+        worker = self.context.Process(target=run_worker, args=(self.settings, writer, self.lifeline),
+                                      name="pushhub-worker")
         worker.start()
         writer.close()
         self.starting.append(reader)
