@@ -107,12 +107,15 @@ def raise_fd_limit() -> None:
 
 
 def prioritise(pids: list[int | None], niceness: int) -> None:
-    """Give the hub and the generator a scheduling priority over the rest of a shared machine
-    (a negative niceness needs root); 0 leaves them alone."""
+    """Give the hub and the generator, with their workers (nginx's is a child of its master), a
+    scheduling priority over the rest of a shared machine (a negative niceness needs root); 0 leaves
+    them alone."""
     if niceness:
         for pid in pids:
             if pid is not None:
-                os.setpriority(os.PRIO_PROCESS, pid, niceness)
+                for member in process_tree(pid):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.setpriority(os.PRIO_PROCESS, member, niceness)
 
 
 def free_port() -> int:

@@ -124,6 +124,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="nginx worker processes (1, like the one hub process: its --workers needs Redis)")
     parser.add_argument("--storage", choices=("memory", "sqlite"), default="memory", help="pushhub's log")
     parser.add_argument("--hub-arg", action="append", default=[], help="extra argument for 'pushhub serve'")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="niceness for both servers and the generator, e.g. -10 on a shared machine (needs root)")
     parser.add_argument("--no-save", action="store_true", help="do not append to benchmarks/results")
     args = parser.parse_args(argv)
     if args.runs < 1:
@@ -138,7 +140,7 @@ def make_server(name: str, args: argparse.Namespace, storage: str) -> ServerProc
 
 
 def measure(scenario: Scenario, server: str, args: argparse.Namespace) -> dict[str, Any]:
-    options = scenario.module.parse_args([*scenario.argv(args), "--no-save"])
+    options = scenario.module.parse_args([*scenario.argv(args), "--nice", str(args.nice), "--no-save"])
     result: dict[str, Any] = scenario.module.run(options, make_server(server, args, scenario.storage or args.storage))
     if scenario.name == "publish":
         cpu = (result["hub_cpu_user_s"] or 0.0) + (result["hub_cpu_sys_s"] or 0.0)
@@ -182,7 +184,7 @@ def run_scenario(scenario: Scenario, args: argparse.Namespace) -> dict[str, Any]
     summary = summarize(scenario, runs)
     print(report(scenario, summary, runs), flush=True)
     settings = {"scenario": scenario.name, "runs": args.runs, "quick": args.quick, "duration": args.duration,
-                "nginx_workers": args.nginx_workers, "storage": scenario.storage or args.storage}
+                "nginx_workers": args.nginx_workers, "nice": args.nice, "storage": scenario.storage or args.storage}
     return record("peer", settings, summary, runs, facts)
 
 
