@@ -1,15 +1,17 @@
 """The transport's pure parts on plain values: which address a request comes from behind proxies,
-the framing of a live batch per group kind, and the server's own error responses."""
+the framing of a live batch per group kind, the server's own error responses, and how the outbox
+orders what one turn of the event loop writes."""
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import parse_qsl
 
 import orjson
 import pytest
 
-from pushhub import protocol, sse
-from pushhub.connection import SSEGroup, WSGroup, render_batch
+from pushhub import disconnect, protocol, sse
+from pushhub.connection import Connection, Outbox, SSEGroup, WSGroup, render_batch
 from pushhub.cursor import Position
 from pushhub.errors import BadRequest
 from pushhub.events import Event, EventDraft
@@ -18,6 +20,22 @@ from pushhub.http11 import error_response
 from pushhub.streams import parse_query
 from pushhub.websocket import wire_size
 from tests.ws_raw import client_frame
+
+
+class RecordingTransport:
+    """The part of a stream transport a connection uses, recording each write."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def is_closing(self) -> bool:
+        return False
 
 
 def test_no_proxy_is_trusted_by_default() -> None:
@@ -92,3 +110,19 @@ def test_a_query_is_read_as_parse_qsl_reads_it(query: bytes) -> None:
     for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
         expected.setdefault(name, []).append(value)
     assert parse_query({"query_string": query}) == expected
+
+
+async def test_the_outbox_writes_each_connection_once_a_turn_in_the_order_written() -> None:
+    outbox = Outbox()
+    transports = [RecordingTransport() for _ in range(3)]
+    a, b, c = (Connection(t, 1 << 20, outbox) for t in transports)
+    c.mark_closed(disconnect.CLIENT_GONE)
+    a.write(b"own-1 ")
+    outbox.write_all({a: None, b: None, c: None}, b"group ")
+    b.write(b"own-2")
+    outbox.write_all([a, b], b"again")
+    assert [t.writes for t in transports] == [[], [], []]  # nothing before the end of the turn
+    turn_over = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(turn_over.set_result, None)  # runs after the flush queued first
+    await turn_over
+    assert [t.writes for t in transports] == [[b"own-1 group again"], [b"group own-2again"], []]

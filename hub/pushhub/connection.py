@@ -10,7 +10,7 @@ so its last cursor is exact.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,9 +34,19 @@ class Outbox:
         self.dirty: list[Connection] = []
         self.scheduled = False
 
-    def add(self, conn: Connection) -> None:
-        self.dirty.append(conn)
-        if not self.scheduled:
+    def write_all(self, conns: Iterable[Connection], data: bytes) -> None:
+        """Queue ``data`` for each open connection of ``conns`` (see :meth:`Connection.write`). The
+        fan-out hands a whole group's members over in one call: no call per member."""
+        dirty = self.dirty
+        for conn in conns:
+            if conn.closed is None:
+                pending = conn.pending
+                if pending is None:
+                    conn.pending = [data]
+                    dirty.append(conn)
+                else:
+                    pending.append(data)
+        if dirty and not self.scheduled:
             self.scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
 
@@ -68,14 +78,7 @@ class Connection:
         """Queue bytes that are already framed for this connection's transport; they are written
         with everything else queued in this turn of the event loop, in order. Nothing is written
         once the stream is closed."""
-        if self.closed is not None:
-            return
-        pending = self.pending
-        if pending is None:
-            self.pending = [data]
-            self.outbox.add(self)
-        else:
-            pending.append(data)
+        self.outbox.write_all((self,), data)
 
     def flush(self) -> None:
         pending = self.pending

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from . import cursor as cursors
 from . import disconnect, faults
 from .backends.base import Broker, HistoryPage, Once, Published
-from .connection import Connection, GroupKind, Subscription, render_batch
+from .connection import Connection, GroupKind, Outbox, Subscription, render_batch
 from .cursor import Position
 from .errors import BadCursor, PushHubError
 from .events import Event, EventDraft
@@ -42,11 +42,15 @@ BAD_CURSOR = "bad_cursor"
 
 
 class Group:
-    __slots__ = ("kind", "match", "members")
+    """Live subscriptions of one channel that get the same bytes: one wire format (``kind``), one
+    type filter, one :class:`Outbox` that writes them."""
 
-    def __init__(self, kind: GroupKind, match: Callable[[str], bool] | None) -> None:
+    __slots__ = ("kind", "match", "members", "outbox")
+
+    def __init__(self, kind: GroupKind, match: Callable[[str], bool] | None, outbox: Outbox) -> None:
         self.kind = kind
         self.match = match
+        self.outbox = outbox
         self.members: dict[Connection, None] = {}
 
 
@@ -55,7 +59,7 @@ class ChannelState:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.groups: dict[tuple[GroupKind, tuple[str, ...]], Group] = {}
+        self.groups: dict[tuple[GroupKind, tuple[str, ...], Outbox], Group] = {}
         self.pending: dict[Subscription, None] = {}
         self.refs = 0
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -286,11 +290,12 @@ class Hub:
                 continue
             state.pending.pop(sub, None)
             if sub.live:
-                group = state.groups.get((sub.conn.group_kind(sub), sub.types))
+                key = (sub.conn.group_kind(sub), sub.types, sub.conn.outbox)
+                group = state.groups.get(key)
                 if group is not None:
                     group.members.pop(sub.conn, None)
                     if not group.members:
-                        del state.groups[(sub.conn.group_kind(sub), sub.types)]
+                        del state.groups[key]
             state.refs -= 1
             self._release(state)
         sub.live = False
@@ -384,12 +389,13 @@ class Hub:
         sub.live = True
         conn = sub.conn
         kind = conn.group_kind(sub)
+        key = (kind, sub.types, conn.outbox)
         for channel in sub.channels:
             state = self.channels[channel]
             state.pending.pop(sub, None)
-            group = state.groups.get((kind, sub.types))
+            group = state.groups.get(key)
             if group is None:
-                group = state.groups[(kind, sub.types)] = Group(kind, sub.match)
+                group = state.groups[key] = Group(kind, sub.match, conn.outbox)
             group.members[conn] = None
 
     # Live fan-out -----------------------------------------------------------------------------
@@ -437,10 +443,8 @@ class Hub:
             match = group.match
             selected = events if match is None else [e for e in events if match(e.type)]
             if selected:
-                data = render_batch(group.kind, selected, tops)
                 members = group.members
-                for conn in list(members):
-                    conn.write(data)
+                group.outbox.write_all(members, render_batch(group.kind, selected, tops))
                 self.stats.delivered += len(members) * len(selected)
         if self.stats.delivered != delivered:
             self.stats.observer.delivery(events[-1].time, time.time())
