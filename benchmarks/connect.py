@@ -3,7 +3,10 @@ idle one costs the hub in memory.
 
     python -m benchmarks.connect --transport sse --connections 5000
     python -m benchmarks.connect --transport ws --connections 5000
+    python -m benchmarks.connect --transport ws --base main --runs 3 --nice -10
 
+With ``--base COMMIT`` the hub of that commit and this checkout's are measured in turn, ``--runs``
+times each, and the medians printed side by side (every run is saved, its ``tree`` named).
 A connection counts as established when the hub has confirmed its subscription: the SSE stream's
 starting ``id:`` frame, or the WebSocket ``subscribed`` reply. At most ``--concurrency`` connection
 attempts are in flight per generator process. Prints a summary and one JSON line, and appends the
@@ -16,7 +19,9 @@ import argparse
 import json
 import multiprocessing
 import os
+import statistics
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -35,6 +40,7 @@ from benchmarks.loadgen import (
     storage_name,
     worker_main,
 )
+from benchmarks.publish import unpack
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ws-subscribe", choices=("url", "message"), default="url",
                         help="how a pushhub WebSocket subscribes: in the handshake's URL (one round trip, "
                              "as with Nchan) or with a subscribe message after it")
+    parser.add_argument("--base", default=None, help="a commit whose hub is measured in turn with this one's")
+    parser.add_argument("--runs", type=int, default=1, help="runs per hub with --base")
     add_hub_arguments(parser, pid_use="RSS")
     return parser.parse_args(argv)
 
@@ -137,14 +145,38 @@ def summary(r: dict[str, Any]) -> str:
     ])
 
 
+COMPARED = ("seconds", "hub_us_per_connect", "generator_us_per_connect", "kib_per_idle_conn", "loadavg_start")
+
+
+def compare(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """This checkout's hub and ``args.base``'s, interleaved ``args.runs`` times; the medians printed."""
+    records: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="pushhub-base-") as base_dir:
+        trees = {f"base {args.base}": unpack(args.base, base_dir), "this": None}
+        for _ in range(args.runs):
+            for name, tree in trees.items():
+                record = run(args, Hub(storage=args.storage, extra_args=args.hub_arg, tree=tree))
+                record["tree"] = name
+                print(summary(record).replace("connect pushhub", f"connect pushhub ({name})"))
+                records.append(record)
+    for name in trees:
+        mine = [r for r in records if r["tree"] == name]
+        print(f"{name:>12} medians of {len(mine)}: " + ", ".join(
+            f"{key} {statistics.median(r[key] for r in mine):g} "
+            f"({min(r[key] for r in mine):g}-{max(r[key] for r in mine):g})" for key in COMPARED))
+    return records
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    record = run(args)
-    print(summary(record))
-    print(json.dumps(record))
-    if not args.no_save:
-        save_result("connect", record)
-    return 0 if record["failed"] == 0 else 1
+    records = compare(args) if args.base else [run(args)]
+    for record in records:
+        if args.base is None:
+            print(summary(record))
+        print(json.dumps(record))
+        if not args.no_save:
+            save_result("connect", record)
+    return 0 if all(record["failed"] == 0 for record in records) else 1
 
 
 if __name__ == "__main__":
