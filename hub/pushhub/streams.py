@@ -28,7 +28,7 @@ from .http_api import positioned
 from .hub import Hub
 from .limits import HttpLimits
 from .provenance import WEBSOCKET, Origin
-from .websocket import WSStream, handshake
+from .websocket import WSStream, handshake, plain_handshake
 
 MAX_CHANNELS = 100
 SSE_PATH = "/v1/sse"
@@ -213,13 +213,19 @@ class Streams:
     # WebSocket --------------------------------------------------------------------------------
 
     def websocket(self, scope: Scope, transport: asyncio.Transport, rest: bytes) -> None:
-        query_string = scope["query_string"]
-        path = scope["raw_path"].decode("latin-1") + ("?" + query_string.decode("latin-1") if query_string else "")
-        response, subprotocol, accepted = handshake(path, scope["headers"])
-        if not accepted:
-            transport.write(response)
-            transport.close()
-            return
+        plain = None
+        if scope["method"] == "GET" and scope["http_version"] == "1.1":
+            plain = plain_handshake(scope["headers"])
+        if plain is None:
+            query_string = scope["query_string"]
+            path = scope["raw_path"].decode("latin-1") + ("?" + query_string.decode("latin-1") if query_string else "")
+            response, subprotocol, accepted = handshake(path, scope["headers"])
+            if not accepted:
+                transport.write(response)
+                transport.close()
+                return
+        else:
+            response, subprotocol = plain
         conn = WSConnection(transport, self.max_queue_bytes, self.outbox, subprotocol or protocol.JSON)
         conn.write(response)  # written with the replies to the URL's subscriptions, if any, in one write
         self.hub.add_connection(conn)
