@@ -23,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 from benchmarks.loadgen import (
@@ -52,7 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="how a pushhub WebSocket subscribes: in the handshake's URL (one round trip, "
                              "as with Nchan) or with a subscribe message after it")
     parser.add_argument("--base", default=None, help="a commit whose hub is measured in turn with this one's")
-    parser.add_argument("--runs", type=int, default=1, help="runs per hub with --base")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="runs per server when servers are compared (--base, benchmarks.connect_floor)")
     add_hub_arguments(parser, pid_use="RSS")
     return parser.parse_args(argv)
 
@@ -148,18 +150,17 @@ def summary(r: dict[str, Any]) -> str:
 COMPARED = ("seconds", "hub_us_per_connect", "generator_us_per_connect", "kib_per_idle_conn", "loadavg_start")
 
 
-def compare(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """This checkout's hub and ``args.base``'s, interleaved ``args.runs`` times; the medians printed."""
+def interleaved(args: argparse.Namespace, servers: dict[str, Callable[[], ServerProcess]]) -> list[dict[str, Any]]:
+    """Each of ``servers`` (a name and how to make it) measured in turn, ``args.runs`` times; every
+    record named by its ``tree``, and the medians and ranges printed side by side."""
     records: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="pushhub-base-") as base_dir:
-        trees = {f"base {args.base}": unpack(args.base, base_dir), "this": None}
-        for _ in range(args.runs):
-            for name, tree in trees.items():
-                record = run(args, Hub(storage=args.storage, extra_args=args.hub_arg, tree=tree))
-                record["tree"] = name
-                print(summary(record).replace("connect pushhub", f"connect pushhub ({name})"))
-                records.append(record)
-    for name in trees:
+    for _ in range(args.runs):
+        for name, server in servers.items():
+            record = run(args, server())
+            record["tree"] = name
+            print(summary(record).replace("connect pushhub", f"connect {name}"))
+            records.append(record)
+    for name in servers:
         mine = [r for r in records if r["tree"] == name]
         print(f"{name:>12} medians of {len(mine)}: " + ", ".join(
             f"{key} {statistics.median(r[key] for r in mine):g} "
@@ -167,16 +168,26 @@ def compare(args: argparse.Namespace) -> list[dict[str, Any]]:
     return records
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    records = compare(args) if args.base else [run(args)]
+def finish(args: argparse.Namespace, records: list[dict[str, Any]]) -> int:
+    """Print and save ``records``; the exit status says whether every connection was made."""
     for record in records:
-        if args.base is None:
-            print(summary(record))
         print(json.dumps(record))
         if not args.no_save:
             save_result("connect", record)
     return 0 if all(record["failed"] == 0 for record in records) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.base is None:
+        record = run(args)
+        print(summary(record))
+        return finish(args, [record])
+    with tempfile.TemporaryDirectory(prefix="pushhub-base-") as base_dir:
+        base = unpack(args.base, base_dir)
+        return finish(args, interleaved(args, {
+            f"base {args.base}": lambda: Hub(storage=args.storage, extra_args=args.hub_arg, tree=base),
+            "this": lambda: Hub(storage=args.storage, extra_args=args.hub_arg)}))
 
 
 if __name__ == "__main__":
