@@ -1,15 +1,15 @@
 """The connect floor: what a connect costs the stack under the hub (uvloop, httptools, one write)
 with nothing of the hub on top, measured beside the hub in the same run.
 
-    python -m benchmarks.connect_floor --transport ws --runs 3 --nice -10
+    python -m benchmarks.connect_floor --transport ws --runs 3 --nice -10 [--nchan]
 
 The bare server parses each request head with httptools as the hub does, then answers a WebSocket
 with a ``101`` carrying its ``Sec-WebSocket-Accept`` and a ``subscribed`` frame, or an SSE request
 with the stream's head and a first frame, in one write, and keeps the socket open; that is what
 :mod:`benchmarks.connect`'s generator waits for from pushhub. The two servers take turns
-``--runs`` times (the other options are :mod:`benchmarks.connect`'s); each run is saved to
-``benchmarks/results/connect.jsonl`` with its ``tree`` (``bare`` or ``this``), and the medians and
-ranges are printed side by side.
+``--runs`` times, with nginx+Nchan third if ``--nchan`` (the other options are
+:mod:`benchmarks.connect`'s); each run is saved to ``benchmarks/results/connect.jsonl`` with its
+``tree`` (``bare``, ``this`` or ``nchan``), and the medians and ranges are printed side by side.
 """
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ import base64
 import contextlib
 import hashlib
 import sys
+from collections.abc import Callable
 
 import httptools
 import uvloop
 
 from benchmarks import connect
 from benchmarks.loadgen import Hub, ServerProcess, free_port
+from benchmarks.nchan import Nchan
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 SUBSCRIBED = b'{"op":"subscribed","id":null,"channel":"c","cursor":"x"}'
@@ -94,13 +96,17 @@ class BareServer(ServerProcess):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)  # the bare server itself
+    parser.add_argument("--nchan", action="store_true", help="nginx+Nchan too, third in each run")
     own, rest = parser.parse_known_args(argv)
     if own.serve:
         uvloop.run(serve(own.serve))
         return 0
     args = connect.parse_args(rest)
-    return connect.finish(args, connect.interleaved(args, {
-        "bare": BareServer, "this": lambda: Hub(storage=args.storage, extra_args=args.hub_arg)}))
+    servers: dict[str, Callable[[], ServerProcess]] = {
+        "bare": BareServer, "this": lambda: Hub(storage=args.storage, extra_args=args.hub_arg)}
+    if own.nchan:
+        servers["nchan"] = Nchan
+    return connect.finish(args, connect.interleaved(args, servers))
 
 
 if __name__ == "__main__":
