@@ -174,6 +174,12 @@ def test_client_floor_runs_every_contender() -> None:
     assert all(spread["median"] > 0 for spread in record["per_s"].values())
 
 
+def test_client_floor_measures_a_base_commit_beside_this_tree() -> None:
+    [record] = bench("benchmarks.floor", "client", "--runs", "1", "--requests", "50", "--base", "HEAD")
+    assert set(record["per_s"]) == {"aiohttp", "httpx", "pushhub", "base"}
+    assert record["base"] == "HEAD" and record["pushhub_ratio"]["base"] is not None
+
+
 def test_paths_publish_through_every_way_without_error() -> None:
     (record,) = bench("benchmarks.paths", "--runs", "1", "--duration", "0.3", "--in-flight", "2", "--batch", "5")
     assert set(record["events_per_s"]) == {"single", "batch", "websocket", "ingest"}
