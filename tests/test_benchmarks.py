@@ -222,3 +222,10 @@ def test_comparisons_tables_come_from_the_latest_saved_runs() -> None:
     assert "2026-12-01 16:20 UTC, commit abc1234, 3 runs, load average 2.0-3.5" in text
     assert "| pushhub, SQLite log | 2 500 [2 499-2 501] | 0.12 |" in text
     assert "1 000 [" not in text
+
+
+def test_connect_beside_the_bare_stack_and_a_base_commit() -> None:
+    floor = bench("benchmarks.connect_floor", "--transport", "ws", "--connections", "50", "--runs", "1")
+    assert [(r["tree"], r["connected"], r["failed"]) for r in floor] == [("bare", 50, 0), ("this", 50, 0)]
+    based = bench("benchmarks.connect", "--transport", "sse", "--connections", "50", "--base", "HEAD")
+    assert [(r["tree"], r["connected"], r["failed"]) for r in based] == [("base HEAD", 50, 0), ("this", 50, 0)]
