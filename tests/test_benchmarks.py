@@ -138,7 +138,7 @@ def test_peer_runs_both_servers_without_loss() -> None:
     for record in records:
         for server in ("pushhub", "nchan"):
             assert record["losses"][server] == {"lost": 0, "duplicated": 0, "publish_errors": 0, "failed": 0,
-                                                "connect_failed": 0}
+                                                "connect_failed": 0}, (record["scenario"], server)
     fanout, connect, publish, per_user = (r["figures"] for r in records)
     assert fanout["delivered_per_s"]["pushhub"]["median"] > 0 and fanout["delivered_per_s"]["nchan"]["median"] > 0
     assert connect["seconds"]["ratio"] is not None
