@@ -138,7 +138,7 @@ def test_peer_runs_both_servers_without_loss() -> None:
     for record in records:
         for server in ("pushhub", "nchan"):
             assert record["losses"][server] == {"lost": 0, "duplicated": 0, "publish_errors": 0, "failed": 0,
-                                                "connect_failed": 0}
+                                                "connect_failed": 0}, (record["scenario"], server)
     fanout, connect, publish, per_user = (r["figures"] for r in records)
     assert fanout["delivered_per_s"]["pushhub"]["median"] > 0 and fanout["delivered_per_s"]["nchan"]["median"] > 0
     assert connect["seconds"]["ratio"] is not None
@@ -172,6 +172,12 @@ def test_client_floor_runs_every_contender() -> None:
     [record] = bench("benchmarks.floor", "client", "--runs", "1", "--requests", "50")
     assert set(record["per_s"]) == {"aiohttp", "httpx", "pushhub"}
     assert all(spread["median"] > 0 for spread in record["per_s"].values())
+
+
+def test_client_floor_measures_a_base_commit_beside_this_tree() -> None:
+    [record] = bench("benchmarks.floor", "client", "--runs", "1", "--requests", "50", "--base", "HEAD")
+    assert set(record["per_s"]) == {"aiohttp", "httpx", "pushhub", "base"}
+    assert record["base"] == "HEAD" and record["pushhub_ratio"]["base"] is not None
 
 
 def test_paths_publish_through_every_way_without_error() -> None:
