@@ -121,7 +121,7 @@ async def serve_app(app: PushHub, settings: Settings, sock: socket.socket,
     lifespan = Lifespan(app)
     await lifespan.startup()
     state = ServerState(app, app.stream_endpoint, settings.http_limits(), Proxies(settings.forwarded_allow_ips),
-                        settings.access_log)
+                        settings.access_log, app.lean_endpoint)
     def connection() -> HttpConnection:
         return HttpConnection(state)
 
