@@ -105,9 +105,9 @@ class ServerState:
 
 
 class HttpConnection(asyncio.Protocol):
-    __slots__ = ("active", "claimed", "cycle", "head_bytes", "head_size", "header_count", "headers", "in_head",
-                 "limits", "lingering", "loop", "parser", "peer", "pipeline", "read_paused", "refused", "served",
-                 "server", "state", "timer", "transport", "url", "writable")
+    __slots__ = ("active", "claimed", "cycle", "deadline", "head_bytes", "head_size", "header_count", "headers",
+                 "in_head", "limits", "lingering", "loop", "on_deadline", "parser", "peer", "pipeline", "read_paused",
+                 "refused", "served", "server", "state", "timer", "transport", "url", "writable")
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -126,7 +126,9 @@ class HttpConnection(asyncio.Protocol):
         self.pipeline: deque[Cycle] = deque()
         self.claimed: tuple[StreamEndpoint, Scope] | None = None
         self.refused: bytes | None = None  # the error response owed once earlier requests are answered
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: asyncio.TimerHandle | None = None  # due at or before the deadline
+        self.deadline = 0.0
+        self.on_deadline: Callable[[], None] | None = None
         self.writable: asyncio.Future[None] | None = None
         self.read_paused = False
         self.lingering = False
@@ -147,7 +149,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.forget(self)
-        self._disarm()
+        self._stop_timer()
         for cycle in (self.active, *self.pipeline, self.cycle):
             if cycle is not None:
                 cycle.disconnect()
@@ -199,7 +201,7 @@ class HttpConnection(asyncio.Protocol):
         endpoint, scope = self.claimed
         self.claimed = None
         self.state.forget(self)
-        self._disarm()
+        self._stop_timer()
         del self.parser  # it refers back to this object: without the cycle, the object goes at once
         endpoint(scope, self.transport, rest)
 
@@ -233,24 +235,45 @@ class HttpConnection(asyncio.Protocol):
     # Timers -----------------------------------------------------------------------------------
 
     def _arm(self, delay: float, callback: Callable[[], None]) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = self.loop.call_later(delay, callback)
+        """Call ``callback`` in ``delay`` seconds, unless armed again or disarmed before.
+
+        One timer serves the deadlines as they move: arming again only moves the deadline, and a
+        timer that comes due before it waits on for the rest. (A request arms up to three deadlines,
+        and making and cancelling a timer costs 1.7 us on uvloop; moving a deadline, a clock read.)"""
+        self.deadline = self.loop.time() + delay
+        self.on_deadline = callback
+        if self.timer is None or self.timer.when() > self.deadline:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = self.loop.call_at(self.deadline, self._due)
 
     def _disarm(self) -> None:
+        self.on_deadline = None
+
+    def _stop_timer(self) -> None:
+        """No deadline any more, and no timer left holding on to the connection."""
+        self.on_deadline = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
 
-    def _head_timeout(self) -> None:
+    def _due(self) -> None:
         self.timer = None
+        if self.on_deadline is None:
+            return
+        if self.loop.time() < self.deadline:
+            self.timer = self.loop.call_at(self.deadline, self._due)
+            return
+        callback, self.on_deadline = self.on_deadline, None
+        callback()
+
+    def _head_timeout(self) -> None:
         if self.in_head:
             self._refuse(408, "request_timeout", f"the request head took over {self.limits.head_timeout:g} s")
         elif self.active is None:
             self.close()  # an idle keep-alive connection
 
     def _body_timeout(self) -> None:
-        self.timer = None
         if self.cycle is not None and self.cycle.finished:
             self._linger(b"")  # the request is answered already; its body stopped arriving
             return
