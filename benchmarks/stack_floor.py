@@ -54,8 +54,8 @@ class BareApp(ServerProcess):
 class BaseHub(Hub):
     """pushhub of another tree (``tree``, unpacked from a commit)."""
 
-    def __init__(self, tree: str, storage: str) -> None:
-        super().__init__(storage=storage)
+    def __init__(self, tree: str, storage: str, extra_args: list[str] | None = None) -> None:
+        super().__init__(storage=storage, extra_args=extra_args)
         self.tree = tree
 
     def launch(self, args: list[str], ready_url: str, what: str, output: int | IO[bytes] = subprocess.DEVNULL,
