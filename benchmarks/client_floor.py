@@ -1,6 +1,8 @@
 """``python -m benchmarks.floor client``: POSTs per second from a bare ``aiohttp`` and a bare
 ``httpx`` client, ``--in-flight`` at a time, to the fast receiver of the webhook benchmark, beside
-the webhooks pushhub delivers to the same receiver, interleaved (see :mod:`benchmarks.floor`).
+the webhooks pushhub delivers to the same receiver, interleaved (see :mod:`benchmarks.floor`);
+``--base COMMIT`` adds that commit's pushhub (unpacked with ``git archive``) as the reference for a
+change.
 
 The receiver (:class:`benchmarks.webhooks.Receiver`) runs in a process of its own, so that each
 contender's process holds only the sending side, as the hub's does.
@@ -12,10 +14,12 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import subprocess
+import tempfile
 import time
 from collections.abc import Awaitable
 from multiprocessing.connection import Connection as Pipe
-from typing import Any
+from typing import IO, Any
 
 import aiohttp
 import httpx
@@ -23,6 +27,7 @@ import orjson
 import uvloop
 
 from benchmarks.loadgen import Hub, machine_facts, raise_fd_limit
+from benchmarks.publish import unpack
 from benchmarks.report import figures, heading, interleave, ratio, record, table
 from benchmarks.webhooks import Receiver, listen
 
@@ -131,11 +136,24 @@ async def webhooks_from_pushhub(hub: Hub, target: Target, requests: int) -> floa
     return await asyncio.to_thread(target.until, target.sent, 600) - started
 
 
-def measure(name: str, target: Target, args: argparse.Namespace) -> dict[str, Any]:
+class TreeHub(Hub):
+    """The hub of another tree (``tree``, unpacked from a commit)."""
+
+    def __init__(self, tree: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.tree = tree
+
+    def launch(self, args: list[str], ready_url: str, what: str, output: int | IO[bytes] = subprocess.DEVNULL,
+               env: dict[str, str] | None = None) -> None:
+        super().launch(args, ready_url, what, output, {**os.environ, "PYTHONPATH": os.path.join(self.tree, "hub")})
+
+
+def measure(name: str, target: Target, args: argparse.Namespace, base_tree: str | None) -> dict[str, Any]:
     load = os.getloadavg()[0]
-    if name == "pushhub":
-        hub = Hub(storage="sqlite", extra_args=["--webhook-allow-network", "127.0.0.0/8",
-                                                "--webhook-max-concurrency", str(args.in_flight)]).start()
+    if name in ("pushhub", "base"):
+        hub_args = ["--webhook-allow-network", "127.0.0.0/8", "--webhook-max-concurrency", str(args.in_flight)]
+        hub = (Hub(storage="sqlite", extra_args=hub_args) if name == "pushhub" else
+               TreeHub(str(base_tree), storage="sqlite", extra_args=hub_args)).start()
         try:
             before = hub.cpu_seconds()
             elapsed = uvloop.run(webhooks_from_pushhub(hub, target, args.requests))
@@ -156,16 +174,20 @@ def measure(name: str, target: Target, args: argparse.Namespace) -> dict[str, An
 def run(args: argparse.Namespace) -> dict[str, Any]:
     raise_fd_limit()
     facts = machine_facts()
+    contenders = CONTENDERS + (("base",) if args.base else ())
     target = Target()
     try:
-        runs = interleave(CONTENDERS, args.runs, lambda name: measure(name, target, args))
+        with tempfile.TemporaryDirectory(prefix="pushhub-bench-base-") as tmp:
+            base_tree = unpack(args.base, tmp) if args.base else None
+            runs = interleave(contenders, args.runs, lambda name: measure(name, target, args, base_tree))
     finally:
         target.close()
     rates = figures(runs, "per_s")
-    saved = record("floor-client", {"runs": args.runs, "requests": args.requests, "in_flight": args.in_flight}, {
+    saved = record("floor-client", {"runs": args.runs, "requests": args.requests, "in_flight": args.in_flight,
+                                    "base": args.base, "nice": os.getpriority(os.PRIO_PROCESS, 0)}, {
         "per_s": rates,
         "sender_us_per_request": figures(runs, "sender_us_per_request"),
-        "pushhub_ratio": {name: ratio(rates["pushhub"], rates[name]) for name in CONTENDERS[:2]},
+        "pushhub_ratio": {name: ratio(rates["pushhub"], rates[name]) for name in contenders if name != "pushhub"},
     }, runs, facts)
     print(summary(saved))
     return saved
@@ -173,10 +195,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def summary(saved: dict[str, Any]) -> str:
     shares = ", ".join(f"of {name} {share:.2f}" for name, share in saved["pushhub_ratio"].items() if share is not None)
-    rows = [("POSTs/s (pushhub: webhooks/s)", [saved["per_s"][n] for n in CONTENDERS], f"pushhub {shares}"),
-            ("sender CPU us/request", [saved["sender_us_per_request"][n] for n in CONTENDERS], "")]
+    contenders = list(saved["per_s"])
+    rows = [("POSTs/s (pushhub, base: webhooks/s)", [saved["per_s"][n] for n in contenders], f"pushhub {shares}"),
+            ("sender CPU us/request", [saved["sender_us_per_request"][n] for n in contenders], "")]
     return "\n".join([
         heading(f"floor client: {saved['requests']} POSTs, {saved['in_flight']} in flight, to the webhook "
                 "benchmark's receiver", saved),
-        *table(rows, list(CONTENDERS), ""),
+        *table(rows, contenders, ""),
     ])

@@ -3,7 +3,10 @@ idle one costs the hub in memory.
 
     python -m benchmarks.connect --transport sse --connections 5000
     python -m benchmarks.connect --transport ws --connections 5000
+    python -m benchmarks.connect --transport ws --base main --runs 3 --nice -10
 
+With ``--base COMMIT`` the hub of that commit and this checkout's are measured in turn, ``--runs``
+times each, and the medians printed side by side (every run is saved, its ``tree`` named).
 A connection counts as established when the hub has confirmed its subscription: the SSE stream's
 starting ``id:`` frame, or the WebSocket ``subscribed`` reply. At most ``--concurrency`` connection
 attempts are in flight per generator process. Prints a summary and one JSON line, and appends the
@@ -16,8 +19,11 @@ import argparse
 import json
 import multiprocessing
 import os
+import statistics
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 from benchmarks.loadgen import (
@@ -35,6 +41,7 @@ from benchmarks.loadgen import (
     storage_name,
     worker_main,
 )
+from benchmarks.publish import unpack
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,6 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ws-subscribe", choices=("url", "message"), default="url",
                         help="how a pushhub WebSocket subscribes: in the handshake's URL (one round trip, "
                              "as with Nchan) or with a subscribe message after it")
+    parser.add_argument("--base", default=None, help="a commit whose hub is measured in turn with this one's")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="runs per server when servers are compared (--base, benchmarks.connect_floor)")
     add_hub_arguments(parser, pid_use="RSS")
     return parser.parse_args(argv)
 
@@ -137,14 +147,47 @@ def summary(r: dict[str, Any]) -> str:
     ])
 
 
+COMPARED = ("seconds", "hub_us_per_connect", "generator_us_per_connect", "kib_per_idle_conn", "loadavg_start")
+
+
+def interleaved(args: argparse.Namespace, servers: dict[str, Callable[[], ServerProcess]]) -> list[dict[str, Any]]:
+    """Each of ``servers`` (a name and how to make it) measured in turn, ``args.runs`` times; every
+    record named by its ``tree``, and the medians and ranges printed side by side."""
+    records: list[dict[str, Any]] = []
+    for _ in range(args.runs):
+        for name, server in servers.items():
+            record = run(args, server())
+            record["tree"] = name
+            print(summary(record).replace("connect pushhub", f"connect {name}"))
+            records.append(record)
+    for name in servers:
+        mine = [r for r in records if r["tree"] == name]
+        print(f"{name:>12} medians of {len(mine)}: " + ", ".join(
+            f"{key} {statistics.median(r[key] for r in mine):g} "
+            f"({min(r[key] for r in mine):g}-{max(r[key] for r in mine):g})" for key in COMPARED))
+    return records
+
+
+def finish(args: argparse.Namespace, records: list[dict[str, Any]]) -> int:
+    """Print and save ``records``; the exit status says whether every connection was made."""
+    for record in records:
+        print(json.dumps(record))
+        if not args.no_save:
+            save_result("connect", record)
+    return 0 if all(record["failed"] == 0 for record in records) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    record = run(args)
-    print(summary(record))
-    print(json.dumps(record))
-    if not args.no_save:
-        save_result("connect", record)
-    return 0 if record["failed"] == 0 else 1
+    if args.base is None:
+        record = run(args)
+        print(summary(record))
+        return finish(args, [record])
+    with tempfile.TemporaryDirectory(prefix="pushhub-base-") as base_dir:
+        base = unpack(args.base, base_dir)
+        return finish(args, interleaved(args, {
+            f"base {args.base}": lambda: Hub(storage=args.storage, extra_args=args.hub_arg, tree=base),
+            "this": lambda: Hub(storage=args.storage, extra_args=args.hub_arg)}))
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     client = floors.add_parser("client", help="POSTs/s: bare aiohttp and httpx beside pushhub's webhooks")
     client.add_argument("--requests", type=int, default=5000, help="POSTs (and webhooks) per run")
     client.add_argument("--in-flight", type=int, default=4, help="requests in flight")
+    client.add_argument("--base", help="a commit whose pushhub is measured beside this tree's")
     for sub in (stack, client):
         sub.add_argument("--runs", type=int, default=3, help="interleaved runs per contender")
     for sub in (send, stack, client):

@@ -138,7 +138,7 @@ def test_peer_runs_both_servers_without_loss() -> None:
     for record in records:
         for server in ("pushhub", "nchan"):
             assert record["losses"][server] == {"lost": 0, "duplicated": 0, "publish_errors": 0, "failed": 0,
-                                                "connect_failed": 0}
+                                                "connect_failed": 0}, (record["scenario"], server)
     fanout, connect, publish, per_user = (r["figures"] for r in records)
     assert fanout["delivered_per_s"]["pushhub"]["median"] > 0 and fanout["delivered_per_s"]["nchan"]["median"] > 0
     assert connect["seconds"]["ratio"] is not None
@@ -172,6 +172,12 @@ def test_client_floor_runs_every_contender() -> None:
     [record] = bench("benchmarks.floor", "client", "--runs", "1", "--requests", "50")
     assert set(record["per_s"]) == {"aiohttp", "httpx", "pushhub"}
     assert all(spread["median"] > 0 for spread in record["per_s"].values())
+
+
+def test_client_floor_measures_a_base_commit_beside_this_tree() -> None:
+    [record] = bench("benchmarks.floor", "client", "--runs", "1", "--requests", "50", "--base", "HEAD")
+    assert set(record["per_s"]) == {"aiohttp", "httpx", "pushhub", "base"}
+    assert record["base"] == "HEAD" and record["pushhub_ratio"]["base"] is not None
 
 
 def test_paths_publish_through_every_way_without_error() -> None:
@@ -216,3 +222,10 @@ def test_comparisons_tables_come_from_the_latest_saved_runs() -> None:
     assert "2026-12-01 16:20 UTC, commit abc1234, 3 runs, load average 2.0-3.5" in text
     assert "| pushhub, SQLite log | 2 500 [2 499-2 501] | 0.12 |" in text
     assert "1 000 [" not in text
+
+
+def test_connect_beside_the_bare_stack_and_a_base_commit() -> None:
+    floor = bench("benchmarks.connect_floor", "--transport", "ws", "--connections", "50", "--runs", "1")
+    assert [(r["tree"], r["connected"], r["failed"]) for r in floor] == [("bare", 50, 0), ("this", 50, 0)]
+    based = bench("benchmarks.connect", "--transport", "sse", "--connections", "50", "--base", "HEAD")
+    assert [(r["tree"], r["connected"], r["failed"]) for r in based] == [("base HEAD", 50, 0), ("this", 50, 0)]

@@ -15,7 +15,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from pushhub.errors import BadRequest
-from pushhub.webhooks import endpoints, masking, message, signing
+from pushhub.webhooks import attempt, endpoints, masking, message, signing
 from pushhub.webhooks.errors import Blocked, InvalidEndpoint
 from pushhub.webhooks.ratelimit import TokenBucket
 from pushhub.webhooks.retry import (
@@ -31,6 +31,7 @@ from pushhub.webhooks.retry import (
     should_disable,
 )
 from pushhub.webhooks.ssrf import check_address, check_url, forbidden_reason, ipv4_shorthand, parse_networks
+from pushhub.webhooks.store import Delivery
 
 VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 VECTOR_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
@@ -359,3 +360,32 @@ def test_request_headers_are_kept_with_secrets_masked() -> None:
                      "webhook-signature": "v1,… v1,…"}
     assert masking.masked((), {"x-webhook-signature": "deadbeef cafe"})["x-webhook-signature"] == "… …"
     assert masking.endpoint_headers(own) is masking.endpoint_headers(own)  # computed once per configuration
+
+
+@pytest.mark.parametrize("scheme", signing.SCHEMES)
+@pytest.mark.parametrize("key_bytes", [signing.MIN_KEY_BYTES, signing.KEY_BYTES, signing.MAX_KEY_BYTES])
+def test_signer_macs_are_hmac_sha256_of_each_key(scheme: str, key_bytes: int) -> None:
+    """The signer's keyed states give what hmac gives, for keys shorter and longer than SHA-256's
+    block once encoded (the simple scheme keys with the whole secret string, 80+ bytes here)."""
+    secrets_ = [signing.generate_secret(lambda n: bytes(range(7, 7 + key_bytes))), signing.generate_secret()]
+    signed = signing.Signer(scheme).headers(secrets_, VECTOR_ID, 1614265330, VECTOR_BODY)
+    if scheme == signing.SIMPLE:
+        expected = " ".join(hmac.new(s.encode(), VECTOR_BODY, hashlib.sha256).hexdigest() for s in secrets_)
+        assert signed["x-webhook-signature"] == expected
+    else:
+        content = f"{VECTOR_ID}.1614265330.".encode() + VECTOR_BODY
+        expected = " ".join("v1," + base64.b64encode(hmac.new(signing.secret_key(s), content, hashlib.sha256)
+                                                     .digest()).decode() for s in secrets_)
+        assert signed["webhook-signature"] == expected
+
+
+def test_requests_record_the_headers_they_send_masked() -> None:
+    ep = endpoints.create({"url": "https://example.com/hook", "channels": ["orders"],
+                           "headers": {"authorization": "Bearer abcdefgh", "x-tenant": "acme"}},
+                          https_only=False, allow=[], now=1.0)
+    delivery = Delivery("dl_1", ep.id, "orders", "e", 1, "evt_1", "t", b'{"id":"evt_1","type":"t","time":"x",'
+                        b'"data":null,"meta":{}}', 1.0, 1.0)
+    for endpoint in (ep, endpoints.rotate(ep, signing.generate_secret(), 60.0, 2.0)):
+        _, headers, shown = attempt.Requests(endpoint).make(delivery, 1, 3.0)
+        assert shown == masking.masked(endpoint.headers, headers)
+        assert list(shown) == list(headers)

@@ -194,7 +194,7 @@ class WSConnection(Connection):
         self.stream.close(reason)
 
     def group_kind(self, sub: Subscription) -> WSGroup:
-        return WSGroup(self.encoder.binary)
+        return WS_GROUPS[self.encoder.binary]
 
     def render(self, sub: Subscription, event: Event) -> bytes:
         return self.encoder.event(event, sub.pos[event.channel].encode())
@@ -209,6 +209,9 @@ class WSGroup:
     """WebSocket subscribers with one wire format: a live event is framed the same for all."""
 
     binary: bool
+
+
+WS_GROUPS = (WSGroup(binary=False), WSGroup(binary=True))  # one of each, shared: made once, not per subscribe
 
 
 @dataclass(frozen=True, slots=True)

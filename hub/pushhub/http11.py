@@ -70,8 +70,10 @@ class ServerState:
     """What the connections of one listening server share."""
 
     def __init__(self, app: ASGIApp, router: StreamRouter, limits: HttpLimits, proxies: Proxies,
-                 access_log: bool = False, lean: LeanRouter | None = None) -> None:
+                 access_log: bool = False, address: tuple[str, int] | None = None,
+                 lean: LeanRouter | None = None) -> None:
         self.app = app
+        self.address = address  # the server end of every connection, when the listener has one address
         self.router = router
         self.lean = lean
         self.limits = limits
@@ -143,8 +145,10 @@ class HttpConnection(asyncio.Protocol):
         self.state.connections.add(self)
         peer = transport.get_extra_info("peername")
         self.peer = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
-        sock = transport.get_extra_info("sockname")
-        self.server = (str(sock[0]), int(sock[1])) if isinstance(sock, tuple) else None
+        self.server = self.state.address
+        if self.server is None:
+            sock = transport.get_extra_info("sockname")
+            self.server = (str(sock[0]), int(sock[1])) if isinstance(sock, tuple) else None
         self._arm(self.limits.head_timeout, self._head_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -96,6 +96,7 @@ class Metrics(Observer):
                               ("source", "result", "reason"))
         self.webhook_attempts = counter("pushhub_webhook_attempts", "Outgoing webhook attempts by outcome",
                                         ("outcome",))
+        self._attempt_counts: dict[str, Any] = {}  # outcome -> its labelled counter (labels() costs 1.5 us)
         self.webhook_seconds = histogram("pushhub_webhook_attempt_duration_seconds",
                                          "Duration of outgoing webhook attempts", WEBHOOK_BUCKETS)
         self.webhook_backlog = gauge("pushhub_webhook_backlog",
@@ -158,7 +159,10 @@ class Metrics(Observer):
         self.delivery_seconds.observe(max(0.0, now - sent))
 
     def webhook_attempt(self, outcome: str, seconds: float) -> None:
-        self.webhook_attempts.labels(outcome).inc()
+        count = self._attempt_counts.get(outcome)
+        if count is None:
+            count = self._attempt_counts[outcome] = self.webhook_attempts.labels(outcome)
+        count.inc()
         self.webhook_seconds.observe(seconds)
 
     def ingested(self, source: str, result: str, reason: str = "") -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import ipaddress
 import logging
 import signal
 import socket
@@ -120,8 +121,10 @@ async def serve_app(app: PushHub, settings: Settings, sock: socket.socket,
     loop = asyncio.get_running_loop()
     lifespan = Lifespan(app)
     await lifespan.startup()
+    host, port = sock.getsockname()[:2]
     state = ServerState(app, app.stream_endpoint, settings.http_limits(), Proxies(settings.forwarded_allow_ips),
-                        settings.access_log, app.lean_endpoint)
+                        settings.access_log, None if ipaddress.ip_address(host).is_unspecified else (host, port),
+                        app.lean_endpoint)
     def connection() -> HttpConnection:
         return HttpConnection(state)
 
@@ -130,7 +133,6 @@ async def serve_app(app: PushHub, settings: Settings, sock: socket.socket,
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    host, port = sock.getsockname()[:2]
     logger.info("pushhub listening on http://%s:%s", f"[{host}]" if ":" in host else host, port)
     if serving is not None:
         serving()

@@ -28,7 +28,7 @@ from .http_api import positioned
 from .hub import Hub
 from .limits import HttpLimits
 from .provenance import WEBSOCKET, Origin
-from .websocket import WSStream, handshake
+from .websocket import WSStream, handshake, plain_handshake
 
 MAX_CHANNELS = 100
 SSE_PATH = "/v1/sse"
@@ -67,6 +67,8 @@ def is_websocket(scope: Scope) -> bool:
 
 
 def subscription_spec(channels: list[str], types: list[str]) -> tuple[tuple[str, ...], tuple[str, ...], Any]:
+    if len(channels) == 1 and not types:  # the usual connect
+        return (validate_channel(channels[0]),), (), None
     names = tuple(dict.fromkeys(validate_channel(c) for c in channels))
     if not names:
         raise BadRequest("name at least one channel")
@@ -213,13 +215,19 @@ class Streams:
     # WebSocket --------------------------------------------------------------------------------
 
     def websocket(self, scope: Scope, transport: asyncio.Transport, rest: bytes) -> None:
-        query_string = scope["query_string"]
-        path = scope["raw_path"].decode("latin-1") + ("?" + query_string.decode("latin-1") if query_string else "")
-        response, subprotocol, accepted = handshake(path, scope["headers"])
-        if not accepted:
-            transport.write(response)
-            transport.close()
-            return
+        plain = None
+        if scope["method"] == "GET" and scope["http_version"] == "1.1":
+            plain = plain_handshake(scope["headers"])
+        if plain is None:
+            query_string = scope["query_string"]
+            path = scope["raw_path"].decode("latin-1") + ("?" + query_string.decode("latin-1") if query_string else "")
+            response, subprotocol, accepted = handshake(path, scope["headers"])
+            if not accepted:
+                transport.write(response)
+                transport.close()
+                return
+        else:
+            response, subprotocol = plain
         conn = WSConnection(transport, self.max_queue_bytes, self.outbox, subprotocol or protocol.JSON)
         conn.write(response)  # written with the replies to the URL's subscriptions, if any, in one write
         self.hub.add_connection(conn)
@@ -319,14 +327,13 @@ class _WSSession:
             return
         types = _split(query.get("type", []))
         for channel in channels:
-            request = {"op": "subscribe", "channel": channel, "types": types, "cursor": cursor}
-            if cursor is None and self._subscribe_now(request):
+            if cursor is None and self._subscribe_now(channel, types):
                 continue
-            stream.queue({"request": request})
+            stream.queue({"request": {"op": "subscribe", "channel": channel, "types": types, "cursor": cursor}})
 
-    def _subscribe_now(self, request: dict[str, Any]) -> bool:
+    def _subscribe_now(self, channel: str, types: list[str]) -> bool:
         try:
-            sub = self._subscription(request)
+            sub = self._subscription(channel, types, None)
         except PushHubError:
             return False  # answered by the ordinary path
         if self.hub.subscribe_now(sub, self._announcer(None)):
@@ -334,13 +341,11 @@ class _WSSession:
         del self.subs[sub.channels[0]]
         return False
 
-    def _subscription(self, request: dict[str, Any]) -> Subscription:
+    def _subscription(self, channel: Any, types: Any, cursor: Any) -> Subscription:
         """The subscription a ``subscribe`` request asks for, checked and registered (not attached)."""
-        channel = request.get("channel")
-        types = request.get("types") or []
+        types = types or []
         if not isinstance(types, list):
             raise BadRequest("'types' must be a list of patterns")
-        cursor = request.get("cursor")
         if cursor is not None and not isinstance(cursor, str):
             raise BadRequest("'cursor' must be a string")
         channels, type_patterns, match = subscription_spec([channel] if isinstance(channel, str) else [], types)
@@ -360,9 +365,9 @@ class _WSSession:
         self.conn.reply({"op": "pong", "id": msg_id})
 
     async def op_subscribe(self, request: dict[str, Any], msg_id: Any) -> None:
-        sub = self._subscription(request)
-        announce = self._announcer(msg_id)
         cursor = request.get("cursor")
+        sub = self._subscription(request.get("channel"), request.get("types"), cursor)
+        announce = self._announcer(msg_id)
         if cursor is None and self.hub.subscribe_now(sub, announce):
             return
         try:

@@ -1,7 +1,10 @@
 """WebSocket streams on the ``websockets`` sans-I/O protocol.
 
 The opening handshake is :meth:`websockets.server.ServerProtocol.accept` on the request head the
-hub's HTTP server has parsed. After it, the socket's protocol is a :class:`WSStream`: client bytes
+hub's HTTP server has parsed, except in the plain case (:func:`plain_handshake`: one well-formed
+field of each kind the library reads, no choice to make beyond the subprotocol), which the hub
+answers itself with the bytes the library would send; anything else, every error included, is the
+library's. After it, the socket's protocol is a :class:`WSStream`: client bytes
 go through a ``ServerProtocol`` (framing, masking, control frames, close codes, the closing
 handshake), which answers pings and closes by itself; the stream joins fragments, decodes text and
 hands messages to the session. The hub writes its own messages as shared pre-framed bytes
@@ -16,8 +19,14 @@ previous one stopped.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import codecs
+import email.utils
+import hashlib
 import logging
+import re
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -69,6 +78,64 @@ def handshake(path: str, headers: list[tuple[bytes, bytes]]) -> tuple[bytes, str
     response = server.accept(Request(path, request_headers))
     server.send_response(response)
     return b"".join(server.data_to_send()), server.subprotocol, response.status_code == 101
+
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
+PLAIN_FIELDS = frozenset({b"connection", b"upgrade", b"sec-websocket-key", b"sec-websocket-version",
+                          b"sec-websocket-protocol"})
+_TOKENS = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:[ \t]*,[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+)*")
+_COMMA = re.compile(rb"[ \t]*,[ \t]*")
+_date: tuple[int, bytes] = (0, b"")
+
+
+def _http_date() -> bytes:
+    """The ``Date`` value ``ServerProtocol.accept`` writes, made once a second."""
+    global _date
+    second = int(time.time())
+    if _date[0] != second:
+        _date = (second, email.utils.formatdate(second, usegmt=True).encode())
+    return _date[1]
+
+
+def plain_handshake(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, str | None] | None:
+    """The ``101`` response and subprotocol that ``ServerProtocol.accept`` gives a ``GET`` over
+    HTTP/1.1 with one of each field it reads, all well-formed; ``None`` for any other request, which
+    goes to :func:`handshake`. Extensions are ignored, as by the library when it offers none.
+    ``tests/test_ws_handshake.py`` holds the two to the same answers."""
+    fields: dict[bytes, bytes] = {}
+    for name, value in headers:
+        if name in PLAIN_FIELDS:
+            if name in fields:
+                return None
+            fields[name] = value
+    connection = fields.get(b"connection", b"").lower()
+    if connection != b"upgrade" and not (_TOKENS.fullmatch(connection) and b"upgrade" in _COMMA.split(connection)):
+        return None
+    key = fields.get(b"sec-websocket-key", b"")
+    if (fields.get(b"upgrade", b"").lower() != b"websocket" or fields.get(b"sec-websocket-version") != b"13"
+            or len(key) != 24):
+        return None
+    try:
+        if len(base64.b64decode(key, validate=True)) != 16:
+            return None
+    except binascii.Error:
+        return None
+    subprotocol = None
+    offered = fields.get(b"sec-websocket-protocol")
+    if offered is not None:
+        if not _TOKENS.fullmatch(offered):
+            return None
+        names = _COMMA.split(offered)
+        for choice in SUBPROTOCOLS:
+            if choice.encode() in names:
+                subprotocol = choice
+                break
+    accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
+    head = b"HTTP/1.1 101 Switching Protocols\r\nDate: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" \
+        b"Sec-WebSocket-Accept: %s\r\n" % (_http_date(), accept)
+    if subprotocol is not None:
+        return head + b"Sec-WebSocket-Protocol: %s\r\n\r\n" % subprotocol.encode(), subprotocol
+    return head + b"\r\n", None
 
 
 def wire_size(length: int) -> int:

@@ -17,21 +17,28 @@ from .store import FAILED, SUCCEEDED, Attempt, Delivery
 
 
 class Requests:
-    """Makes one endpoint's signed requests (pure): its fixed headers merged once, its keys set up
-    once (:class:`~.signing.Signer`)."""
+    """Makes one endpoint's signed requests (pure): its fixed headers merged once, and masked once
+    for the attempts' records (:mod:`.masking`), its keys set up once (:class:`~.signing.Signer`)."""
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
         self.fixed = {**dict(endpoint.headers), "content-type": "application/json"}
+        self.shown = masking.masked(endpoint.headers, self.fixed)
         self.signer = signing.Signer(endpoint.signature)
+        self.secrets = None if endpoint.old_secrets else [endpoint.secret]  # the live ones, while none expire
 
-    def make(self, delivery: Delivery, number: int, now: float) -> tuple[bytes, dict[str, str]]:
-        """The body and headers of attempt ``number`` of ``delivery``, signed at ``now``."""
+    def make(self, delivery: Delivery, number: int, now: float) -> tuple[bytes, dict[str, str], dict[str, str]]:
+        """The body and headers of attempt ``number`` of ``delivery``, signed at ``now``, and those
+        headers as its record keeps them (secrets masked)."""
         endpoint = self.endpoint
         body = message.render(delivery.payload, channel=delivery.channel, cursor=f"{delivery.epoch}.{delivery.offset}",
                               delivery_id=delivery.id, endpoint_id=endpoint.id, attempt=number)
-        signed = self.signer.headers(endpoint.live_secrets(now), delivery.event_id, int(now), body)
-        return body, {**self.fixed, **signed}
+        signed = self.signer.headers(self.secrets or endpoint.live_secrets(now), delivery.event_id, int(now), body)
+        headers = self.fixed.copy()
+        headers.update(signed)
+        shown = self.shown.copy()
+        shown.update(masking.masked((), signed))
+        return body, headers, shown
 
 
 def conclude(delivery: Delivery, reply: Reply, *, number: int, done: float, schedule: tuple[float, ...],
@@ -74,7 +81,7 @@ async def send(client: HttpClient, requests: Requests, delivery: Delivery, confi
     endpoint = requests.endpoint
     started_at = now()
     number = delivery.attempts + 1
-    body, headers = requests.make(delivery, number, started_at)
+    body, headers, shown = requests.make(delivery, number, started_at)
     started = time.monotonic()
     reply = Reply(error=refused) if refused is not None else await client.post(endpoint.url, body, headers)
     latency_ms = (time.monotonic() - started) * 1000.0
@@ -82,4 +89,4 @@ async def send(client: HttpClient, requests: Requests, delivery: Delivery, confi
     outcome = conclude(delivery, reply, number=number, done=now(), schedule=schedule, jitter=config.jitter, rand=rand)
     return outcome, Attempt(delivery.id, endpoint.id, delivery.event_id, number, started_at, latency_ms,
                             reply.status, reply.body, reply.error,
-                            request_headers=masking.masked(endpoint.headers, headers))
+                            request_headers=shown)

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import aiohttp
 from yarl import URL
@@ -21,8 +20,7 @@ from .errors import Blocked
 from .ssrf import GuardedResolver, IPNetwork, Resolver, check_address, literal_address, system_resolver
 
 
-@dataclass(frozen=True)
-class Reply:
+class Reply(NamedTuple):
     """What one POST got: a status (``None`` when no response arrived) or an error, the ``Retry-After``
     header and the start of the response body."""
 

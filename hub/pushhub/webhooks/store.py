@@ -412,6 +412,7 @@ class MemoryDeliveryStore(DeliveryStore):
 
 _DELIVERY_COLUMNS = ("seq, id, endpoint_id, channel, epoch, offset, event_id, event_type, payload, status, "
                      "attempts, tries, next_at, created_at, updated_at, last_status, last_error, version")
+_DELIVERY_FIELDS = ", ".join(f.name for f in dataclasses.fields(Delivery))  # in the order Delivery takes them
 _ATTEMPT_COLUMNS = ("id, delivery_id, endpoint_id, event_id, number, at, latency_ms, status, response, error, "
                     "request_headers")
 
@@ -456,13 +457,6 @@ _ADD_MINUTE = ("INSERT INTO webhook_minutes (endpoint_id, minute, succeeded, fai
                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (endpoint_id, minute) DO UPDATE SET "
                "succeeded = succeeded + excluded.succeeded, failed = failed + excluded.failed, "
                "latency_ms = latency_ms + excluded.latency_ms")
-
-
-def _delivery(row: Sequence[Any]) -> Delivery:
-    (seq, id_, endpoint_id, channel, epoch, offset, event_id, event_type, payload, status, attempts, tries,
-     next_at, created_at, updated_at, last_status, last_error, version) = row
-    return Delivery(id_, endpoint_id, channel, epoch, offset, event_id, event_type, payload, next_at, created_at,
-                    status, attempts, tries, updated_at, last_status, last_error, seq, version)
 
 
 def _filters(pairs: Sequence[tuple[str, Any]], page: tuple[str, int | None]) -> tuple[str, list[Any]]:
@@ -585,12 +579,12 @@ class SqliteDeliveryStore(DeliveryStore):
 
     async def due(self, endpoint_id: str, now: float, limit: int, *, ordered: bool = False) -> list[Delivery]:
         if ordered:
-            sql = (f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE endpoint_id = ? AND status = ? "
+            sql = (f"SELECT {_DELIVERY_FIELDS} FROM webhook_deliveries WHERE endpoint_id = ? AND status = ? "
                    "ORDER BY seq LIMIT 1")
-            return [_delivery(r) for r in self._read(sql, (endpoint_id, PENDING))]
-        sql = (f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE endpoint_id = ? AND status = ? "
+            return [Delivery(*r) for r in self._read(sql, (endpoint_id, PENDING))]
+        sql = (f"SELECT {_DELIVERY_FIELDS} FROM webhook_deliveries WHERE endpoint_id = ? AND status = ? "
                "AND next_at <= ? ORDER BY next_at, seq LIMIT ?")
-        return [_delivery(r) for r in self._read(sql, (endpoint_id, PENDING, now, limit))]
+        return [Delivery(*r) for r in self._read(sql, (endpoint_id, PENDING, now, limit))]
 
     async def next_due(self, endpoint_id: str) -> float | None:
         rows = self._read("SELECT MIN(next_at) FROM webhook_deliveries WHERE endpoint_id = ? AND status = ?",
@@ -618,16 +612,16 @@ class SqliteDeliveryStore(DeliveryStore):
         return [Minute(*row) for row in rows]
 
     async def delivery(self, delivery_id: str) -> Delivery | None:
-        rows = self._read(f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = ?", (delivery_id,))
-        return _delivery(rows[0]) if rows else None
+        rows = self._read(f"SELECT {_DELIVERY_FIELDS} FROM webhook_deliveries WHERE id = ?", (delivery_id,))
+        return Delivery(*rows[0]) if rows else None
 
     async def deliveries(self, *, endpoint_id: str | None = None, event_id: str | None = None,
                    status: str | None = None, before: int | None = None, limit: int = 100) -> list[Delivery]:
         where, params = _filters([("endpoint_id = ?", endpoint_id), ("event_id = ?", event_id),
                                   ("status = ?", status)], ("seq", before))
-        rows = self._read(f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries{where} ORDER BY seq DESC LIMIT ?",
+        rows = self._read(f"SELECT {_DELIVERY_FIELDS} FROM webhook_deliveries{where} ORDER BY seq DESC LIMIT ?",
                           (*params, limit))
-        return [_delivery(r) for r in rows]
+        return [Delivery(*r) for r in rows]
 
     async def attempts(self, *, endpoint_id: str | None = None, event_id: str | None = None,
                        delivery_id: str | None = None, succeeded: bool | None = None, before: int | None = None,

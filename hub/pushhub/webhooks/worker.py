@@ -143,6 +143,10 @@ class Worker:
             found = await self.store.due(self.endpoint.id, now, asked)
             self.settled = len(found) < asked and not self.store.shared  # others add and release without notice
             self.ready.extend(d for d in found if d.id not in self.busy)
+        return self._ready(count)
+
+    def _ready(self, count: int) -> list[Delivery]:
+        """Up to ``count`` of the deliveries read ahead that are not busy."""
         taken: list[Delivery] = []
         while self.ready and len(taken) < count:
             delivery = self.ready.popleft()
@@ -155,22 +159,25 @@ class Worker:
         and, when that leaves fewer than were due, the time the limit lets the next one go."""
         endpoint = self.endpoint
         due = await self._due(now, count)
-        until: float | None = None
         if endpoint.ordered and due and due[0].next_at > now:
             return [], due[0].next_at
+        return await self._claim(due, now)
+
+    async def _claim(self, due: list[Delivery], now: float) -> tuple[list[Delivery], float | None]:
+        """Those of ``due`` the rate limit lets go now, claimed (with a store other processes share)
+        and busy from here on, and the time the limit lets the next one go if it held some back."""
         taken: list[Delivery] = []
         for n, delivery in enumerate(due):
             if self.bucket is not None:
                 wait = self.bucket.take(now)
                 if wait > 0:
-                    until = now + wait
                     self.ready.extendleft(reversed(due[n:]))
-                    break
-            if await self.store.claim(delivery, now):  # False: another process is sending it
+                    return taken, now + wait
+            if not self.store.shared or await self.store.claim(delivery, now):  # False: another process sends it
                 self.inflight.add(delivery.id)
                 self.busy.add(delivery.id)
                 taken.append(delivery)
-        return taken, until
+        return taken, None
 
     async def _step(self) -> None:
         """Start what may be sent now, or wait until something may."""
@@ -211,7 +218,7 @@ class Worker:
                 next_one = None
                 if (self.ready and self.endpoint.enabled and self.breaker.state is BreakerState.CLOSED
                         and len(self.inflight) < self.capacity):  # read ahead (never for an ordered endpoint)
-                    taken, _ = await self._take(self.clock.now(), 1)
+                    taken, _ = await self._claim(self._ready(1), self.clock.now())
                     next_one = taken[0] if taken else None
         finally:
             self.wake.set()
