@@ -19,8 +19,9 @@ from benchmarks.loadgen import RESULTS_DIR
 from benchmarks.peer import BY_NAME
 from benchmarks.report import cell
 
-STACK = {"bare": "bare uvicorn+httptools", "pushhub-memory": "pushhub, memory log",
-         "pushhub-sqlite": "pushhub, SQLite log"}
+STACK = {"bare": "bare uvicorn+httptools", "http11": "bare app on pushhub's http11 (lean route)",
+         "pushhub-memory": "pushhub, memory log", "pushhub-sqlite": "pushhub, SQLite log",
+         "base-memory": "pushhub --base, memory log", "base-sqlite": "pushhub --base, SQLite log"}
 CLIENT = {"aiohttp": "bare aiohttp", "httpx": "bare httpx", "pushhub": "pushhub webhooks"}
 
 
@@ -59,10 +60,12 @@ def peer_table(records: list[dict[str, Any]]) -> list[str]:
 def floor_table(record: dict[str, Any], names: dict[str, str], key: str, label: str, reference: str) -> list[str]:
     lines = [f"| {label} | median [range] | pushhub / {names[reference]} |", "|---|---|---|"]
     for name, title in names.items():
+        if name not in record[key]:  # a contender the record's run did not have
+            continue
         spread = record[key][name]
         share = "" if name == reference or spread is None or record[key][reference] is None else \
             f"{spread['median'] / record[key][reference]['median']:.2f}"
-        lines.append(f"| {title} | {cell(spread)} | {share if name.startswith('pushhub') else ''} |")
+        lines.append(f"| {title} | {cell(spread)} | {share} |")
     return lines
 
 

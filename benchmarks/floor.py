@@ -11,7 +11,9 @@ each measured beside pushhub in the same run.
   on its own costs at least this much CPU; only writing several events at once goes below it.
 * ``stack``: flat-out single-event publishing (``--in-flight`` 32 requests at a time) into a bare
   uvicorn+httptools app that answers 202 (:mod:`benchmarks.bare`), the ceiling of the server stack
-  the hub runs on, beside pushhub with its memory and its SQLite log; the ratios are pushhub's.
+  the hub runs on, and into the same app on the hub's own HTTP server through its lean route
+  (``http11``, the ceiling of the hub's publish route), beside pushhub with its memory and its
+  SQLite log (and, with ``--base COMMIT``, that commit's pushhub with both); the ratios are to bare.
 * ``client``: POSTs per second from a bare ``aiohttp`` and a bare ``httpx`` client (4 in flight)
   to the fast receiver of the webhook benchmark (:class:`benchmarks.webhooks.Receiver`, in a process
   of its own), beside the webhooks pushhub delivers to that receiver per second (SQLite store, 4 in
@@ -46,6 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     stack = floors.add_parser("stack", help="flat-out publish: bare uvicorn+httptools app beside pushhub")
     stack.add_argument("--duration", type=float, default=10.0, help="seconds of publishing per run")
     stack.add_argument("--in-flight", type=int, default=32, help="publish requests in flight")
+    stack.add_argument("--base", help="a commit whose pushhub is measured beside this tree's")
     client = floors.add_parser("client", help="POSTs/s: bare aiohttp and httpx beside pushhub's webhooks")
     client.add_argument("--requests", type=int, default=5000, help="POSTs (and webhooks) per run")
     client.add_argument("--in-flight", type=int, default=4, help="requests in flight")

@@ -3,11 +3,13 @@ the others in the same run: single events and batches over HTTP, WebSocket ``pub
 signed Standard Webhooks through ingest (verified, deduped by ``webhook-id``, appended).
 
     python -m benchmarks.paths [--runs 3] [--duration 5] [--in-flight 32] [--batch 100] [--hub-arg ARG]...
+                               [--only PATH]... [--base COMMIT]
 
 Every path gets a fresh hub (SQLite, the default, unless ``--hub-arg --memory``) and ``--in-flight``
 connections, each with one request (or op) in flight at a time, sent from raw asyncio protocols so
-that the generator stays cheaper than the hub. The paths take turns within each run, in an order
-that rotates from run to run. Prints the median and range of events/s and of the hub's CPU per
+that the generator stays cheaper than the hub. ``--base COMMIT`` adds that commit's hub (unpacked
+with ``git archive``) on each path, as ``base-PATH``. The paths take turns within each run, in an
+order that rotates from run to run. Prints the median and range of events/s and of the hub's CPU per
 event, and appends the record to ``benchmarks/results/paths.jsonl``.
 """
 
@@ -25,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from typing import Any, cast
 
 import uvloop
@@ -39,7 +42,9 @@ from benchmarks.loadgen import (
     ws_client_frame,
     ws_request,
 )
+from benchmarks.publish import unpack
 from benchmarks.report import figures, heading, interleave, record, table
+from benchmarks.stack_floor import BaseHub
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 PATHS = ("single", "batch", "websocket", "ingest")
@@ -210,9 +215,16 @@ async def drive(hub: Hub, name: str, args: argparse.Namespace, duration: float,
             "elapsed": elapsed}
 
 
-def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
+def measure(contender: str, args: argparse.Namespace, base_tree: str | None) -> dict[str, Any]:
+    name = contender.removeprefix("base-")
     with tempfile.TemporaryDirectory(prefix="pushhub-bench-paths-") as tmp:
-        hub = Hub(storage="sqlite", extra_args=["--ingest-config", ingest_config(tmp), *args.hub_arg]).start()
+        hub_args = ["--ingest-config", ingest_config(tmp), *args.hub_arg]
+        if name != contender:
+            assert base_tree is not None
+            hub: Hub = BaseHub(base_tree, "sqlite", hub_args)
+        else:
+            hub = Hub(storage="sqlite", extra_args=hub_args)
+        hub.start()
         try:
             numbers = itertools.count(1)
             uvloop.run(drive(hub, name, args, 0.5, numbers))  # warm-up
@@ -225,7 +237,7 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
     accepted = result["accepted"]
     if result["first_error"]:
         print(f"{name}: first error: {result['first_error'][:300]}", file=sys.stderr)
-    return {"path": name, "events_per_s": round(accepted / result["elapsed"], 1), "errors": result["errors"],
+    return {"path": contender, "events_per_s": round(accepted / result["elapsed"], 1), "errors": result["errors"],
             "hub_us_per_event": round((sum(after) - sum(before)) / accepted * 1e6, 2) if accepted else None,
             "loadavg": round(os.getloadavg()[0], 2)}
 
@@ -238,6 +250,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=100, help="events per batch request")
     parser.add_argument("--only", action="append", choices=PATHS, help="paths to measure (all by default)")
     parser.add_argument("--hub-arg", action="append", default=[], help="extra argument for 'pushhub serve'")
+    parser.add_argument("--base", help="a commit whose hub is measured beside this tree's on each path")
     parser.add_argument("--no-save", action="store_true", help="do not append to benchmarks/results")
     return parser.parse_args(argv)
 
@@ -246,10 +259,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     facts = machine_facts()
     paths = tuple(args.only or PATHS)
-    runs = interleave(paths, args.runs, lambda name: measure(name, args))
+    if args.base:
+        paths += tuple(f"base-{path}" for path in paths)
+    with ExitStack() as stack:
+        base_tree = unpack(args.base, stack.enter_context(tempfile.TemporaryDirectory())) if args.base else None
+        runs = interleave(paths, args.runs, lambda name: measure(name, args, base_tree))
     rates, costs = figures(runs, "events_per_s"), figures(runs, "hub_us_per_event")
     saved = record("paths", {"runs": args.runs, "duration": args.duration, "in_flight": args.in_flight,
-                             "batch": args.batch, "hub_args": args.hub_arg},
+                             "batch": args.batch, "hub_args": args.hub_arg, "base": args.base,
+                             "nice": os.getpriority(os.PRIO_PROCESS, 0)},
                    {"events_per_s": rates, "hub_us_per_event": costs,
                     "errors": {name: sum(r["errors"] for r in records) for name, records in runs.items()}}, runs, facts)
     print("\n".join([

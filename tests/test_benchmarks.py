@@ -163,8 +163,8 @@ def test_nchan_listens_on_loopback_from_its_own_prefix() -> None:
 
 def test_stack_floor_runs_every_contender() -> None:
     [record] = bench("benchmarks.floor", "stack", "--runs", "1", "--duration", "0.5")
-    assert set(record["publish_rate"]) == {"bare", "pushhub-memory", "pushhub-sqlite"}
-    assert record["errors"] == {"bare": 0, "pushhub-memory": 0, "pushhub-sqlite": 0}
+    assert set(record["publish_rate"]) == {"bare", "http11", "pushhub-memory", "pushhub-sqlite"}
+    assert record["errors"] == {"bare": 0, "http11": 0, "pushhub-memory": 0, "pushhub-sqlite": 0}
     assert all(spread["median"] > 0 for spread in record["publish_rate"].values())
 
 

@@ -62,6 +62,7 @@ def test_the_appends_of_one_step_see_each_other(store: Store) -> None:
     assert [e.offset for e in first.events] == [1] and replay.replayed == (b"v", first.events[0].epoch, 1)
     assert [e.offset for e in other.events] == [1] and [e.offset for e in second.events] == [2, 3]
     assert store.state("c").top == 3 and [e.data for e in store.read("c", 0, 10).events] == [1, 4, 5]
+    assert [found.repeats for found in store.find(first.events[0].id, 10)] == [1]  # the replay in the same step
 
 
 async def test_a_failed_group_commit_fails_every_publish_in_it(tmp_path: pathlib.Path) -> None:

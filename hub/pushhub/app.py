@@ -23,7 +23,7 @@ from .backends import create_backend
 from .config import Settings
 from .direct import DirectEndpoint
 from .errors import BadRequest, PushHubError
-from .http11 import StreamEndpoint
+from .http11 import LeanEndpoint, StreamEndpoint
 from .http_api import HttpApi, error_response
 from .hub import Hub
 from .ingest import sources
@@ -104,6 +104,14 @@ class PushHub:
                 await endpoint.direct(scope, receive, send)
                 return
         await self.api(scope, receive, send)
+
+    def lean_endpoint(self, scope: Scope) -> LeanEndpoint | None:
+        """The hot path that answers a request once its whole body is in, with no ASGI call (the
+        hub's HTTP server asks for a request whose body is not chunked), or ``None``."""
+        for endpoint in self.direct:
+            if endpoint.lean(scope):
+                return endpoint.respond
+        return None
 
     def stream_endpoint(self, scope: Scope) -> StreamEndpoint | None:
         """The streaming endpoint that takes a request over with its socket (the hub's HTTP server

@@ -69,7 +69,7 @@ class PayloadTooLarge(BadRequest):
 
 def positioned(event: Event) -> dict[str, Any]:
     return {"id": event.id, "channel": event.channel, "epoch": event.epoch, "offset": event.offset,
-            "cursor": event.position.encode()}
+            "cursor": f"{event.epoch}.{event.offset}"}  # event.position.encode(), without the Position
 
 
 class HttpApi:

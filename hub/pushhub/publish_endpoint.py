@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import re
 
-from starlette.types import Receive, Scope
+from starlette.types import Scope
 
 from . import idempotency
 from .auth import Access, bearer
 from .backends.base import Once
 from .channels import validate_channel
-from .direct import Count, DirectEndpoint, Headers
+from .direct import Body, Count, DirectEndpoint, Headers, whole_body
 from .events import parse_publish_body
-from .http_api import positioned, receive_body
+from .http_api import positioned
 from .hub import Hub
 from .provenance import API, Origin
 
@@ -29,7 +29,10 @@ class PublishEndpoint(DirectEndpoint):
         self.max_body_bytes = max_body_bytes
         self.window = window
 
-    async def answer(self, scope: Scope, match: re.Match[str], receive: Receive) -> tuple[int, bytes, Headers]:
+    def limit(self, match: re.Match[str]) -> int:
+        return self.max_body_bytes
+
+    async def answer(self, scope: Scope, match: re.Match[str], body: Body) -> tuple[int, bytes, Headers]:
         authorization = length = key = None
         for name, value in scope["headers"]:
             if name == b"authorization" and authorization is None:
@@ -41,7 +44,7 @@ class PublishEndpoint(DirectEndpoint):
         grant = self.access.grant(bearer(authorization))
         channel = validate_channel(match[1])
         self.access.check_publish(grant, channel)
-        raw = await receive_body(receive, length or "", self.max_body_bytes)
+        raw = await whole_body(body, length or "", self.max_body_bytes)
         if key is not None:
             idempotency.check_key(key)
         drafts, batch = parse_publish_body(raw)

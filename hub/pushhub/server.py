@@ -123,7 +123,8 @@ async def serve_app(app: PushHub, settings: Settings, sock: socket.socket,
     await lifespan.startup()
     host, port = sock.getsockname()[:2]
     state = ServerState(app, app.stream_endpoint, settings.http_limits(), Proxies(settings.forwarded_allow_ips),
-                        settings.access_log, None if ipaddress.ip_address(host).is_unspecified else (host, port))
+                        settings.access_log, None if ipaddress.ip_address(host).is_unspecified else (host, port),
+                        app.lean_endpoint)
     def connection() -> HttpConnection:
         return HttpConnection(state)
 

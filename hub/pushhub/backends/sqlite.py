@@ -46,6 +46,8 @@ class Joined(Protocol):
     def __call__(self, db: sqlite3.Connection, appended: Appended) -> Callable[[], None] | None: ...
 
 
+INSERT_EVENTS = ("INSERT INTO events (channel, seq, ts, body, id, type, origin, delivery) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 CHECKPOINT_COMMITS = 200  # commits between checkpoints (SQLite's own default is every 1000 WAL pages)
 CHECKPOINT_IDLE = 1.0  # seconds between checkpoints when fewer commits came
 
@@ -195,6 +197,13 @@ class SqliteStore(Store):
         made: dict[str, int] = {}
         typed: set[tuple[str, str]] = set()
 
+        rows: list[tuple[object, ...]] = []  # the events of every append, inserted in one executemany
+
+        def insert_rows(db: sqlite3.Connection) -> None:
+            if rows:
+                db.executemany(INSERT_EVENTS, rows)
+                rows.clear()
+
         def statements(db: sqlite3.Connection) -> None:
             for channel, drafts, once, origin in appends:
                 if channel in heads:
@@ -205,6 +214,7 @@ class SqliteStore(Store):
                     epoch = cached_epoch if isinstance(cached_epoch, str) else new_epoch()
                     top = cached_top
                 if once is not None:
+                    insert_rows(db)  # a record found may name an event of this transaction
                     row = db.execute(
                         "SELECT value, epoch, first FROM once WHERE channel = ? AND key = ? AND scope IN (?, ?) "
                         "AND expires > ? ORDER BY scope = ? LIMIT 1",
@@ -220,17 +230,16 @@ class SqliteStore(Store):
                                (channel, once.scope, once.key, now + once.ttl, once.value, epoch, top + 1))
                 origin_id = None if origin is None else self._origin_id(db, origin.key(), made)
                 delivery = None if origin is None else origin.delivery
-                db.executemany("INSERT INTO events (channel, seq, ts, body, id, type, origin, delivery) "
-                               "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                               [(channel, top + i, now, d.stored(), d.id, d.type, origin_id, delivery)
-                                for i, d in enumerate(drafts, 1)])
-                for d in drafts:
-                    if (d.type, channel) not in self._types and (d.type, channel) not in typed:
-                        typed.add((d.type, channel))
+                rows.extend([(channel, top + i, now, d.stored(), d.id, d.type, origin_id, delivery)
+                             for i, d in enumerate(drafts, 1)])
+                for event_type in {d.type for d in drafts}:
+                    if (event_type, channel) not in self._types and (event_type, channel) not in typed:
+                        typed.add((event_type, channel))
                         db.execute("INSERT OR IGNORE INTO event_types (type, channel) VALUES (?, ?)",
-                                   (d.type, channel))
+                                   (event_type, channel))
                 results.append(Published([Event(channel, epoch, top + i, d) for i, d in enumerate(drafts, 1)]))
                 heads[channel] = (epoch, top + len(drafts))
+            insert_rows(db)
             for channel, (epoch, top) in heads.items():
                 db.execute("INSERT INTO channels (name, epoch, top) VALUES (?, ?, ?) "
                            "ON CONFLICT (name) DO UPDATE SET top = excluded.top", (channel, epoch, top))

@@ -16,14 +16,14 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope
+from starlette.types import Scope
 
 from .. import idempotency
 from ..auth import Access, bearer
 from ..backends.base import Once
-from ..direct import Count, DirectEndpoint, Headers
+from ..direct import Body, Count, DirectEndpoint, Headers, whole_body
 from ..errors import Forbidden, PushHubError
-from ..http_api import positioned, receive_body
+from ..http_api import positioned
 from ..hub import Hub
 from ..provenance import INGEST, Origin
 from . import extract
@@ -71,7 +71,11 @@ class IngestEndpoint(DirectEndpoint):
         name = match[1]
         self.hub.stats.observer.ingested(name if name in self.sources else "(unknown)", "rejected", exc.code)
 
-    async def answer(self, scope: Scope, match: re.Match[str], receive: Receive) -> tuple[int, bytes, Headers]:
+    def limit(self, match: re.Match[str]) -> int | None:
+        source = self.sources.get(match[1])
+        return None if source is None else source.max_body_bytes
+
+    async def answer(self, scope: Scope, match: re.Match[str], body: Body) -> tuple[int, bytes, Headers]:
         name = match[1]
         source = self.sources.get(name)
         if source is None:
@@ -81,10 +85,10 @@ class IngestEndpoint(DirectEndpoint):
         if not source.allows(address):
             raise Forbidden(f"{address} is not in the allowlist of ingest source {name!r}")
         request_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        body = await receive_body(receive, request_headers.get("content-length", ""), source.max_body_bytes)
-        verified = verify(source.signature, request_headers, body, self.clock())
+        raw = await whole_body(body, request_headers.get("content-length", ""), source.max_body_bytes)
+        verified = verify(source.signature, request_headers, raw, self.clock())
         headers = verified.headers
-        data = extract.decode_body(body, headers.get("content-type", ""))
+        data = extract.decode_body(raw, headers.get("content-type", ""))
         if source.signature.scheme == "slack" and isinstance(data, dict) and data.get("type") == "url_verification":
             self.hub.stats.observer.ingested(name, "challenge")
             return 200, orjson.dumps({"challenge": data.get("challenge")}), []
