@@ -229,8 +229,9 @@ class Hub(ServerProcess):
     already running hub given by URL (then its PID, if known, enables the /proc readings)."""
 
     def __init__(self, url: str | None = None, *, storage: str = "memory", pid: int | None = None,
-                 extra_args: list[str] | None = None) -> None:
+                 extra_args: list[str] | None = None, tree: str | None = None) -> None:
         self.storage = storage
+        self.tree = tree  # another checkout whose hub to run (its hub/ on PYTHONPATH), else this one
         self.pid = pid
         self.extra_args = extra_args or []
         self.process: subprocess.Popen[bytes] | None = None
@@ -256,7 +257,8 @@ class Hub(ServerProcess):
         else:
             self.data_dir = tempfile.mkdtemp(prefix="pushhub-bench-")
             args += ["--data-dir", self.data_dir]
-        self.launch(args, self.url + "/healthz", "hub")
+        env = None if self.tree is None else {**os.environ, "PYTHONPATH": os.path.join(self.tree, "hub")}
+        self.launch(args, self.url + "/healthz", "hub", env=env)
         return self
 
     def stop(self) -> None:
