@@ -46,7 +46,7 @@ class Joined(Protocol):
     def __call__(self, db: sqlite3.Connection, appended: Appended) -> Callable[[], None] | None: ...
 
 
-CHECKPOINT_COMMITS = 1000  # commits between checkpoints (SQLite's own default is every 1000 WAL pages)
+CHECKPOINT_COMMITS = 200  # commits between checkpoints (SQLite's own default is every 1000 WAL pages)
 CHECKPOINT_IDLE = 1.0  # seconds between checkpoints when fewer commits came
 
 
