@@ -74,20 +74,6 @@ def without_metrics(into: str) -> str:
     return into
 
 
-class TreeHub(Hub):
-    """A hub run from the ``hub/`` package of ``tree``."""
-
-    def __init__(self, tree: str) -> None:
-        super().__init__(storage="sqlite")
-        self.tree = tree
-
-    def start(self) -> TreeHub:
-        self.data_dir = tempfile.mkdtemp(prefix="pushhub-bench-metrics-")
-        self.launch([sys.executable, "-m", "pushhub", "serve", "--port", str(self.port), "--data-dir", self.data_dir],
-                    self.url + "/healthz", "hub", env={**os.environ, "PYTHONPATH": os.path.join(self.tree, "hub")})
-        return self
-
-
 def measure_publish(tree: str, args: argparse.Namespace) -> dict[str, Any]:
     rate, cost = publish.measure(tree, args, keyed=False)
     return {"publishes_per_s": rate, "hub_cpu_us_per_publish": cost, "loadavg": os.getloadavg()[0]}
@@ -96,7 +82,7 @@ def measure_publish(tree: str, args: argparse.Namespace) -> dict[str, Any]:
 def measure_fanout(tree: str, args: argparse.Namespace) -> dict[str, Any]:
     fan = fanout.run(fanout.parse_args(["--transport", "sse", "--subscribers", str(args.subscribers),
                                         "--rate", str(args.rate), "--duration", str(args.duration),
-                                        "--storage", "sqlite", "--no-save"]), TreeHub(tree))
+                                        "--storage", "sqlite", "--no-save"]), Hub(storage="sqlite", tree=tree))
     return {key: fan[key] for key in ("hub_us_per_delivery", "delivered_per_s", "lost", "duplicated", "received",
                                       "expected")}
 

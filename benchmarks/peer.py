@@ -4,6 +4,7 @@ against both servers, interleaved, each pair printed with its ratio.
     python -m benchmarks.peer                      # every scenario, 3 runs each
     python -m benchmarks.peer --runs 5 --only fanout-sse-1000x100 --only publish
     python -m benchmarks.peer --quick --runs 1     # tiny sizes, to see that it works
+    python -m benchmarks.peer --only per-user-sse-2000 --base 33e06c9   # and the hub of that commit
 
 Nchan runs from Debian's ``nginx`` and ``libnginx-mod-nchan`` packages with the configuration in
 ``benchmarks/nchan.conf`` (see :mod:`benchmarks.nchan`; this script installs nothing). Both servers
@@ -12,7 +13,8 @@ publish time and a sequence number, so latency, loss and duplicates are counted 
 both sides. Each run starts a fresh server of one process each (``--nginx-workers`` gives nginx
 more); within a run the two servers take turns, and which goes first alternates from run to run.
 Prints the median and range of each figure for both servers and the ratio of the medians
-(pushhub / Nchan), and appends one JSON line per scenario, with every run's record and the
+(pushhub / Nchan; with ``--base COMMIT`` also that commit's hub, unpacked with ``git archive``, as a
+third contender, and pushhub / base), and appends one JSON line per scenario, with every run's record and the
 machine's facts, to ``benchmarks/results/peer.jsonl``.
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +31,7 @@ from typing import Any
 from benchmarks import connect, fanout
 from benchmarks.loadgen import Hub, ServerProcess, machine_facts, save_result
 from benchmarks.nchan import Nchan, missing
+from benchmarks.publish import unpack
 from benchmarks.report import figures, interleave, load_range, ratio, record, table
 
 
@@ -109,6 +113,7 @@ SCENARIOS = (
 )
 BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
 SERVERS = ("pushhub", "nchan")
+BASE = "base"  # the hub of --base COMMIT
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -126,6 +131,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hub-arg", action="append", default=[], help="extra argument for 'pushhub serve'")
     parser.add_argument("--nice", type=int, default=0,
                         help="niceness for both servers and the generator, e.g. -10 on a shared machine (needs root)")
+    parser.add_argument("--base", default=None, help="a commit whose hub to measure too (the reference for this tree)")
     parser.add_argument("--no-save", action="store_true", help="do not append to benchmarks/results")
     args = parser.parse_args(argv)
     if args.runs < 1:
@@ -136,7 +142,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def make_server(name: str, args: argparse.Namespace, storage: str) -> ServerProcess:
     if name == "nchan":
         return Nchan(workers=args.nginx_workers)
-    return Hub(storage=storage, extra_args=args.hub_arg)
+    return Hub(storage=storage, extra_args=args.hub_arg, tree=args.base_tree if name == BASE else None)
 
 
 def measure(scenario: Scenario, server: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -155,22 +161,26 @@ def summarize(scenario: Scenario, runs: dict[str, list[dict[str, Any]]]) -> dict
         spreads = figures(runs, figure.key)
         summary[figure.key] = {"better": figure.better, **spreads,
                                "ratio": ratio(spreads["pushhub"], spreads["nchan"])}
-    losses = {server: {key: sum(r.get(key) or 0 for r in runs[server])
+        if BASE in runs:
+            summary[figure.key]["base_ratio"] = ratio(spreads["pushhub"], spreads[BASE])
+    losses = {server: {key: sum(r.get(key) or 0 for r in records)
                        for key in ("lost", "duplicated", "publish_errors", "failed", "connect_failed")}
-              for server in SERVERS}
+              for server, records in runs.items()}
     return {"figures": summary, "losses": losses}
 
 
 def report(scenario: Scenario, summary: dict[str, Any], runs: dict[str, list[dict[str, Any]]]) -> str:
     rows = []
+    servers = list(runs)
     for figure in scenario.figures:
         entry = summary["figures"][figure.key]
-        shown = "-" if entry["ratio"] is None else f"{entry['ratio']:.2f}"
-        rows.append((figure.label, [entry["pushhub"], entry["nchan"]], f"{shown:>5} ({figure.better} is better)"))
+        shown = " ".join("-" if entry.get(key) is None else f"{entry[key]:.2f}"
+                         for key in ("ratio", "base_ratio") if key in entry)
+        rows.append((figure.label, [entry[server] for server in servers], f"{shown:>5} ({figure.better} is better)"))
     lines = [f"{scenario.name}: median [range] of {len(runs['pushhub'])} interleaved run(s), "
              f"{load_range(runs, 'loadavg_start')}",
-             *table(rows, ["pushhub", "nchan"], "pushhub/nchan")]
-    for server in SERVERS:
+             *table(rows, servers, "pushhub/nchan" + (f" pushhub/{BASE}" if BASE in runs else ""))]
+    for server in servers:
         counts = summary["losses"][server]
         lines.append(f"  {server}: lost {counts['lost']}, duplicated {counts['duplicated']}, "
                      f"publish errors {counts['publish_errors']}, "
@@ -180,11 +190,13 @@ def report(scenario: Scenario, summary: dict[str, Any], runs: dict[str, list[dic
 
 def run_scenario(scenario: Scenario, args: argparse.Namespace) -> dict[str, Any]:
     facts = machine_facts()
-    runs = interleave(SERVERS, args.runs, lambda server: measure(scenario, server, args))
+    runs = interleave((*SERVERS, BASE) if args.base else SERVERS, args.runs,
+                      lambda server: measure(scenario, server, args))
     summary = summarize(scenario, runs)
     print(report(scenario, summary, runs), flush=True)
     settings = {"scenario": scenario.name, "runs": args.runs, "quick": args.quick, "duration": args.duration,
-                "nginx_workers": args.nginx_workers, "nice": args.nice, "storage": scenario.storage or args.storage}
+                "nginx_workers": args.nginx_workers, "nice": args.nice, "storage": scenario.storage or args.storage,
+                "base": args.base}
     return record("peer", settings, summary, runs, facts)
 
 
@@ -195,14 +207,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"peer: cannot run the reference: {reason}", file=sys.stderr)
         return 2
     failed = False
-    for name in args.only or [s.name for s in SCENARIOS]:
-        saved = run_scenario(BY_NAME[name], args)
-        if not args.no_save:
-            save_result("peer", saved)
-        else:
-            print(json.dumps({k: v for k, v in saved.items() if k != "records"}))
-        losses = saved["losses"]["pushhub"]
-        failed = failed or bool(losses["lost"] or losses["duplicated"])
+    with tempfile.TemporaryDirectory(prefix="pushhub-peer-base-") as base_tree:
+        args.base_tree = unpack(args.base, base_tree) if args.base else None
+        for name in args.only or [s.name for s in SCENARIOS]:
+            saved = run_scenario(BY_NAME[name], args)
+            if not args.no_save:
+                save_result("peer", saved)
+            else:
+                print(json.dumps({k: v for k, v in saved.items() if k != "records"}))
+            losses = saved["losses"]["pushhub"]
+            failed = failed or bool(losses["lost"] or losses["duplicated"])
     return 1 if failed else 0
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import pathlib
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
+from pushhub.backends import sqlite_schema
 from pushhub.backends.base import Once
 from pushhub.backends.embedded import Append, EmbeddedBroker, MemoryStore, Store
 from pushhub.backends.sqlite import CHECKPOINT_COMMITS, Database, SqliteStore
@@ -117,6 +120,45 @@ def test_sqlite_log_survives_reopening(tmp_path: pathlib.Path) -> None:
     (again,) = reopened.append("c", [draft(2)], now=0.0).events
     assert (again.epoch, again.offset) == (event.epoch, 2)
     assert reopened.read("c", 0, 10).events[0].id == "evt_1"
+    database.close()
+
+
+def test_a_channel_keeps_its_offsets_after_expiry_emptied_its_log_and_a_restart(tmp_path: pathlib.Path) -> None:
+    """An append does not write its channel's row: the top is its newest event's offset, which
+    expiry records before it deletes the newest."""
+    database = Database(str(tmp_path / "log.db"))
+    database.open()
+    store = SqliteStore(database, POLICY)
+    (*_, last) = store.append("c", [draft(1), draft(2)], now=1000.0).events
+    store.append("d", [draft(3)], now=1000.0)
+    store.append("d", [draft(4)], now=1100.0)
+    assert store.expire(now=1070.0) == 3
+    database.close()
+    database.open()
+    reopened = SqliteStore(database, POLICY)
+    assert reopened.state("c") == (last.epoch, 2, 3)
+    assert reopened.state("d").top == 2
+    (again,) = reopened.append("c", [draft(5)], now=2000.0).events
+    assert (again.epoch, again.offset) == (last.epoch, 3)
+    database.close()
+
+
+def test_a_version_4_file_keeps_each_channels_top(tmp_path: pathlib.Path) -> None:
+    """Version 4 wrote each channel's top on every append, which version 5 reads as its recorded top."""
+    path = tmp_path / "log.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        for step in sqlite_schema.STEPS[:4]:
+            db.executescript(step)
+        db.execute("INSERT INTO channels (name, epoch, top) VALUES ('emptied', 'e1', 7), ('kept', 'e2', 2)")
+        db.execute("INSERT INTO events (channel, seq, ts, body) VALUES ('kept', 2, 0, ?)",
+                   (draft(2).stored(),))
+        db.execute("PRAGMA user_version = 4")
+        db.commit()
+    database = Database(str(path))
+    database.open()
+    store = SqliteStore(database, POLICY)
+    assert (store.state("emptied"), store.state("kept")) == (("e1", 7, 8), ("e2", 2, 2))
+    assert [e.offset for e in store.append("emptied", [draft(8)], now=0.0).events] == [8]
     database.close()
 
 

@@ -185,13 +185,15 @@ class SqliteStore(Store):
     def _head(self, channel: str) -> list[object]:
         head = self._heads.get(channel)
         if head is None:
-            row = self.db.execute("SELECT epoch, top FROM channels WHERE name = ?", (channel,)).fetchone()
+            row = self.db.execute("SELECT epoch, MAX(recorded_top, IFNULL((SELECT MAX(seq) FROM events WHERE "
+                                  "channel = ?1), 0)) FROM channels WHERE name = ?1", (channel,)).fetchone()
             head = self._heads[channel] = list(row) if row else [None, 0]
         return head
 
     def append_all(self, appends: Sequence[Append], now: float) -> list[Published]:
         """One transaction for all of ``appends``; the cached heads move only once it committed."""
         heads: dict[str, tuple[str, int]] = {}  # channel -> (epoch, top) as the transaction leaves it
+        created: list[tuple[str, str]] = []  # the channels (and their epochs) that have no row yet
         results: list[Published] = []
         committed: list[Callable[[], None]] = []
         made: dict[str, int] = {}
@@ -206,12 +208,16 @@ class SqliteStore(Store):
 
         def statements(db: sqlite3.Connection) -> None:
             for channel, drafts, once, origin in appends:
+                fresh = False
                 if channel in heads:
                     epoch, top = heads[channel]
                 else:
                     cached_epoch, cached_top = self._head(channel)
                     assert isinstance(cached_top, int)
-                    epoch = cached_epoch if isinstance(cached_epoch, str) else new_epoch()
+                    if isinstance(cached_epoch, str):
+                        epoch = cached_epoch
+                    else:
+                        epoch, fresh = new_epoch(), True
                     top = cached_top
                 if once is not None:
                     insert_rows(db)  # a record found may name an event of this transaction
@@ -239,10 +245,12 @@ class SqliteStore(Store):
                                    (event_type, channel))
                 results.append(Published([Event(channel, epoch, top + i, d) for i, d in enumerate(drafts, 1)]))
                 heads[channel] = (epoch, top + len(drafts))
+                if fresh:
+                    created.append((channel, epoch))
             insert_rows(db)
-            for channel, (epoch, top) in heads.items():
-                db.execute("INSERT INTO channels (name, epoch, top) VALUES (?, ?, ?) "
-                           "ON CONFLICT (name) DO UPDATE SET top = excluded.top", (channel, epoch, top))
+            if created:
+                db.executemany("INSERT INTO channels (name, epoch, recorded_top) VALUES (?, ?, 0)", created)
+            for channel, (_, top) in heads.items():
                 keep = self.retention.for_channel(channel).max_events
                 if top > keep:
                     db.execute("DELETE FROM events WHERE channel = ? AND seq <= ?", (channel, top - keep))
@@ -269,7 +277,8 @@ class SqliteStore(Store):
         if epoch is None:
             created = new_epoch()
             self.database.transaction(lambda db: db.execute(
-                "INSERT INTO channels (name, epoch, top) VALUES (?, ?, 0)", (channel, created)), "create a channel")
+                "INSERT INTO channels (name, epoch, recorded_top) VALUES (?, ?, 0)", (channel, created)),
+                "create a channel")
             epoch = self._heads[channel][0] = created
         assert isinstance(epoch, str) and isinstance(top, int)
         row = self.db.execute("SELECT MIN(seq) FROM events WHERE channel = ?", (channel,)).fetchone()
@@ -298,7 +307,10 @@ class SqliteStore(Store):
         def statements(db: sqlite3.Connection) -> None:
             for (channel,) in db.execute("SELECT name FROM channels").fetchall():
                 cutoff = now - self.retention.for_channel(channel).max_age
+                top = self._head(channel)[1]  # read before the newest event may go (and cached)
                 deleted = db.execute("DELETE FROM events WHERE channel = ? AND ts < ?", (channel, cutoff))
+                if deleted.rowcount:
+                    db.execute("UPDATE channels SET recorded_top = ? WHERE name = ?", (top, channel))
                 dropped.append(deleted.rowcount)
             db.execute("DELETE FROM once WHERE expires <= ?", (now,))
         self.database.transaction(statements, "expire old events")
