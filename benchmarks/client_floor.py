@@ -14,12 +14,11 @@ import argparse
 import asyncio
 import multiprocessing
 import os
-import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable
 from multiprocessing.connection import Connection as Pipe
-from typing import IO, Any
+from typing import Any
 
 import aiohttp
 import httpx
@@ -136,24 +135,11 @@ async def webhooks_from_pushhub(hub: Hub, target: Target, requests: int) -> floa
     return await asyncio.to_thread(target.until, target.sent, 600) - started
 
 
-class TreeHub(Hub):
-    """The hub of another tree (``tree``, unpacked from a commit)."""
-
-    def __init__(self, tree: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.tree = tree
-
-    def launch(self, args: list[str], ready_url: str, what: str, output: int | IO[bytes] = subprocess.DEVNULL,
-               env: dict[str, str] | None = None) -> None:
-        super().launch(args, ready_url, what, output, {**os.environ, "PYTHONPATH": os.path.join(self.tree, "hub")})
-
-
 def measure(name: str, target: Target, args: argparse.Namespace, base_tree: str | None) -> dict[str, Any]:
     load = os.getloadavg()[0]
     if name in ("pushhub", "base"):
         hub_args = ["--webhook-allow-network", "127.0.0.0/8", "--webhook-max-concurrency", str(args.in_flight)]
-        hub = (Hub(storage="sqlite", extra_args=hub_args) if name == "pushhub" else
-               TreeHub(str(base_tree), storage="sqlite", extra_args=hub_args)).start()
+        hub = Hub(storage="sqlite", extra_args=hub_args, tree=None if name == "pushhub" else base_tree).start()
         try:
             before = hub.cpu_seconds()
             elapsed = uvloop.run(webhooks_from_pushhub(hub, target, args.requests))

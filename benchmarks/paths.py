@@ -44,7 +44,6 @@ from benchmarks.loadgen import (
 )
 from benchmarks.publish import unpack
 from benchmarks.report import figures, heading, interleave, record, table
-from benchmarks.stack_floor import BaseHub
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 PATHS = ("single", "batch", "websocket", "ingest")
@@ -219,11 +218,7 @@ def measure(contender: str, args: argparse.Namespace, base_tree: str | None) -> 
     name = contender.removeprefix("base-")
     with tempfile.TemporaryDirectory(prefix="pushhub-bench-paths-") as tmp:
         hub_args = ["--ingest-config", ingest_config(tmp), *args.hub_arg]
-        if name != contender:
-            assert base_tree is not None
-            hub: Hub = BaseHub(base_tree, "sqlite", hub_args)
-        else:
-            hub = Hub(storage="sqlite", extra_args=hub_args)
+        hub = Hub(storage="sqlite", extra_args=hub_args, tree=None if name == contender else base_tree)
         hub.start()
         try:
             numbers = itertools.count(1)

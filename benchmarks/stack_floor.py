@@ -10,10 +10,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import subprocess
 import sys
 import tempfile
-from typing import IO, Any
+from typing import Any
 
 import uvloop
 
@@ -51,18 +50,6 @@ class BareApp(ServerProcess):
         return self
 
 
-class BaseHub(Hub):
-    """pushhub of another tree (``tree``, unpacked from a commit)."""
-
-    def __init__(self, tree: str, storage: str, extra_args: list[str] | None = None) -> None:
-        super().__init__(storage=storage, extra_args=extra_args)
-        self.tree = tree
-
-    def launch(self, args: list[str], ready_url: str, what: str, output: int | IO[bytes] = subprocess.DEVNULL,
-               env: dict[str, str] | None = None) -> None:
-        super().launch(args, ready_url, what, output, {**os.environ, "PYTHONPATH": os.path.join(self.tree, "hub")})
-
-
 def make(name: str, base_tree: str | None) -> ServerProcess:
     if name == "bare":
         return BareApp("uvicorn")
@@ -70,7 +57,7 @@ def make(name: str, base_tree: str | None) -> ServerProcess:
         return BareApp("http11")
     if name.startswith("base-"):
         assert base_tree is not None
-        return BaseHub(base_tree, name.removeprefix("base-"))
+        return Hub(storage=name.removeprefix("base-"), tree=base_tree)
     return Hub(storage=name.removeprefix("pushhub-"))
 
 
