@@ -105,11 +105,8 @@ class Signer:
             return {"x-webhook-id": msg_id, "x-webhook-timestamp": str(timestamp),
                     "x-webhook-signature": " ".join(self._mac(s).digest(body).hex() for s in live_secrets)}
         content = b"%s.%d.%s" % (msg_id.encode(), timestamp, body)
-        if len(live_secrets) == 1:
-            signature = "v1," + binascii.b2a_base64(self._mac(live_secrets[0]).digest(content), newline=False).decode()
-        else:
-            signature = " ".join("v1," + binascii.b2a_base64(self._mac(s).digest(content), newline=False).decode()
-                                 for s in live_secrets)
+        signature = " ".join("v1," + binascii.b2a_base64(self._mac(s).digest(content), newline=False).decode()
+                             for s in live_secrets)
         return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp), "webhook-signature": signature}
 
 
