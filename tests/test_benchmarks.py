@@ -186,6 +186,17 @@ def test_client_floor_measures_a_base_commit_beside_this_tree() -> None:
     assert record["base"] == "HEAD" and record["pushhub_ratio"]["base"] is not None
 
 
+def test_mixed_measures_a_base_commit_beside_this_tree_and_delivers_every_webhook() -> None:
+    records = bench("benchmarks.mixed", "--runs", "1", "--endpoints", "2", "--base", "HEAD", "--subscribers", "5",
+                    "--duration", "0.5", "--rate", "20", "--procs", "1")
+    runs, summary = records[:-1], records[-1]
+    assert sorted((r["tree"], r["label"]) for r in runs) == [("base", "with"), ("base", "without"),
+                                                            ("pushhub", "with"), ("pushhub", "without")]
+    assert all(r["lost"] == 0 for r in runs)
+    assert summary["base"] == "HEAD" and summary["webhooks_missing"] == summary["base_webhooks_missing"] == [0]
+    assert summary["p99_ratio_median"] > 0 and summary["base_p99_ratio_median"] > 0
+
+
 def test_paths_publish_through_every_way_without_error() -> None:
     (record,) = bench("benchmarks.paths", "--runs", "1", "--duration", "0.3", "--in-flight", "2", "--batch", "5")
     assert set(record["events_per_s"]) == {"single", "batch", "websocket", "ingest"}
