@@ -52,6 +52,7 @@ from pushhub.webhooks.store import (
     SqliteDeliveryStore,
     new_delivery_id,
 )
+from pushhub.webhooks.worker import PREFETCH
 
 from .utils import TIMEOUT, free_port
 from .webhook_utils import FakeClock, Reply, eventually, receiver
@@ -559,16 +560,22 @@ async def test_deliveries_commit_in_the_transaction_of_their_events(tmp_path: Pa
         await server.wait_for(10)
 
 
+def count_reads(store: SqliteDeliveryStore) -> list[str]:
+    """The endpoint of each read of due deliveries from ``store`` from now on."""
+    reads: list[str] = []
+    due = store.due
+
+    async def counted(endpoint_id: str, now: float, limit: int, *, ordered: bool = False) -> list[Delivery]:
+        reads.append(endpoint_id)
+        return await due(endpoint_id, now, limit, ordered=ordered)
+
+    store.due = counted  # type: ignore[method-assign]
+    return reads
+
+
 async def test_a_worker_reads_the_store_again_only_when_something_may_have_come_due(tmp_path: Path) -> None:
     async with receiver() as server, dispatching(tmp_path) as h:
-        reads: list[str] = []
-        due = h.store.due
-
-        async def counted(endpoint_id: str, now: float, limit: int, *, ordered: bool = False) -> list[Delivery]:
-            reads.append(endpoint_id)
-            return await due(endpoint_id, now, limit, ordered=ordered)
-
-        h.store.due = counted  # type: ignore[method-assign]
+        reads = count_reads(h.store)
         endpoint = await h.add(server.url)
         for n in range(1, 4):
             await h.publish("orders", data=n)
@@ -577,6 +584,26 @@ async def test_a_worker_reads_the_store_again_only_when_something_may_have_come_
         assert len(reads) <= 4  # one when the worker started, one per publish: not after each attempt
         await h.dispatcher.replay_delivery(first.id)  # a resend is read even so
         await server.wait_for(4)
+
+
+async def test_the_intake_hands_new_deliveries_to_a_settled_worker_without_a_read(tmp_path: Path) -> None:
+    async with receiver() as server, dispatching(tmp_path) as h:
+        reads = count_reads(h.store)
+        endpoint = await h.add(server.url)
+        await eventually(lambda: asyncio.sleep(0, reads), lambda found: found == [endpoint.id])  # settled
+        for n in range(1, 4):
+            await h.publish("orders", data=n)
+            await server.wait_for(n)
+            await h.until_statuses(endpoint, *[SUCCEEDED] * n)
+        assert reads == [endpoint.id]  # the first read only: each publish's deliveries were handed over
+        await h.hub.publish("orders", [EventDraft.from_json({"type": "test.event"}) for _ in range(PREFETCH + 1)])
+        await server.wait_for(4 + PREFETCH)
+        assert len(reads) > 1 and set(reads) == {endpoint.id}  # more than it reads ahead at a time: read
+        read = len(reads)
+        ordered = await h.add(server.url, ordered=True)
+        await h.publish("orders", data=4)
+        await server.wait_for(6 + PREFETCH)
+        assert reads.count(endpoint.id) == read and ordered.id in reads  # nothing is handed to an ordered endpoint
 
 
 async def test_attempts_finishing_in_one_turn_are_recorded_in_one_write() -> None:

@@ -15,7 +15,7 @@ import logging
 import random
 import ssl
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ..cursor import Position
 from ..events import Event, EventDraft
@@ -139,10 +139,10 @@ class Dispatcher:
         if worker is not None:
             await worker.stop()
 
-    def _wake(self, endpoint_id: str) -> None:
+    def _wake(self, endpoint_id: str, fresh: Sequence[Delivery] = ()) -> None:
         worker = self.workers.get(endpoint_id)
         if worker is not None:
-            worker.notify()
+            worker.notify(fresh)
 
     def _health(self, endpoint_id: str, outcome: Outcome, now: float) -> None:
         """An attempt's outcome is stored: the endpoint changes it makes (:mod:`.health`) are stored

@@ -28,7 +28,7 @@ from ..cursor import Position
 from ..events import Event
 from .clock import Clock
 from .registry import Registry
-from .store import Delivery, DeliveryStore, Moved, new_delivery_id
+from .store import Committed, Delivery, DeliveryStore, Moved, new_delivery_id
 
 logger = logging.getLogger("pushhub.webhooks")
 
@@ -38,8 +38,9 @@ INTAKE_RETRY = 1.0
 
 class Intake:
     def __init__(self, broker: Broker, store: DeliveryStore, registry: Registry, clock: Clock,
-                 wake: Callable[[str], None]) -> None:
-        """``wake(endpoint_id)`` is called for each endpoint that got new deliveries."""
+                 wake: Callable[[str, Sequence[Delivery]], None]) -> None:
+        """``wake(endpoint_id, fresh)`` is called for each endpoint that got new deliveries; ``fresh``
+        are those deliveries when they are all of them, each just stored as a new row, else empty."""
         self.broker = broker
         self.store = store
         self.registry = registry
@@ -91,7 +92,7 @@ class Intake:
             del self.cursors[channel]  # the publish fails too: nothing is appended untracked
             raise
 
-    def join(self, appended: Appended) -> tuple[list[Moved], Callable[[], None]] | None:
+    def join(self, appended: Appended) -> tuple[list[Moved], Committed] | None:
         """The deliveries of the events just appended, for the append's own transaction (which
         commits them, or fails with them): for each followed channel whose events start right after
         its cursor, and that no other intake is reading; :meth:`published` takes in the others."""
@@ -109,12 +110,19 @@ class Intake:
         if not moves:
             return None
 
-        def committed() -> None:
+        def committed(fresh: bool) -> None:
             for channel, position, deliveries in moves:
                 self.cursors[channel] = position
-                for endpoint_id in {d.endpoint_id for d in deliveries}:
-                    self.wake(endpoint_id)
+                self._woken(deliveries, fresh)
         return moves, committed
+
+    def _woken(self, deliveries: list[Delivery], fresh: bool) -> None:
+        """Wake each endpoint of ``deliveries``, handing it its own (oldest first) when they are ``fresh``."""
+        own: dict[str, list[Delivery]] = {}
+        for delivery in deliveries:
+            own.setdefault(delivery.endpoint_id, []).append(delivery)
+        for endpoint_id, handed in own.items():
+            self.wake(endpoint_id, handed if fresh else ())
 
     async def published(self, channel: str, events: list[Event]) -> None:
         """Turn the new events into deliveries before the publisher is answered (unless the append
@@ -199,6 +207,5 @@ class Intake:
             self.cursors[channel] = stored or cursor
             return False
         self.cursors[channel] = position
-        for endpoint_id in {d.endpoint_id for d in deliveries}:
-            self.wake(endpoint_id)
+        self._woken(deliveries, False)
         return True

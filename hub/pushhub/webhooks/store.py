@@ -157,9 +157,11 @@ def outcome_matches(attempt: Attempt, succeeded: bool | None) -> bool:
 
 
 Moved = tuple[str, Position, list[Delivery]]  # a channel's cursor moves to a position with these deliveries
-TakeIn = Callable[[Appended], tuple[Sequence[Moved], Callable[[], None]] | None]
+Committed = Callable[[bool], None]  # called once the moves are committed: whether each delivery was a new row
+TakeIn = Callable[[Appended], tuple[Sequence[Moved], Committed] | None]
 """The intake's part of an append (see :meth:`DeliveryStore.join_appends`): the cursor moves to make
-with it, and what to do once they are committed; ``None`` for nothing."""
+with it, and what to do once they are committed (told whether every delivery was added as a new row,
+none of them being there already); ``None`` for nothing."""
 
 
 class DeliveryStore(abc.ABC):
@@ -491,9 +493,8 @@ class SqliteDeliveryStore(DeliveryStore):
         if taken is None:
             return None
         moves, committed = taken
-        for channel, position, deliveries in moves:
-            self._move(db, channel, position, deliveries)
-        return committed
+        fresh = all([self._move(db, channel, position, deliveries) for channel, position, deliveries in moves])
+        return lambda: committed(fresh)
 
     def _write(self, statements: Callable[[sqlite3.Connection], object]) -> None:
         self.database.transaction(statements, "write webhook state")
@@ -539,13 +540,14 @@ class SqliteDeliveryStore(DeliveryStore):
             (channel, position.epoch, position.offset)))
 
     @staticmethod
-    def _insert(db: sqlite3.Connection, deliveries: Sequence[Delivery]) -> None:
-        db.executemany(
+    def _insert(db: sqlite3.Connection, deliveries: Sequence[Delivery]) -> bool:
+        """Add those of ``deliveries`` that are not there yet; True if that was all of them."""
+        return db.executemany(
             f"INSERT OR IGNORE INTO webhook_deliveries ({_DELIVERY_COLUMNS}) "
             "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
             [(d.id, d.endpoint_id, d.channel, d.epoch, d.offset, d.event_id, d.event_type, d.payload, d.status,
               d.attempts, d.tries, d.next_at, d.created_at, d.updated_at or d.created_at, d.last_status,
-              d.last_error) for d in deliveries])
+              d.last_error) for d in deliveries]).rowcount == len(deliveries)
 
     async def enqueue(self, channel: str, position: Position, deliveries: Sequence[Delivery], *,
                       after: Position | None = None, version: int | None = None) -> bool:
@@ -561,11 +563,13 @@ class SqliteDeliveryStore(DeliveryStore):
         self._write(statements)
         return bool(moved)
 
-    def _move(self, db: sqlite3.Connection, channel: str, position: Position, deliveries: Sequence[Delivery]) -> None:
-        self._insert(db, deliveries)
+    def _move(self, db: sqlite3.Connection, channel: str, position: Position, deliveries: Sequence[Delivery]) -> bool:
+        """Add ``deliveries`` and move ``channel``'s cursor; True if every delivery was new."""
+        fresh = self._insert(db, deliveries)
         db.execute("INSERT INTO webhook_cursors (channel, epoch, offset) VALUES (?, ?, ?) "
                    "ON CONFLICT (channel) DO UPDATE SET epoch = excluded.epoch, offset = excluded.offset",
                    (channel, position.epoch, position.offset))
+        return fresh
 
     async def resend(self, deliveries: Sequence[Delivery], now: float) -> int:
         def statements(db: sqlite3.Connection) -> None:

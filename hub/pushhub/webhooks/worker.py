@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import attempt
@@ -47,7 +47,8 @@ class Worker:
     until it runs out. Once a read finds fewer than it asked for, the store is not read again until
     something may have made more of them due (:attr:`settled`): new or resent deliveries
     (:meth:`notify`), an attempt that did not succeed or could not be recorded, a timer, a change of
-    the endpoint.
+    the endpoint. New deliveries the intake hands over while the worker is settled join the
+    read-ahead as they are: the store is not read for them either.
     """
 
     def __init__(self, endpoint: Endpoint, *, store: DeliveryStore, config: DispatchConfig, clock: Clock,
@@ -86,9 +87,14 @@ class Worker:
         self.ready.clear()
         self.notify()
 
-    def notify(self) -> None:
-        """The endpoint has new or resent deliveries."""
-        self.settled = False
+    def notify(self, fresh: Sequence[Delivery] = ()) -> None:
+        """The endpoint has new or resent deliveries; ``fresh``, if given, are all of them, just stored
+        as new rows and due now: while the worker knows every due delivery (:attr:`settled`), they
+        are read ahead as they are, without reading the store, up to :data:`PREFETCH` in all."""
+        if fresh and self.settled and not self.endpoint.ordered and len(self.ready) + len(fresh) <= PREFETCH:
+            self.ready.extend(fresh)
+        else:
+            self.settled = False
         self.wake.set()
 
     @property
