@@ -606,6 +606,33 @@ async def test_the_intake_hands_new_deliveries_to_a_settled_worker_without_a_rea
         assert reads.count(endpoint.id) == read and ordered.id in reads  # nothing is handed to an ordered endpoint
 
 
+async def test_a_settled_worker_asks_when_its_next_delivery_is_due_once(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with receiver(lambda n: Reply(500 if n == 3 else 200)) as server, dispatching(tmp_path, clock=clock) as h:
+        asked: list[str] = []
+        next_due = h.store.next_due
+
+        async def counted(endpoint_id: str) -> float | None:
+            asked.append(endpoint_id)
+            return await next_due(endpoint_id)
+
+        h.store.next_due = counted  # type: ignore[method-assign]
+        endpoint = await h.add(server.url)
+        for n in range(1, 4):
+            await h.publish("orders", data=n)
+            await server.wait_for(n)
+            await h.until_statuses(endpoint, *[SUCCEEDED] * n)
+        assert asked == [endpoint.id]  # nothing became pending but what was sent and succeeded
+        await h.publish("orders", data=4)  # answered 500: pending again, due later
+        await server.wait_for(4)
+        (*_, retried) = await eventually(lambda: h.deliveries(endpoint), lambda ds: ds[-1].attempts == 1)
+        await eventually(lambda: asyncio.sleep(0, asked), lambda found: len(found) > 1)  # asked again
+        await clock.sleeping_until(retried.next_at)  # the worker waits for the retry
+        clock.advance(retried.next_at - clock.now())
+        await server.wait_for(5)
+        await h.until_statuses(endpoint, *[SUCCEEDED] * 4)
+
+
 async def test_attempts_finishing_in_one_turn_are_recorded_in_one_write() -> None:
     class Counting(MemoryDeliveryStore):
         def __init__(self) -> None:

@@ -70,9 +70,23 @@ class Worker:
         self.busy: set[str] = set()  # ... or whose outcome is not stored yet
         self.senders: set[asyncio.Task[None]] = set()
         self.ready: deque[Delivery] = deque()  # due deliveries read ahead
-        self.settled = False  # the store holds no due delivery that is not busy or in self.ready
+        self._settled = False
+        self._next_due: float | None = None  # the store's next_due, read while settled ...
+        self._next_known = False  # ... and settled ever since: nothing can have become pending meanwhile
         self.configure(endpoint)
         self.task = asyncio.get_running_loop().create_task(self.run())
+
+    @property
+    def settled(self) -> bool:
+        """The store holds no due delivery that is not busy or in :attr:`ready`; once this is
+        unset, the store's :meth:`~.store.DeliveryStore.next_due` is read again too."""
+        return self._settled
+
+    @settled.setter
+    def settled(self, settled: bool) -> None:
+        self._settled = settled
+        if not settled:
+            self._next_known = False
 
     def configure(self, endpoint: Endpoint) -> None:
         rate = endpoint.rate_limit
@@ -208,10 +222,18 @@ class Worker:
         if probing:
             self.breaker.cancel_probe()  # nothing went out: the next request will be the probe
         if until is None and not self.busy:
-            until = await self.store.next_due(self.endpoint.id)
+            until = await self._next()
         if self.store.shared:  # other processes add deliveries, and leases run out, without waking this one
             until = min(until, now + SHARED_POLL) if until is not None else now + SHARED_POLL
         await self._wait(until)
+
+    async def _next(self) -> float | None:
+        """When the endpoint's next pending delivery is due (read from the store once while settled:
+        a delivery that succeeds moves it later, if at all, and anything else unsets :attr:`settled`)."""
+        if not self._next_known:
+            self._next_due = await self.store.next_due(self.endpoint.id)
+            self._next_known = self.settled
+        return self._next_due
 
     async def _send(self, delivery: Delivery) -> None:
         """Send ``delivery``; then, while the breaker is closed, there is room and deliveries read ahead
