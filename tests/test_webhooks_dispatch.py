@@ -127,6 +127,7 @@ async def test_delivers_signed_event(tmp_path: Path) -> None:
         await h.publish("orders", "payment.created", 4)
         await server.wait_for(2)
         await h.until_statuses(endpoint, SUCCEEDED, SUCCEEDED)
+        assert [a.response for a in await h.store.attempts(endpoint_id=endpoint.id)] == ["ok", "ok"]  # whole
 
 
 async def test_svix_schedule_runs_27_hours_then_fails(tmp_path: Path) -> None:

@@ -70,8 +70,9 @@ class AiohttpClient:
             target = self._target(url)
             async with self.session.post(target, data=body, headers=headers, allow_redirects=False) as response:
                 received = b""
-                while len(received) < self.response_limit:
-                    chunk = await response.content.read(self.response_limit - len(received))
+                content = response.content
+                while len(received) < self.response_limit and not content.at_eof():  # no read past the end
+                    chunk = await content.read(self.response_limit - len(received))
                     if not chunk:
                         break
                     received += chunk
