@@ -33,6 +33,7 @@ from pushhub.events import Event, EventDraft, format_time
 from pushhub.hub import Hub
 from pushhub.retention import RetentionPolicy
 from pushhub.webhooks import endpoints, signing
+from pushhub.webhooks import recorder as recorder_module
 from pushhub.webhooks.client import AiohttpClient
 from pushhub.webhooks.clock import Clock
 from pushhub.webhooks.dispatcher import Dispatcher
@@ -74,6 +75,18 @@ class Harness:
     async def publish(self, channel: str, type: str = "test.event", data: Any = None) -> Event:
         (event,) = await self.hub.publish(channel, [EventDraft.from_json({"type": type, "data": data})])
         return event
+
+    async def publish_failing(self, channel: str, data: Any) -> None:
+        """Publish, the append's transaction failing (a disk error in it)."""
+        def refused(db: Any, appended: Any) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        self.store.database.joined.append(refused)
+        try:
+            with pytest.raises(Unavailable):
+                await self.publish(channel, data=data)
+        finally:
+            self.store.database.joined.remove(refused)
 
     async def deliveries(self, endpoint: Endpoint) -> list[Delivery]:
         """The endpoint's deliveries, oldest first."""
@@ -546,14 +559,7 @@ async def test_deliveries_commit_in_the_transaction_of_their_events(tmp_path: Pa
         assert [d.offset for d in await h.deliveries(first)] == [d.offset for d in await h.deliveries(second)] \
             == [1, 2, 3, 4]
         assert [e.offset for e in published] == [2, 3, 4]
-
-        def refused(db: Any, appended: Any) -> None:
-            raise sqlite3.OperationalError("disk I/O error")
-
-        h.store.database.joined.append(refused)
-        with pytest.raises(Unavailable):
-            await h.publish("orders", data=5)
-        h.store.database.joined.remove(refused)
+        await h.publish_failing("orders", data=5)
         assert (await h.hub.broker.state("orders")).top == 4
         assert len(await h.deliveries(first)) == 4
         again = await h.publish("orders", data=6)
@@ -674,6 +680,32 @@ async def test_attempts_finishing_in_one_turn_are_recorded_in_one_write() -> Non
     assert store.writes == [5, 1]
     await recorder.close()
 
+
+
+async def test_an_append_takes_the_waiting_attempt_records_into_its_transaction(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(recorder_module, "INTERVAL", TIMEOUT / 2)  # the recorder's own write comes late
+    async with receiver() as server, dispatching(tmp_path) as h:
+        endpoint = await h.add(server.url)
+        waiting = h.dispatcher.recorder._batch
+        await h.publish("orders", data=1)
+        await server.wait_for(1)
+        await eventually(lambda: len(waiting), lambda count: count == 1)  # answered, not recorded yet
+        statements: list[str] = []
+        h.store.database.db.set_trace_callback(statements.append)
+        await h.publish("orders", data=2)
+        h.store.database.db.set_trace_callback(None)
+        assert statements.count("COMMIT") == 1
+        assert [s.split(" (")[0] for s in statements if s.startswith("INSERT INTO")] == [
+            "INSERT INTO events", "INSERT INTO webhook_cursors", "INSERT INTO webhook_attempts",
+            "INSERT INTO webhook_minutes"]
+        assert [d.status for d in await h.deliveries(endpoint)] == [SUCCEEDED, PENDING]  # before the commit
+        await server.wait_for(2)
+        await eventually(lambda: len(waiting), lambda count: count == 1)
+        await h.publish_failing("orders", data=3)
+        assert len(waiting) == 1  # the failed append took nothing away: the recorder writes it itself
+        await h.until_statuses(endpoint, SUCCEEDED, SUCCEEDED)
+        assert len(await h.store.attempts(endpoint_id=endpoint.id)) == 2
 
 
 async def test_the_sender_process_sends_with_every_guarantee(tmp_path: Path) -> None:

@@ -1,6 +1,8 @@
 """Recording finished attempts in batches: the attempts that finish within :data:`INTERVAL` of each
 other are written in one store call (one SQLite transaction, one Redis script) instead of one
-transaction each. :meth:`Recorder.add` hands an attempt in and calls back once it is stored; until
+transaction each. With a store that shares its transactions with the log (SQLite), an append to
+the log that comes first takes the batch into its own transaction (:meth:`Recorder.take`): one
+commit fewer. :meth:`Recorder.add` hands an attempt in and calls back once it is stored; until
 then the worker keeps the delivery busy, so it is never sent again before its outcome is durable.
 The wait delays no request: the worker's next request starts as soon as the previous one is
 answered."""
@@ -29,6 +31,7 @@ class Recorder:
         self._batch: list[tuple[Delivery, Attempt]] = []
         self._done: list[Done] = []
         self._task: asyncio.Task[None] | None = None
+        store.join_records(self.take)
 
     def add(self, delivery: Delivery, attempt: Attempt, done: Done) -> None:
         """Record ``attempt`` with ``delivery``'s new state in the next batch, then call ``done(delivery,
@@ -38,6 +41,20 @@ class Recorder:
         self._done.append(done)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._write())
+
+    def take(self) -> tuple[list[tuple[Delivery, Attempt]], Callable[[], None]] | None:
+        """The batch waiting, for an append's transaction to write now, and what to call once that
+        committed. Until then the batch stays here: if the append fails, the recorder writes it itself."""
+        batch, done, count = self._batch, self._done, len(self._batch)
+        if not count:
+            return None
+
+        def committed() -> None:
+            taken, calls = batch[:count], done[:count]
+            del batch[:count], done[:count]
+            for (delivery, _), call in zip(taken, calls, strict=True):
+                call(delivery, True)
+        return batch[:count], committed
 
     async def _write(self) -> None:
         await asyncio.sleep(INTERVAL)  # the other attempts finishing meanwhile join the batch
@@ -55,6 +72,7 @@ class Recorder:
 
     async def close(self) -> None:
         """Wait for the batch being written (attempts whose worker was stopped are still recorded)."""
+        self.store.join_records(None)
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task

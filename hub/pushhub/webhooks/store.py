@@ -163,6 +163,10 @@ TakeIn = Callable[[Appended], tuple[Sequence[Moved], Committed] | None]
 with it, and what to do once they are committed (told whether every delivery was added as a new row,
 none of them being there already); ``None`` for nothing."""
 
+Finished = Sequence[tuple[Delivery, Attempt]]  # attempts with their deliveries' new states
+TakeRecords = Callable[[], tuple[Finished, Callable[[], None]] | None]
+"""The recorder's part of an append (see :meth:`DeliveryStore.join_records`): the finished attempts
+waiting to be written, and what to do once they are committed; ``None`` for nothing."""
 
 class DeliveryStore(abc.ABC):
     """Opened and closed by its :class:`~pushhub.backends.base.Backend`, with the log."""
@@ -173,6 +177,12 @@ class DeliveryStore(abc.ABC):
         """Make ``take_in``'s cursor moves, with their deliveries, in the transaction of each append to
         the log, if this store shares one with the log (SQLite); ``None`` stops. False if it cannot:
         then the intake enqueues after the append."""
+        return False
+
+    def join_records(self, take: TakeRecords | None) -> bool:
+        """Write what ``take`` returns (as :meth:`finish_attempts` would) in the transaction of each
+        append to the log, if this store shares one with the log (SQLite); ``None`` stops. False if
+        it cannot."""
         return False
 
     # Endpoints
@@ -478,6 +488,7 @@ class SqliteDeliveryStore(DeliveryStore):
     def __init__(self, database: Database) -> None:
         self.database = database
         self._take_in: TakeIn | None = None
+        self._take_records: TakeRecords | None = None
         database.joined.append(self._joined)
 
     @property
@@ -488,13 +499,28 @@ class SqliteDeliveryStore(DeliveryStore):
         self._take_in = take_in
         return True
 
+    def join_records(self, take: TakeRecords | None) -> bool:
+        self._take_records = take
+        return True
+
     def _joined(self, db: sqlite3.Connection, appended: Appended) -> Callable[[], None] | None:
+        after: list[Callable[[], None]] = []  # once committed
         taken = self._take_in(appended) if self._take_in is not None and appended else None
-        if taken is None:
+        if taken is not None:
+            moves, committed = taken
+            fresh = all([self._move(db, channel, position, deliveries) for channel, position, deliveries in moves])
+            after.append(lambda: committed(fresh))
+        records = self._take_records() if self._take_records is not None else None
+        if records is not None:
+            self._finish(db, records[0])
+            after.append(records[1])
+        if not after:
             return None
-        moves, committed = taken
-        fresh = all([self._move(db, channel, position, deliveries) for channel, position, deliveries in moves])
-        return lambda: committed(fresh)
+
+        def done() -> None:
+            for call in after:
+                call()
+        return done
 
     def _write(self, statements: Callable[[sqlite3.Connection], object]) -> None:
         self.database.transaction(statements, "write webhook state")
@@ -595,19 +621,21 @@ class SqliteDeliveryStore(DeliveryStore):
                           (endpoint_id, PENDING))
         return rows[0][0] if rows else None
 
-    async def finish_attempts(self, finished: Sequence[tuple[Delivery, Attempt]]) -> None:
-        def statements(db: sqlite3.Connection) -> None:
-            saved = db.executemany(_SAVE_DELIVERY, [_saved(d) for d, _ in finished]).rowcount
-            if saved == len(finished):  # the usual case: no delivery was resent or deleted meanwhile
-                kept = [a for _, a in finished]
-            else:  # each of the others by itself: a resent one keeps its new state, a deleted one is skipped
-                kept = [a for d, a in finished if db.execute(_SAVE_DELIVERY, _saved(d)).rowcount or db.execute(
-                    "UPDATE webhook_deliveries SET attempts = ?, last_status = ?, last_error = ? WHERE id = ?",
-                    (d.attempts, d.last_status, d.last_error, d.id)).rowcount]
-            db.executemany(_INSERT_ATTEMPT, [_recorded(a) for a in kept])
-            db.executemany(_ADD_MINUTE, [(endpoint_id, m.minute, m.succeeded, m.failed, m.latency_ms)
-                                         for (endpoint_id, _), m in tally(kept).items()])
-        self._write(statements)
+    async def finish_attempts(self, finished: Finished) -> None:
+        self._write(lambda db: self._finish(db, finished))
+
+    @staticmethod
+    def _finish(db: sqlite3.Connection, finished: Finished) -> None:
+        saved = db.executemany(_SAVE_DELIVERY, [_saved(d) for d, _ in finished]).rowcount
+        if saved == len(finished):  # the usual case: no delivery was resent or deleted meanwhile
+            kept = [a for _, a in finished]
+        else:  # each of the others by itself: a resent one keeps its new state, a deleted one is skipped
+            kept = [a for d, a in finished if db.execute(_SAVE_DELIVERY, _saved(d)).rowcount or db.execute(
+                "UPDATE webhook_deliveries SET attempts = ?, last_status = ?, last_error = ? WHERE id = ?",
+                (d.attempts, d.last_status, d.last_error, d.id)).rowcount]
+        db.executemany(_INSERT_ATTEMPT, [_recorded(a) for a in kept])
+        db.executemany(_ADD_MINUTE, [(endpoint_id, m.minute, m.succeeded, m.failed, m.latency_ms)
+                                     for (endpoint_id, _), m in tally(kept).items()])
 
     async def minutes(self, endpoint_id: str, since: float, until: float) -> list[Minute]:
         rows = self._read("SELECT minute, succeeded, failed, latency_ms FROM webhook_minutes "
