@@ -197,6 +197,15 @@ def test_mixed_measures_a_base_commit_beside_this_tree_and_delivers_every_webhoo
     assert summary["p99_ratio_median"] > 0 and summary["base_p99_ratio_median"] > 0
 
 
+def test_sender_share_counts_the_statements_of_every_delivery_beside_a_base_commit() -> None:
+    (record,) = bench("benchmarks.sender_share", "--runs", "1", "--endpoints", "2", "--batch", "5", "--events", "20",
+                      "--base", "HEAD")
+    assert set(record["main_thread_us_per_delivery"]) == {"pushhub", "base"}
+    for statements in record["statements_per_delivery"].values():  # each delivery inserted, sent and recorded
+        assert statements["INSERT webhook_deliveries"] == statements["INSERT webhook_attempts"] == 1.0
+        assert statements["UPDATE webhook_deliveries"] == 1.0 and statements["COMMIT"] > 0
+
+
 def test_paths_publish_through_every_way_without_error() -> None:
     (record,) = bench("benchmarks.paths", "--runs", "1", "--duration", "0.3", "--in-flight", "2", "--batch", "5")
     assert set(record["events_per_s"]) == {"single", "batch", "websocket", "ingest"}
