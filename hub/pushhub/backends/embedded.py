@@ -39,6 +39,7 @@ from .base import (
 )
 
 EXPIRE_INTERVAL = 30.0
+BUSY_RETRY = 0.001  # seconds before a group commit the store was busy for is tried again
 
 
 class Append(NamedTuple):
@@ -62,6 +63,11 @@ class Store(abc.ABC):
     def append(self, channel: str, drafts: Sequence[EventDraft], now: float, once: Once | None = None,
                origin: Origin | None = None) -> Published:
         return self.append_all([Append(channel, drafts, once, origin)], now)[0]
+
+    def busy(self) -> bool:
+        """Whether an append would wait now (for a moment, not for the next append to be made): the
+        group commit is made a little later instead, so that the event loop does not wait."""
+        return False
 
     @abc.abstractmethod
     def read(self, channel: str, after: int, limit: int) -> HistoryPage: ...
@@ -255,6 +261,9 @@ class EmbeddedBroker(Broker):
 
     def _commit(self) -> None:
         """Store every publish queued in this loop turn at once, answer each, then fan the events out."""
+        if self.store.busy():  # the publishes queued until then commit together
+            asyncio.get_running_loop().call_later(BUSY_RETRY, self._commit)
+            return
         queued, self._queued = self._queued, []
         try:
             results = self.store.append_all([append for append, _ in queued], time.time())

@@ -11,7 +11,11 @@ the machine losing power, at the cost of an fsync per commit.
 
 Checkpoints (copying the WAL back into the database file, with an fsync of each in any mode) run on
 a thread of their own (:class:`Checkpointer`), never inside a commit on the event loop: SQLite's
-automatic checkpoint would stall the loop for the two fsyncs every thousand pages.
+automatic checkpoint would stall the loop for the two fsyncs every thousand pages. The WAL starts
+over only after a checkpoint that caught up with the last commit, which one running beside the
+commits never does while they keep coming: so once the WAL holds :data:`RESTART_FRAMES` frames, the
+checkpointer finishes its next checkpoint with the commits held off (:meth:`Database.busy`; the
+group commit waits for it off the loop, :meth:`pushhub.backends.embedded.Store.busy`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 from ..channels import compile_patterns
@@ -50,15 +54,19 @@ INSERT_EVENTS = ("INSERT INTO events (channel, seq, ts, body, id, type, origin, 
                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 CHECKPOINT_COMMITS = 200  # commits between checkpoints (SQLite's own default is every 1000 WAL pages)
 CHECKPOINT_IDLE = 1.0  # seconds between checkpoints when fewer commits came
+RESTART_FRAMES = 4096  # WAL frames (16 MiB of pages, one hash table of its index) that make the WAL start over
 
 
 class Checkpointer:
     """A thread with a connection of its own that checkpoints the WAL in ``PASSIVE`` mode (it never
-    waits for the writer nor makes it wait) after every :data:`CHECKPOINT_COMMITS` commits it is
-    told of, or every :data:`CHECKPOINT_IDLE` seconds."""
+    waits for the writer) after every :data:`CHECKPOINT_COMMITS` commits it is told of, or every
+    :data:`CHECKPOINT_IDLE` seconds. When the WAL has grown past :data:`RESTART_FRAMES` it then holds
+    the commits off (``hold``) and checkpoints once more, what came since the first pass: that
+    checkpoint catches up, and the next commit starts the WAL over."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, hold: Callable[[], contextlib.AbstractContextManager[None]]) -> None:
         self.path = path
+        self.hold = hold
         self.commits = 0
         self._due = threading.Event()
         self._stopping = False
@@ -82,7 +90,10 @@ class Checkpointer:
                 self._due.wait(CHECKPOINT_IDLE)
                 self._due.clear()
                 try:
-                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    _, frames, _ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if frames > RESTART_FRAMES:
+                        with self.hold():
+                            db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.Error as exc:  # the next one tries again; commits go on meanwhile
                     logger.warning("could not checkpoint %s: %s", self.path, exc)
         finally:
@@ -103,6 +114,9 @@ class Database:
         self.fsync = fsync
         self._db: sqlite3.Connection | None = None
         self._checkpointer: Checkpointer | None = None
+        self._writing = threading.Lock()  # held by each write transaction, and by the checkpointer (hold)
+        self._open = threading.Event()  # cleared while the checkpointer holds the commits off
+        self._open.set()
         self.joined: list[Joined] = []  # called by every append, in its transaction
 
     def open(self) -> None:
@@ -121,7 +135,7 @@ class Database:
             db.close()
             raise
         self._db = db
-        self._checkpointer = Checkpointer(self.path)
+        self._checkpointer = Checkpointer(self.path, self._hold)
 
     def close(self) -> None:
         if self._checkpointer is not None:
@@ -139,18 +153,38 @@ class Database:
             raise Unavailable(f"the database {self.path} is closed")
         return self._db
 
+    def busy(self) -> bool:
+        """Whether a write transaction would wait now: the checkpointer holds the commits off while
+        it catches up with the WAL (for as long as two fsyncs take)."""
+        return not self._open.is_set()
+
+    @contextlib.contextmanager
+    def _hold(self) -> Iterator[None]:
+        """No write transaction begins meanwhile; the one under way, if any, ends first. (The
+        commits yield: a lock alone would let the loop's next transaction take it first, again and
+        again.)"""
+        self._open.clear()
+        try:
+            with self._writing:
+                yield
+        finally:
+            self._open.set()
+
     def transaction(self, statements: Callable[[sqlite3.Connection], object], what: str) -> None:
         """Run ``statements`` in one write transaction; any SQLite error becomes
         :class:`~pushhub.errors.Unavailable` saying that ``what`` failed."""
         db = self.db
+        if not self._open.is_set():
+            self._open.wait()
         try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                statements(db)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            with self._writing:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    statements(db)
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
         except sqlite3.Error as exc:
             raise Unavailable(f"could not {what}: {exc}") from exc
         if self._checkpointer is not None:
@@ -181,6 +215,9 @@ class SqliteStore(Store):
     @property
     def db(self) -> sqlite3.Connection:
         return self.database.db
+
+    def busy(self) -> bool:
+        return self.database.busy()
 
     def _head(self, channel: str) -> list[object]:
         head = self._heads.get(channel)
