@@ -6,9 +6,11 @@ transaction).
 
 Group commit: the broker queues the publishes of one event-loop turn and hands them to the store
 together (:meth:`Store.append_all`), which makes them in one atomic step, in order: SQLite commits
-once for all of them. Each publisher is answered once that step is done (the lean publish route
-from inside it: :meth:`EmbeddedBroker.publish_soon`); if it fails, all of them get the error and
-none of their events is stored.
+once for all of them. Each publisher is answered once that step is done and durable
+(:meth:`Store.when_durable`: with SQLite's ``--fsync``, after the WAL's next fsync, which a thread
+makes for all the groups committed meanwhile), the lean publish route from inside it
+(:meth:`EmbeddedBroker.publish_soon`); if it fails, all of them get the error and none of their
+events is stored.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import contextlib
 import functools
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from ..channels import compile_patterns
@@ -45,6 +47,9 @@ EXPIRE_INTERVAL = 30.0
 BUSY_RETRY = 0.001  # seconds before a group commit the store was busy for is tried again
 
 
+Durable = Callable[[Exception | None], None]  # called with None once durable, or with why it may not be
+
+
 class Append(NamedTuple):
     channel: str
     drafts: Sequence[EventDraft]
@@ -66,6 +71,11 @@ class Store(abc.ABC):
     def append(self, channel: str, drafts: Sequence[EventDraft], now: float, once: Once | None = None,
                origin: Origin | None = None) -> Published:
         return self.append_all([Append(channel, drafts, once, origin)], now)[0]
+
+    def when_durable(self, callback: Durable) -> None:
+        """Call ``callback`` (on the event loop) once the appends made until now are as durable as the
+        store makes them, with None, or with the error that says they may not be: this one at once."""
+        callback(None)
 
     def busy(self) -> bool:
         """Whether an append would wait now (for a moment, not for the next append to be made): the
@@ -282,7 +292,8 @@ class EmbeddedBroker(Broker):
             self._running_loop().call_soon(self._commit)
 
     def _commit(self) -> None:
-        """Store every publish queued in this loop turn at once, answer each, then fan the events out."""
+        """Store every publish queued in this loop turn at once; once that is durable, answer each and
+        fan the events out."""
         if self.store.busy():  # the publishes queued until then commit together
             self._running_loop().call_later(BUSY_RETRY, self._commit)
             return
@@ -292,6 +303,14 @@ class EmbeddedBroker(Broker):
         except Exception as exc:
             for _, done in queued:
                 done(exc)
+            return
+        self.store.when_durable(functools.partial(self._committed, queued, results))
+
+    def _committed(self, queued: list[tuple[Append, Done]], results: list[Published], error: Exception | None) -> None:
+        """Answer each publish of a group commit (durable, or ``error``), then fan its events out."""
+        if error is not None:
+            for _, done in queued:
+                done(error)
             return
         for (_, done), published in zip(queued, results, strict=True):
             done(published)

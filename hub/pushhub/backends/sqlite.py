@@ -5,9 +5,11 @@ their publishes, and the webhook state (:class:`~pushhub.webhooks.store.SqliteDe
 must commit with an append joins its transaction (:attr:`Database.joined`): the webhook intake's
 deliveries and cursor moves are written in the same transaction as the events they are made for.
 
-Appends commit before the publisher is answered. With ``synchronous=NORMAL`` (the default) a commit
-survives the hub process crashing or being killed; ``synchronous=FULL`` (``--fsync``) also survives
-the machine losing power, at the cost of an fsync per commit.
+Appends commit before the publisher is answered. With ``synchronous=NORMAL`` a commit survives the
+hub process crashing or being killed; with ``--fsync`` it also survives the machine losing power:
+the WAL is fsynced after it, by a thread (:mod:`.sqlite_sync`) for the group commits, whose
+publishers are answered and events fanned out once it is done (one fsync for every group committed
+meanwhile), and at once for any other write transaction.
 
 Checkpoints (copying the WAL back into the database file, with an fsync of each in any mode) run on
 a thread of their own (:class:`Checkpointer`), never inside a commit on the event loop: SQLite's
@@ -21,6 +23,7 @@ group commit waits for it off the loop, :meth:`pushhub.backends.embedded.Store.b
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import sqlite3
@@ -36,7 +39,8 @@ from ..provenance import Origin
 from ..retention import RetentionPolicy
 from . import sqlite_schema
 from .base import LEGACY_SCOPE, ChannelPage, Found, HistoryPage, Published, Recorded, StreamState
-from .embedded import Append, Store
+from .embedded import Append, Durable, Store
+from .sqlite_sync import Syncer
 
 logger = logging.getLogger("pushhub")
 
@@ -114,6 +118,7 @@ class Database:
         self.fsync = fsync
         self._db: sqlite3.Connection | None = None
         self._checkpointer: Checkpointer | None = None
+        self._syncer: Syncer | None = None  # with fsync
         self._writing = threading.Lock()  # held by each write transaction, and by the checkpointer (hold)
         self._open = threading.Event()  # cleared while the checkpointer holds the commits off
         self._open.set()
@@ -125,7 +130,7 @@ class Database:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA busy_timeout=5000")
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={'FULL' if self.fsync else 'NORMAL'}")
+            db.execute("PRAGMA synchronous=NORMAL")  # with fsync, the Syncer's
         except sqlite3.Error as exc:
             raise Unavailable(f"cannot open the database {self.path}: {exc}") from exc
         try:
@@ -136,8 +141,13 @@ class Database:
             raise
         self._db = db
         self._checkpointer = Checkpointer(self.path, self._hold)
+        if self.fsync:
+            self._syncer = Syncer(self.path + "-wal")
 
     def close(self) -> None:
+        if self._syncer is not None:
+            self._syncer.close()
+            self._syncer = None
         if self._checkpointer is not None:
             self._checkpointer.stop()
             self._checkpointer = None
@@ -170,9 +180,19 @@ class Database:
         finally:
             self._open.set()
 
-    def transaction(self, statements: Callable[[sqlite3.Connection], object], what: str) -> None:
+    def when_durable(self, callback: Durable) -> None:
+        """Call ``callback`` once what was committed until now survives losing power (with fsync: on
+        the event loop, after the Syncer's next fsync; else at once, as a commit survives a crash)."""
+        if self._syncer is None:
+            callback(None)
+        else:
+            self._syncer.after(callback)
+
+    def transaction(self, statements: Callable[[sqlite3.Connection], object], what: str, *,
+                    sync: bool = True) -> None:
         """Run ``statements`` in one write transaction; any SQLite error becomes
-        :class:`~pushhub.errors.Unavailable` saying that ``what`` failed."""
+        :class:`~pushhub.errors.Unavailable` saying that ``what`` failed. With fsync the commit is
+        durable on return, unless ``sync`` is false: then :meth:`when_durable` says when."""
         db = self.db
         if not self._open.is_set():
             self._open.wait()
@@ -189,6 +209,19 @@ class Database:
             raise Unavailable(f"could not {what}: {exc}") from exc
         if self._checkpointer is not None:
             self._checkpointer.committed()
+        if sync and self._syncer is not None:
+            try:
+                self._syncer.sync()
+            except OSError as exc:
+                raise Unavailable(f"could not {what}: {exc}") from exc
+
+
+def _after_commit(committed: list[Callable[[], None]], error: Exception | None) -> None:
+    """What the joined writes do once their commit is durable (nothing if it may not be: the
+    webhook intake then reads the log again)."""
+    if error is None:
+        for after in committed:
+            after()
 
 
 class SqliteStore(Store):
@@ -218,6 +251,9 @@ class SqliteStore(Store):
 
     def busy(self) -> bool:
         return self.database.busy()
+
+    def when_durable(self, callback: Durable) -> None:
+        self.database.when_durable(callback)
 
     def _head(self, channel: str) -> list[object]:
         head = self._heads.get(channel)
@@ -300,13 +336,13 @@ class SqliteStore(Store):
                     if after is not None:
                         committed.append(after)
 
-        self.database.transaction(statements, "append to the log")
+        self.database.transaction(statements, "append to the log", sync=False)
         for channel, (epoch, top) in heads.items():
             self._heads[channel] = [epoch, top]
         self._origins.update(made)
         self._types |= typed
-        for after in committed:
-            after()
+        if committed:
+            self.database.when_durable(functools.partial(_after_commit, committed))
         return results
 
     def _state(self, channel: str) -> StreamState:
