@@ -358,7 +358,8 @@ class _WSSession:
 
     def _announcer(self, msg_id: Any) -> Callable[[Subscription], None]:
         def announce(sub: Subscription) -> None:
-            self.conn.reply({"op": "subscribed", "id": msg_id, "channel": sub.channels[0], "cursor": sub.cursor()})
+            conn = self.conn
+            conn.send(conn.encoder.subscribed(msg_id, sub.channels[0], sub.cursor()))
         return announce
 
     async def op_ping(self, request: dict[str, Any], msg_id: Any) -> None:
