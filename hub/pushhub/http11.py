@@ -30,6 +30,7 @@ import httptools
 import orjson
 from starlette.types import ASGIApp, Message, Scope
 
+from .deadlines import SharedDeadline
 from .forwarded import Proxies
 from .limits import HttpLimits
 
@@ -87,6 +88,8 @@ class ServerState:
         self.tasks: set[asyncio.Future[None]] = set()  # ASGI requests being answered, lean ones whose client left
         self.stopping = False
         self.all_closed: asyncio.Event | None = None
+        self.first_heads: SharedDeadline[HttpConnection] = SharedDeadline(limits.head_timeout,
+                                                                         HttpConnection.first_head_late)
 
     def stop(self) -> None:
         """No new requests: close idle keep-alive connections now and every other one after its
@@ -111,9 +114,9 @@ class ServerState:
 
 
 class HttpConnection(asyncio.Protocol):
-    __slots__ = ("active", "claimed", "cycle", "deadline", "head_bytes", "head_size", "header_count", "headers",
-                 "in_head", "limits", "lingering", "loop", "on_deadline", "parser", "peer", "pipeline", "read_paused",
-                 "refused", "served", "server", "state", "timer", "transport", "url", "writable")
+    __slots__ = ("active", "claimed", "cycle", "deadline", "first_head", "head_bytes", "head_size", "header_count",
+                 "headers", "in_head", "limits", "lingering", "loop", "on_deadline", "parser", "peer", "pipeline",
+                 "read_paused", "refused", "served", "server", "state", "timer", "transport", "url", "writable")
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -135,6 +138,7 @@ class HttpConnection(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None  # due at or before the deadline
         self.deadline = 0.0
         self.on_deadline: Callable[[], None] | None = None
+        self.first_head = False  # the first head's deadline is the server's shared one (ServerState.first_heads)
         self.writable: asyncio.Future[None] | None = None
         self.read_paused = False
         self.lingering = False
@@ -153,7 +157,8 @@ class HttpConnection(asyncio.Protocol):
         if self.server is None:
             sock = transport.get_extra_info("sockname")
             self.server = (str(sock[0]), int(sock[1])) if isinstance(sock, tuple) else None
-        self._arm(self.limits.head_timeout, self._head_timeout)
+        self.first_head = True
+        self.state.first_heads.start(self, self.loop)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.forget(self)
@@ -257,10 +262,13 @@ class HttpConnection(asyncio.Protocol):
 
     def _disarm(self) -> None:
         self.on_deadline = None
+        if self.first_head:
+            self.first_head = False
+            self.state.first_heads.end(self)
 
     def _stop_timer(self) -> None:
         """No deadline any more, and no timer left holding on to the connection."""
-        self.on_deadline = None
+        self._disarm()
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -274,6 +282,11 @@ class HttpConnection(asyncio.Protocol):
             return
         callback, self.on_deadline = self.on_deadline, None
         callback()
+
+    def first_head_late(self) -> None:
+        """The shared deadline of the first head (:class:`ServerState`'s ``first_heads``) is past."""
+        self.first_head = False
+        self._head_timeout()
 
     def _head_timeout(self) -> None:
         if self.in_head:
