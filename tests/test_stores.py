@@ -12,10 +12,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from pushhub.backends import sqlite_schema
+from pushhub.backends import sqlite, sqlite_schema
 from pushhub.backends.base import Once
 from pushhub.backends.embedded import Append, EmbeddedBroker, MemoryStore, Store
 from pushhub.backends.sqlite import CHECKPOINT_COMMITS, Database, SqliteStore
+from pushhub.backends.sqlite_sync import Syncer
 from pushhub.errors import Unavailable
 from pushhub.events import EventDraft
 from pushhub.retention import Retention, RetentionPolicy
@@ -182,3 +183,101 @@ def test_the_wal_is_checkpointed_beside_the_commits_not_in_them(tmp_path: pathli
         database.close()
     assert not (tmp_path / "log.db-wal").exists() or (tmp_path / "log.db-wal").stat().st_size == 0
     assert not any(t.name == "pushhub-checkpoint" for t in threading.enumerate())
+
+
+def test_the_wal_starts_over_while_commits_keep_coming(tmp_path: pathlib.Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint beside the commits never catches up with them, and the WAL only starts over
+    after one that did: without a pause in the commits it grew by every page they wrote (800 MB in
+    15 s of single publishes). Past RESTART_FRAMES the checkpointer holds the commits off to catch up."""
+    monkeypatch.setattr(sqlite, "CHECKPOINT_COMMITS", 10)
+    monkeypatch.setattr(sqlite, "RESTART_FRAMES", 64)
+    path = tmp_path / "log.db"
+    database = Database(str(path))
+    database.open()
+    try:
+        store = SqliteStore(database, POLICY)
+        for n in range(8000):
+            store.append("c", [draft(n)], now=0.0)
+        frames = (tmp_path / "log.db-wal").stat().st_size // 4120
+        assert frames < 6000  # 26 000 before (each commit wrote 3 frames); since, 600-3000 (the checkpointer's turns)
+        assert store.state("c").top == 8000 and len(store.read("c", 0, 1000).events) == 100
+    finally:
+        database.close()
+
+
+class BusyStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__(POLICY)
+        self.busy_now = True
+
+    def busy(self) -> bool:
+        return self.busy_now
+
+
+async def test_a_group_commit_waits_for_a_busy_store_without_holding_up_the_loop() -> None:
+    store = BusyStore()
+    broker = EmbeddedBroker(store)
+    await broker.start(lambda channel, events: None)
+    publishes = [asyncio.ensure_future(broker.publish("c", [draft(n)])) for n in range(3)]
+    done, _ = await asyncio.wait(publishes, timeout=POLL)  # the loop runs on meanwhile
+    assert not done and store.state("c").top == 0
+    store.busy_now = False
+    published = await asyncio.wait_for(asyncio.gather(*publishes), TIMEOUT)
+    assert [p.events[0].offset for p in published] == [1, 2, 3]
+    await broker.close()
+
+
+async def test_with_fsync_a_group_commit_is_answered_after_an_fsync_made_off_the_loop(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commits go on while the WAL is being fsynced; one fsync answers every group committed
+    before it began, and nothing is answered before its fsync is done."""
+    syncing, release = threading.Event(), threading.Event()
+    syncs: list[str] = []
+    original = Syncer.sync
+
+    def sync(self: Syncer) -> None:
+        syncs.append(threading.current_thread().name)
+        if syncs[-1] == "pushhub-fsync":
+            syncing.set()
+            release.wait(TIMEOUT)
+        original(self)
+
+    monkeypatch.setattr(Syncer, "sync", sync)
+    database = Database(str(tmp_path / "log.db"), fsync=True)
+    database.open()
+    store = SqliteStore(database, POLICY)
+    store.state("c")  # a channel made with a write transaction of its own: durable on return, on this thread
+    assert syncs == ["MainThread"]
+    broker = EmbeddedBroker(store)
+    await broker.start(lambda channel, events: None)
+    first = asyncio.ensure_future(broker.publish("c", [draft(1)]))
+    assert await asyncio.to_thread(syncing.wait, TIMEOUT)
+    later = []
+    for n in (2, 3):  # two more group commits meanwhile, on the loop
+        later.append(asyncio.ensure_future(broker.publish("c", [draft(n)])))
+        await asyncio.wait(later, timeout=POLL)
+    assert store.state("c").top == 3 and not first.done() and not any(p.done() for p in later)
+    release.set()
+    published = await asyncio.wait_for(asyncio.gather(first, *later), TIMEOUT)
+    assert [p.events[0].offset for p in published] == [1, 2, 3]
+    assert syncs == ["MainThread", "pushhub-fsync", "pushhub-fsync"]  # the channel's row, then 2 for 3 groups
+    await broker.close()
+    database.close()
+
+
+async def test_with_fsync_a_group_commit_that_cannot_be_made_durable_fails(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def sync(self: Syncer) -> None:
+        raise OSError(5, "Input/output error")
+
+    database = Database(str(tmp_path / "log.db"), fsync=True)
+    database.open()
+    monkeypatch.setattr(Syncer, "sync", sync)
+    broker = EmbeddedBroker(SqliteStore(database, POLICY))
+    await broker.start(lambda channel, events: None)
+    with pytest.raises(Unavailable, match="durable"):
+        await asyncio.wait_for(broker.publish("c", [draft(1)]), TIMEOUT)
+    await broker.close()
+    monkeypatch.undo()
+    database.close()
