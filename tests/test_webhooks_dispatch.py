@@ -101,8 +101,8 @@ class Harness:
 
 @contextlib.asynccontextmanager
 async def dispatching(path: Path, *, clock: Clock | None = None, allow: tuple[str, ...] = LOOPBACK,
-                      **config: Any) -> AsyncIterator[Harness]:
-    backend = create_backend("sqlite://" + str(path / "hub.db"), RetentionPolicy())
+                      fsync: bool = False, **config: Any) -> AsyncIterator[Harness]:
+    backend = create_backend("sqlite://" + str(path / "hub.db"), RetentionPolicy(), fsync=fsync)
     await backend.open()
     hub = Hub(backend.broker)
     await hub.start()
@@ -706,6 +706,27 @@ async def test_an_append_takes_the_waiting_attempt_records_into_its_transaction(
         assert len(waiting) == 1  # the failed append took nothing away: the recorder writes it itself
         await h.until_statuses(endpoint, SUCCEEDED, SUCCEEDED)
         assert len(await h.store.attempts(endpoint_id=endpoint.id)) == 2
+
+
+async def test_with_fsync_an_append_neither_hands_over_nor_records_attempts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With fsync an append's joined writes hear of their commit only after a later fsync: by then
+    a worker may have read the deliveries, or the recorder written the records, itself."""
+    monkeypatch.setattr(recorder_module, "INTERVAL", TIMEOUT / 2)
+    async with receiver() as server, dispatching(tmp_path, fsync=True) as h:
+        reads = count_reads(h.store)
+        endpoint = await h.add(server.url)
+        await eventually(lambda: asyncio.sleep(0, reads), lambda found: found == [endpoint.id])  # settled
+        await h.publish("orders", data=1)
+        await server.wait_for(1)
+        statements: list[str] = []
+        h.store.database.db.set_trace_callback(statements.append)
+        await h.publish("orders", data=2)
+        h.store.database.db.set_trace_callback(None)
+        assert not [s for s in statements if s.startswith("INSERT INTO webhook_attempts")]
+        await h.until_statuses(endpoint, SUCCEEDED, SUCCEEDED)
+        assert len(reads) >= 3  # each publish's deliveries read from the store
+        assert len(server.requests) == 2 and len(await h.store.attempts(endpoint_id=endpoint.id)) == 2
 
 
 async def test_the_sender_process_sends_with_every_guarantee(tmp_path: Path) -> None:

@@ -500,6 +500,8 @@ class SqliteDeliveryStore(DeliveryStore):
         return True
 
     def join_records(self, take: TakeRecords | None) -> bool:
+        if self.database.fsync:  # an append's joined writes hear of their commit only after a later fsync
+            return False
         self._take_records = take
         return True
 
@@ -509,6 +511,9 @@ class SqliteDeliveryStore(DeliveryStore):
         if taken is not None:
             moves, committed = taken
             fresh = all([self._move(db, channel, position, deliveries) for channel, position, deliveries in moves])
+            # With fsync the intake hears of the commit after a later fsync, when a worker may have
+            # read these deliveries from the store already: then none is handed over as fresh.
+            fresh = fresh and not self.database.fsync
             after.append(lambda: committed(fresh))
         records = self._take_records() if self._take_records is not None else None
         if records is not None:
