@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pushhub.backends import sqlite_schema
+from pushhub.backends import sqlite, sqlite_schema
 from pushhub.backends.base import Once
 from pushhub.backends.embedded import Append, EmbeddedBroker, MemoryStore, Store
 from pushhub.backends.sqlite import CHECKPOINT_COMMITS, Database, SqliteStore
@@ -182,3 +182,57 @@ def test_the_wal_is_checkpointed_beside_the_commits_not_in_them(tmp_path: pathli
         database.close()
     assert not (tmp_path / "log.db-wal").exists() or (tmp_path / "log.db-wal").stat().st_size == 0
     assert not any(t.name == "pushhub-checkpoint" for t in threading.enumerate())
+
+
+def wal_restarts(path: pathlib.Path) -> int:
+    """The WAL header's checkpoint sequence number: SQLite adds one each time it starts the file over."""
+    with open(path, "rb") as f:
+        return int.from_bytes(f.read(16)[12:16], "big")
+
+
+async def test_a_steady_load_starts_the_wal_over_instead_of_growing_it(tmp_path: pathlib.Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Publishes back to back never leave the WAL all copied at a commit, where SQLite would start it
+    over: the checkpointer has the appends held for a last checkpoint once it holds RESTART_FRAMES."""
+    monkeypatch.setattr(sqlite, "RESTART_FRAMES", 64)
+    monkeypatch.setattr(sqlite, "CHECKPOINT_COMMITS", 20)
+    database = Database(str(tmp_path / "log.db"))
+    database.open()
+    broker = EmbeddedBroker(SqliteStore(database, POLICY))
+    await broker.start(lambda channel, events: None)
+    wal = tmp_path / "log.db-wal"
+    limit = 64 * 1024 * 1024  # far above what RESTART_FRAMES lets it reach; growing without end, it gets there
+    try:
+        await broker.publish("c0", [draft(0)])
+        first = wal_restarts(wal)
+        deadline = asyncio.get_running_loop().time() + TIMEOUT
+        n = 1
+        while wal_restarts(wal) < first + 2 and wal.stat().st_size < limit \
+                and asyncio.get_running_loop().time() < deadline:
+            await broker.publish(f"c{n % 50}", [draft(n)])
+            n += 1
+        assert wal_restarts(wal) >= first + 2, f"{n} publishes, WAL at {wal.stat().st_size} bytes"
+        assert [(await broker.state(f"c{c}")).top for c in range(50)] == [len(range(c, n, 50)) for c in range(50)]
+    finally:
+        database.close()
+        await broker.close()
+
+
+async def test_appends_wait_while_the_checkpointer_holds_them(tmp_path: pathlib.Path) -> None:
+    database = Database(str(tmp_path / "log.db"))
+    database.open()
+    broker = EmbeddedBroker(SqliteStore(database, POLICY))
+    await broker.start(lambda channel, events: None)
+    try:
+        assert database.hold is not None
+        database.hold.hold(threading.Event())
+        publishes = [asyncio.ensure_future(broker.publish("c", [draft(n)])) for n in range(3)]
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not any(p.done() for p in publishes)
+        assert database.db.execute("SELECT COUNT(*) FROM events").fetchone() == (0,)
+        database.hold.release()
+        assert [p.events[0].offset for p in await asyncio.gather(*publishes)] == [1, 2, 3]
+    finally:
+        database.close()
+        await broker.close()

@@ -7,7 +7,8 @@ transaction).
 Group commit: the broker queues the publishes of one event-loop turn and hands them to the store
 together (:meth:`Store.append_all`), which makes them in one atomic step, in order: SQLite commits
 once for all of them. Each publisher is answered once that step is done; if it fails, all of them
-get the error and none of their events is stored.
+get the error and none of their events is stored. While the store holds its appends
+(:meth:`Store.held`: SQLite's checkpointer copying the last of the WAL), the queue waits.
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ class Store(abc.ABC):
     def append_all(self, appends: Sequence[Append], now: float) -> list[Published]:
         """Make ``appends`` in order, in one atomic step: each appends its drafts, or with ``once``
         returns the record already stored (see :meth:`Broker.publish`)."""
+
+    def held(self) -> asyncio.Future[None] | None:
+        """While pending, no append may start (see :class:`~.sqlite.WriteHold`); ``None``: go on."""
+        return None
 
     def append(self, channel: str, drafts: Sequence[EventDraft], now: float, once: Once | None = None,
                origin: Origin | None = None) -> Published:
@@ -254,7 +259,12 @@ class EmbeddedBroker(Broker):
         return await future
 
     def _commit(self) -> None:
-        """Store every publish queued in this loop turn at once, answer each, then fan the events out."""
+        """Store every publish queued in this loop turn at once, answer each, then fan the events out;
+        while the store holds its appends, the publishes wait for it in the queue."""
+        held = self.store.held()
+        if held is not None:
+            held.add_done_callback(self._resume)
+            return
         queued, self._queued = self._queued, []
         try:
             results = self.store.append_all([append for append, _ in queued], time.time())
@@ -271,6 +281,9 @@ class EmbeddedBroker(Broker):
             for (append, _), published in zip(queued, results, strict=True):
                 if published.events and append.channel in self._subscribed:
                     self._on_events(append.channel, published.events)
+
+    def _resume(self, held: asyncio.Future[None]) -> None:
+        self._commit()
 
     async def history(self, channel: str, after: int, limit: int) -> HistoryPage:
         return self.store.read(channel, after, limit)
