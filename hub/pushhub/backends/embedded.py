@@ -233,10 +233,12 @@ class EmbeddedBroker(Broker):
         self._subscribed: set[str] = set()
         self._expiry: asyncio.Task[None] | None = None
         self._queued: list[tuple[Append, asyncio.Future[Published]]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None  # asking for it again costs a getpid() each time
 
     async def start(self, on_events: OnEvents) -> None:
         self._on_events = on_events
-        self._expiry = asyncio.get_running_loop().create_task(self._expire_forever())
+        self._loop = asyncio.get_running_loop()
+        self._expiry = self._loop.create_task(self._expire_forever())
 
     async def close(self) -> None:
         if self._expiry is not None:
@@ -251,7 +253,7 @@ class EmbeddedBroker(Broker):
 
     async def publish(self, channel: str, drafts: Sequence[EventDraft], once: Once | None = None,
                       origin: Origin | None = None) -> Published:
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         future: asyncio.Future[Published] = loop.create_future()
         self._queued.append((Append(channel, drafts, once, origin), future))
         if len(self._queued) == 1:
