@@ -248,6 +248,10 @@ def render_batch(kind: GroupKind, events: list[Event], tops: Mapping[str, Positi
             for e in events
         )
     channels = kind.channels
+    if len(channels) == 1 and len(events) == 1:  # the usual live event: one channel's cursor is its position
+        e = events[0]
+        payload = sse.event_frame(e.position.encode(), e.json)
+        return sse.chunk(payload) if kind.chunked else payload
     positions = {channel: tops[channel] for channel in channels}
     parts = []
     for e in events:
