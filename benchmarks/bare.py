@@ -20,7 +20,7 @@ import uvicorn
 import uvloop
 
 from pushhub.forwarded import Proxies
-from pushhub.http11 import HttpConnection, LeanEndpoint, ServerState
+from pushhub.http11 import HttpConnection, LeanEndpoint, LeanReply, ServerState
 from pushhub.limits import HttpLimits
 
 REPLY = (b'{"id":"evt_0123456789abcdefghijkl","channel":"bench","epoch":"k3j9x2ab","offset":1,'
@@ -38,8 +38,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": REPLY})
 
 
-async def respond(scope: dict[str, Any], body: bytes) -> tuple[int, bytes, bytes]:
-    return 202, FIELDS, REPLY
+def respond(scope: dict[str, Any], body: bytes, reply: LeanReply) -> None:
+    reply((202, FIELDS, REPLY))
 
 
 def lean(scope: dict[str, Any]) -> LeanEndpoint:

@@ -235,3 +235,12 @@ def test_connect_beside_the_bare_stack_and_a_base_commit() -> None:
     assert [(r["tree"], r["connected"], r["failed"]) for r in floor] == [("bare", 50, 0), ("this", 50, 0)]
     based = bench("benchmarks.connect", "--transport", "sse", "--connections", "50", "--base", "HEAD")
     assert [(r["tree"], r["connected"], r["failed"]) for r in based] == [("base HEAD", 50, 0), ("this", 50, 0)]
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+def test_connect_python_answers_every_connect_of_both_trees(transport: str) -> None:
+    records = bench("benchmarks.connect_python", "--transport", transport, "--connections", "200", "--runs", "1",
+                    "--base", "HEAD")
+    assert [(r["tree"], r["connections"], r["answered"]) for r in records] == [("base HEAD", 200, 200),
+                                                                              ("this", 200, 200)]
+    assert all(r["us_per_connect"] > 0 for r in records)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from pushhub.forwarded import Proxies
-from pushhub.http11 import HttpConnection, LeanEndpoint, ServerState
+from pushhub.http11 import HttpConnection, LeanAnswer, LeanEndpoint, LeanReply, ServerState
 from pushhub.limits import HttpLimits
 
 from .utils import TIMEOUT
@@ -39,11 +41,15 @@ class RecordingTransport(asyncio.Transport):
 
 
 class Server:
-    """A connection whose ``/lean`` requests go to a lean endpoint, the rest to an ASGI app."""
+    """A connection whose ``/lean`` requests go to a lean endpoint, the rest to an ASGI app. The lean
+    endpoint replies at once (``at_once``) or in a later loop turn, as the group commit does."""
 
-    def __init__(self) -> None:
+    def __init__(self, at_once: bool = False) -> None:
+        self.at_once = at_once
         self.lean_bodies: list[bytes] = []
         self.asgi_bodies: list[bytes] = []
+        self.unanswered = 0
+        self.answered: asyncio.Future[None] | None = None
         self.state = ServerState(self.app, lambda scope: None, HttpLimits(), Proxies(), lean=self.route)
         self.transport = RecordingTransport()
         self.conn = HttpConnection(self.state)
@@ -52,9 +58,20 @@ class Server:
     def route(self, scope: dict[str, Any]) -> LeanEndpoint | None:
         return self.respond if scope["path"] == "/lean" else None
 
-    async def respond(self, scope: dict[str, Any], body: bytes) -> tuple[int, bytes, bytes]:
+    def respond(self, scope: dict[str, Any], body: bytes, reply: LeanReply) -> None:
         self.lean_bodies.append(body)
-        return 202, b"content-type: text/plain\r\n", b"lean %d" % len(self.lean_bodies)
+        answer = (202, b"content-type: text/plain\r\n", b"lean %d" % len(self.lean_bodies))
+        if self.at_once:
+            reply(answer)
+            return
+        self.unanswered += 1
+        asyncio.get_running_loop().call_soon(self.reply, reply, answer)
+
+    def reply(self, reply: LeanReply, answer: LeanAnswer | BaseException) -> None:
+        self.unanswered -= 1
+        reply(answer)
+        if not self.unanswered and self.answered is not None:
+            self.answered.set_result(None)
 
     async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         body = b""
@@ -69,8 +86,12 @@ class Server:
 
     async def settled(self) -> None:
         """Every request started has been answered."""
-        while self.state.tasks:
-            await asyncio.wait_for(asyncio.gather(*self.state.tasks), TIMEOUT)
+        while self.state.tasks or self.unanswered:
+            if self.unanswered:
+                self.answered = asyncio.get_running_loop().create_future()
+                await asyncio.wait_for(self.answered, TIMEOUT)
+            if self.state.tasks:
+                await asyncio.wait_for(asyncio.gather(*self.state.tasks), TIMEOUT)
 
 
 def lean(body: bytes) -> bytes:
@@ -91,8 +112,9 @@ async def test_a_lean_endpoint_gets_the_whole_body_and_its_answer_is_one_write()
     assert not server.transport.closed
 
 
-async def test_pipelined_lean_requests_are_answered_in_order() -> None:
-    server = Server()
+@pytest.mark.parametrize("at_once", [False, True], ids=["later", "at-once"])
+async def test_pipelined_lean_requests_are_answered_in_order(at_once: bool) -> None:
+    server = Server(at_once)
     server.conn.data_received(lean(b"a") + lean(b"bb") + b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n" + lean(b"ccc"))
     await server.settled()
     assert server.lean_bodies == [b"a", b"bb", b"ccc"]
@@ -117,3 +139,34 @@ async def test_a_lean_answer_closes_a_connection_that_asked_for_it() -> None:
     assert server.transport.writes == [b"HTTP/1.1 202 Accepted\r\ncontent-type: text/plain\r\nconnection: close\r\n"
                                        b"content-length: 6\r\n\r\nlean 1"]
     assert server.transport.closed
+
+
+async def test_a_lean_endpoint_that_fails_is_answered_500_and_the_connection_closed() -> None:
+    server = Server()
+    loop = asyncio.get_running_loop()
+    failed = loop.create_future()
+
+    def respond(scope: dict[str, Any], body: bytes, reply: LeanReply) -> None:
+        def fail() -> None:
+            reply(RuntimeError("the endpoint failed"))
+            failed.set_result(None)
+        loop.call_soon(fail)
+
+    server.respond = respond  # type: ignore[method-assign]
+    server.conn.data_received(lean(b"x"))
+    await asyncio.wait_for(failed, TIMEOUT)
+    assert server.transport.writes[0].startswith(b"HTTP/1.1 500 ")
+    assert b'"internal_error"' in server.transport.writes[0] and server.transport.closed
+
+
+async def test_a_shutdown_waits_for_the_lean_reply_to_a_client_that_left() -> None:
+    server = Server()
+    server.conn.data_received(lean(b"x"))
+    assert not server.state.tasks
+    server.conn.connection_lost(None)
+    (waiting,) = server.state.tasks  # what a shutdown awaits
+    assert not waiting.done()
+    await server.settled()
+    assert waiting.done() and not server.state.tasks
+    assert server.transport.writes == []  # nobody to answer
+

@@ -186,3 +186,14 @@ async def test_a_body_refused_413_on_its_length_keeps_the_connection(limited_hub
         assert (await read_response(reader))[0] == 413
         writer.write(b"x" * size + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         assert (await read_response(reader))[0] == 200
+
+
+async def test_connections_that_send_nothing_are_closed_at_the_head_deadline(limited_hub: HubProcess) -> None:
+    """The first head's deadline is one the connections share: every silent connection is closed
+    at it, beside one whose head arrived in time and is answered."""
+    async with contextlib.AsyncExitStack() as stack:
+        silent = [await stack.enter_async_context(raw(limited_hub)) for _ in range(20)]
+        reader, writer = await stack.enter_async_context(raw(limited_hub))
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await read_response(reader))[0] == 200
+        assert all(await asyncio.gather(*(at_eof(r) for r, _ in silent)))

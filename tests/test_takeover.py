@@ -136,3 +136,4 @@ async def test_takeover_refuses_no_connection_and_loses_no_event(tmp_path: Path,
             old.stop()
         new.stop()
     assert "Traceback" not in new.log()
+    assert "cannot steer" not in new.log()  # every new connection went to the new hub (hub/pushhub/steering.py)

@@ -126,3 +126,27 @@ async def test_the_outbox_writes_each_connection_once_a_turn_in_the_order_writte
     asyncio.get_running_loop().call_soon(turn_over.set_result, None)  # runs after the flush queued first
     await turn_over
     assert [t.writes for t in transports] == [[b"own-1 group again"], [b"group own-2again"], []]
+
+
+async def test_a_streams_head_waits_for_its_first_flush_with_what_follows_in_one_write() -> None:
+    outbox = Outbox()
+    transport = RecordingTransport()
+    conn = Connection(transport, 1 << 20, outbox, b"head ")
+    conn.write(b"reply")
+    assert not outbox.scheduled and not outbox.dirty  # the outbox has nothing to do for it
+    conn.flush()
+    conn.write(b" later")
+    assert transport.writes == [b"head reply"]
+    turn_over = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(turn_over.set_result, None)
+    await turn_over
+    assert transport.writes == [b"head reply", b" later"]
+
+
+@pytest.mark.parametrize("msg_id", [None, 7, "a-1"])
+@pytest.mark.parametrize("subprotocol", [protocol.JSON, protocol.MSGPACK])
+def test_the_subscribed_reply_is_the_encoding_of_its_message(subprotocol: str, msg_id: int | str | None) -> None:
+    encoder = protocol.ENCODERS[subprotocol]
+    for channel, cursor in (("orders", "k3j9x2ab.41"), ("a-b_c.d:e", "zz.0"), ("x", "orders@k3j9x2ab.1,y@k.2")):
+        assert encoder.subscribed(msg_id, channel, cursor) == encoder.message(
+            {"op": "subscribed", "id": msg_id, "channel": channel, "cursor": cursor})

@@ -33,7 +33,8 @@ class Settings:
     redis_cluster: bool = field(default=False, metadata={
         "help": "--redis names a node of a Redis Cluster (sharded pub/sub)"})
     workers: int = field(default=1, metadata={"help": "hub processes sharing the port (needs --redis)"})
-    fsync: bool = field(default=False, metadata={"help": "fsync every commit (survives power loss)"})
+    fsync: bool = field(default=False, metadata={
+        "help": "fsync the log after every commit, off the event loop for publishes (survives power loss)"})
     publisher_keys: list[str] = field(default_factory=list, metadata={
         "help": "API key accepted for publishing (repeat, or comma-separate in the env var)"})
     insecure: bool = field(default=False, metadata={

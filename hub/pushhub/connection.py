@@ -64,15 +64,19 @@ class Connection:
     """Common state of one SSE or WebSocket client.
 
     ``render`` and ``render_reset`` return one message's payload; ``send`` frames it for the wire.
+    ``head`` (the response head of the stream) waits for the stream's first :meth:`flush`, with
+    whatever is written before it, instead of for the outbox's: a connect is answered in one write
+    and costs the outbox nothing.
     """
 
     __slots__ = ("closed", "limit", "on_close", "outbox", "pending", "subscriptions", "transport")
 
-    def __init__(self, transport: asyncio.WriteTransport, limit: int, outbox: Outbox) -> None:
+    def __init__(self, transport: asyncio.WriteTransport, limit: int, outbox: Outbox,
+                 head: bytes | None = None) -> None:
         self.transport = transport
         self.limit = limit
         self.outbox = outbox
-        self.pending: list[bytes] | None = None
+        self.pending: list[bytes] | None = None if head is None else [head]
         self.closed: disconnect.Disconnect | None = None
         self.subscriptions: list[Subscription] = []
         self.on_close: Callable[[Connection], None] | None = None
@@ -159,8 +163,9 @@ class Subscription:
 class SSEConnection(Connection):
     __slots__ = ("chunked",)
 
-    def __init__(self, transport: asyncio.WriteTransport, limit: int, outbox: Outbox, chunked: bool) -> None:
-        super().__init__(transport, limit, outbox)
+    def __init__(self, transport: asyncio.WriteTransport, limit: int, outbox: Outbox, chunked: bool,
+                 head: bytes | None = None) -> None:
+        super().__init__(transport, limit, outbox, head)
         self.chunked = chunked
 
     def send(self, payload: bytes) -> None:
@@ -185,8 +190,9 @@ class SSEConnection(Connection):
 class WSConnection(Connection):
     __slots__ = ("encoder", "stream")
 
-    def __init__(self, transport: asyncio.WriteTransport, limit: int, outbox: Outbox, subprotocol: str) -> None:
-        super().__init__(transport, limit, outbox)
+    def __init__(self, transport: asyncio.WriteTransport, limit: int, outbox: Outbox, subprotocol: str,
+                 head: bytes | None = None) -> None:
+        super().__init__(transport, limit, outbox, head)
         self.encoder = protocol.ENCODERS[subprotocol]
         self.stream: Any = None  # the socket's pushhub.websocket.WSStream, which does the closing handshake
 

@@ -15,12 +15,14 @@ hub's error shape, counts its answers in the request metrics, and, past the stac
 from __future__ import annotations
 
 import abc
+import asyncio
 import re
 from collections.abc import Callable
 
 from starlette.types import Message, Receive, Scope, Send
 
 from .errors import PushHubError
+from .http11 import LeanReply
 from .http_api import error_json, receive_body
 from .numbers import bounded
 
@@ -37,6 +39,13 @@ async def whole_body(body: Body, declared: str, limit: int) -> bytes:
     return body if isinstance(body, bytes) else await receive_body(body, declared, limit)
 
 
+def lean_fields(headers: Headers) -> bytes:
+    """An answer's header lines on the lean route: :data:`JSON`, :data:`VARY` and ``headers``."""
+    if headers:
+        return LEAN_FIELDS + b"".join(b"%s: %s\r\n" % field for field in headers)
+    return LEAN_FIELDS
+
+
 class DirectEndpoint(abc.ABC):
     """``POST`` to the paths ``pattern`` matches; :meth:`answer` gives the status, the JSON body and
     the headers of the answer."""
@@ -46,6 +55,7 @@ class DirectEndpoint(abc.ABC):
 
     def __init__(self, count: Count) -> None:
         self.count = count
+        self._tasks: set[asyncio.Task[None]] = set()  # lean requests being answered by respond
 
     def takes(self, scope: Scope) -> bool:
         """Whether the hub may hand ``scope`` straight to :meth:`direct`."""
@@ -89,12 +99,20 @@ class DirectEndpoint(abc.ABC):
         await send(start)
         await send({"type": "http.response.body", "body": body})
 
-    async def respond(self, scope: Scope, body: bytes) -> tuple[int, bytes, bytes]:
-        """The lean route (:data:`pushhub.http11.LeanEndpoint`): the answer to ``scope`` with ``body``."""
-        status, content, headers = await self.counted(scope, body)
-        if headers:
-            return status, LEAN_FIELDS + b"".join(b"%s: %s\r\n" % field for field in headers), content
-        return status, LEAN_FIELDS, content
+    def respond(self, scope: Scope, body: bytes, reply: LeanReply) -> None:
+        """The lean route (:data:`pushhub.http11.LeanEndpoint`): ``reply`` is given the answer to
+        ``scope`` with ``body``. This one makes it in a task of its own, with :meth:`answer`."""
+        task = asyncio.get_running_loop().create_task(self._respond(scope, body, reply))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _respond(self, scope: Scope, body: bytes, reply: LeanReply) -> None:
+        try:
+            status, content, headers = await self.counted(scope, body)
+        except Exception as exc:
+            reply(exc)
+            return
+        reply((status, lean_fields(headers), content))
 
     async def counted(self, scope: Scope, body: Body) -> tuple[int, bytes, Headers]:
         """:meth:`answer`, errors answered in the hub's shape, and the answer counted."""
@@ -103,13 +121,18 @@ class DirectEndpoint(abc.ABC):
         try:
             status, content, headers = await self.answer(scope, match, body)
         except PushHubError as exc:
-            status, content, headers = exc.status, error_json(exc), []
-            self.refused(match, exc)
+            return self.refusal(match, exc)
         except Exception:
             self.count("POST", 500)
             raise
         self.count("POST", status)
         return status, content, headers
+
+    def refusal(self, match: re.Match[str], exc: PushHubError) -> tuple[int, bytes, Headers]:
+        """The answer to a request refused with ``exc``, counted."""
+        self.refused(match, exc)
+        self.count("POST", exc.status)
+        return exc.status, error_json(exc), []
 
     @abc.abstractmethod
     async def answer(self, scope: Scope, match: re.Match[str], body: Body) -> tuple[int, bytes, Headers]:

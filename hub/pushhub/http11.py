@@ -23,13 +23,14 @@ import contextlib
 import http
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from urllib.parse import unquote
 
 import httptools
 import orjson
 from starlette.types import ASGIApp, Message, Scope
 
+from .deadlines import SharedDeadline
 from .forwarded import Proxies
 from .limits import HttpLimits
 
@@ -40,9 +41,13 @@ StreamEndpoint = Callable[[Scope, asyncio.Transport, bytes], None]
 """Takes a request over with its socket: answers it, installs its own protocol on the transport and
 feeds it ``rest`` (bytes the client sent after the head)."""
 StreamRouter = Callable[[Scope], StreamEndpoint | None]
-LeanEndpoint = Callable[[Scope, bytes], Awaitable[tuple[int, bytes, bytes]]]
-"""Answers a request whose whole body is ``bytes``: the status, the header lines (each ending in
-CRLF; the server adds ``content-length`` and ``connection``) and the body of the response."""
+LeanAnswer = tuple[int, bytes, bytes]
+LeanReply = Callable[[LeanAnswer | BaseException], None]
+LeanEndpoint = Callable[[Scope, bytes, LeanReply], None]
+"""Answers a request whose whole body is ``bytes`` by calling the reply once, then or later (no task
+is made for it): with the status, the header lines (each ending in CRLF; the server adds
+``content-length`` and ``connection``) and the body of the response, or with the exception that
+failed it (answered 500). It raises only before it replies."""
 LeanRouter = Callable[[Scope], LeanEndpoint | None]
 
 BODY_HIGH_WATER = 256 * 1024  # request body bytes buffered before the socket stops being read
@@ -80,9 +85,11 @@ class ServerState:
         self.proxies = proxies
         self.access_log = access_log
         self.connections: set[HttpConnection] = set()
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks: set[asyncio.Future[None]] = set()  # ASGI requests being answered, lean ones whose client left
         self.stopping = False
         self.all_closed: asyncio.Event | None = None
+        self.first_heads: SharedDeadline[HttpConnection] = SharedDeadline(limits.head_timeout,
+                                                                         HttpConnection.first_head_late)
 
     def stop(self) -> None:
         """No new requests: close idle keep-alive connections now and every other one after its
@@ -107,9 +114,9 @@ class ServerState:
 
 
 class HttpConnection(asyncio.Protocol):
-    __slots__ = ("active", "claimed", "cycle", "deadline", "head_bytes", "head_size", "header_count", "headers",
-                 "in_head", "limits", "lingering", "loop", "on_deadline", "parser", "peer", "pipeline", "read_paused",
-                 "refused", "served", "server", "state", "timer", "transport", "url", "writable")
+    __slots__ = ("active", "claimed", "cycle", "deadline", "first_head", "head_bytes", "head_size", "header_count",
+                 "headers", "in_head", "limits", "lingering", "loop", "on_deadline", "parser", "peer", "pipeline",
+                 "read_paused", "refused", "served", "server", "state", "timer", "transport", "url", "writable")
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -131,6 +138,7 @@ class HttpConnection(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None  # due at or before the deadline
         self.deadline = 0.0
         self.on_deadline: Callable[[], None] | None = None
+        self.first_head = False  # the first head's deadline is the server's shared one (ServerState.first_heads)
         self.writable: asyncio.Future[None] | None = None
         self.read_paused = False
         self.lingering = False
@@ -149,7 +157,8 @@ class HttpConnection(asyncio.Protocol):
         if self.server is None:
             sock = transport.get_extra_info("sockname")
             self.server = (str(sock[0]), int(sock[1])) if isinstance(sock, tuple) else None
-        self._arm(self.limits.head_timeout, self._head_timeout)
+        self.first_head = True
+        self.state.first_heads.start(self, self.loop)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.forget(self)
@@ -253,10 +262,13 @@ class HttpConnection(asyncio.Protocol):
 
     def _disarm(self) -> None:
         self.on_deadline = None
+        if self.first_head:
+            self.first_head = False
+            self.state.first_heads.end(self)
 
     def _stop_timer(self) -> None:
         """No deadline any more, and no timer left holding on to the connection."""
-        self.on_deadline = None
+        self._disarm()
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -270,6 +282,11 @@ class HttpConnection(asyncio.Protocol):
             return
         callback, self.on_deadline = self.on_deadline, None
         callback()
+
+    def first_head_late(self) -> None:
+        """The shared deadline of the first head (:class:`ServerState`'s ``first_heads``) is past."""
+        self.first_head = False
+        self._head_timeout()
 
     def _head_timeout(self) -> None:
         if self.in_head:
@@ -361,8 +378,8 @@ class HttpConnection(asyncio.Protocol):
         cycle.wake()
         self._disarm()
         if cycle.lean is not None and self.active is cycle:
-            self._respond(cycle)
-        if cycle.finished and self.active is None and not self.lingering:
+            self._respond(cycle)  # (its reply may come at once: then it serves the next request itself)
+        elif cycle.finished and self.active is None and not self.lingering:
             self._next(cycle)  # the body of an answered request has gone by
 
     # Requests ---------------------------------------------------------------------------------
@@ -401,7 +418,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _respond(self, cycle: Cycle) -> None:
         assert cycle.lean is not None
-        self._run(cycle.respond(cycle.lean))
+        cycle.respond(cycle.lean)
 
     def _run(self, coroutine: Coroutine[None, None, None]) -> None:
         task = self.loop.create_task(coroutine)
@@ -476,9 +493,9 @@ class HttpConnection(asyncio.Protocol):
 class Cycle:
     """One request and its response, as an ASGI ``receive`` and ``send`` pair."""
 
-    __slots__ = ("body", "buffered", "chunked", "complete", "conn", "delivered", "disconnected", "dropped", "event",
-                 "expect_continue", "finished", "head_only", "keep_alive", "lean", "response_headers", "scope",
-                 "sized", "started", "status")
+    __slots__ = ("answered", "body", "buffered", "chunked", "complete", "conn", "delivered", "disconnected", "dropped",
+                 "event", "expect_continue", "finished", "head_only", "keep_alive", "lean", "response_headers",
+                 "scope", "sized", "started", "status")
 
     def __init__(self, conn: HttpConnection, scope: Scope, keep_alive: bool) -> None:
         self.conn = conn
@@ -499,6 +516,7 @@ class Cycle:
             elif name == b"transfer-encoding":
                 self.sized = False
         self.lean: LeanEndpoint | None = None
+        self.answered: asyncio.Future[None] | None = None  # the lean reply, awaited once the client left
         self.head_only = scope["method"] == "HEAD"
         self.started = False
         self.finished = False
@@ -513,12 +531,15 @@ class Cycle:
     def disconnect(self) -> None:
         self.disconnected = True
         self.wake()
+        if self.lean is not None and self.delivered and not self.finished and self.answered is None:
+            self.answered = self.conn.loop.create_future()  # a shutdown waits for the reply
+            self.conn.state.tasks.add(self.answered)
 
     async def run(self, app: ASGIApp) -> None:
         try:
             await app(self.scope, self.receive, self.send)
-        except Exception:
-            self._failed()
+        except Exception as exc:
+            self._failed(exc)
         else:
             if not self.finished:
                 if not self.disconnected:
@@ -526,12 +547,12 @@ class Cycle:
                                  self.scope["method"], self.scope["path"])
                 self._fail()
 
-    def _failed(self) -> None:
-        """The handler raised (called in its ``except``)."""
+    def _failed(self, exc: BaseException) -> None:
+        """The handler raised ``exc``."""
         if self.disconnected:
-            logger.debug("request handler failed after the client left", exc_info=True)
+            logger.debug("request handler failed after the client left", exc_info=exc)
         else:
-            logger.exception("request handler failed: %s %s", self.scope["method"], self.scope["path"])
+            logger.error("request handler failed: %s %s", self.scope["method"], self.scope["path"], exc_info=exc)
         self._fail()
 
     def _fail(self) -> None:
@@ -546,17 +567,26 @@ class Cycle:
         else:
             conn.close()
 
-    async def respond(self, lean: LeanEndpoint) -> None:
-        """Answer the request, its whole body in, through the lean endpoint that takes it."""
+    def respond(self, lean: LeanEndpoint) -> None:
+        """Hand the request, its whole body in, to the lean endpoint that takes it."""
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         self.body.clear()
         self.buffered = 0
         self.delivered = True
         try:
-            status, fields, content = await lean(self.scope, body)
-        except Exception:
-            self._failed()
+            lean(self.scope, body, self.reply)
+        except Exception as exc:
+            self._failed(exc)
+
+    def reply(self, answer: LeanAnswer | BaseException) -> None:
+        """The lean endpoint's answer: written in one write."""
+        if self.answered is not None:
+            self.answered.set_result(None)
+            self.conn.state.tasks.discard(self.answered)
+        if isinstance(answer, BaseException):
+            self._failed(answer)
             return
+        status, fields, content = answer
         conn = self.conn
         if self.disconnected or conn.transport is None:
             self._fail()

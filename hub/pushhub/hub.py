@@ -16,12 +16,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 from . import cursor as cursors
 from . import disconnect, faults
-from .backends.base import Broker, HistoryPage, Once, Published
+from .backends.base import Broker, Done, HistoryPage, Once, Published
 from .connection import Connection, GroupKind, Outbox, Subscription, render_batch
 from .cursor import Position
 from .errors import BadCursor, PushHubError
@@ -67,13 +67,32 @@ class ChannelState:
         self.recovery: asyncio.Task[None] | None = None
 
 
+async def _answer(done: Done, publishing: Awaitable[Published]) -> None:
+    """Tell ``done`` what ``publishing`` returns or raises."""
+    try:
+        published = await publishing
+    except BaseException as exc:
+        done(exc)
+        if not isinstance(exc, Exception):
+            raise
+        return
+    done(published)
+
+
 class PublishListener(Protocol):
     """Told about every publish of this process: before the append (to take note of the channel
-    durably) and after it (the events are in the log)."""
+    durably) and after it (the events are in the log). Where :meth:`ready` or :meth:`settled` says
+    so, the call it stands for has nothing to do and is skipped."""
 
     async def before_publish(self, channel: str) -> None: ...
 
     async def published(self, channel: str, events: list[Event]) -> None: ...
+
+    def ready(self, channel: str) -> bool:
+        """Whether :meth:`before_publish` would return at once."""
+
+    def settled(self, channel: str, events: list[Event]) -> bool:
+        """Whether :meth:`published` would return at once."""
 
 
 class Hub:
@@ -120,9 +139,44 @@ class Hub:
         published = await self.broker.publish(channel, drafts, once, origin)
         if published.replayed is not None:
             return published
+        self._appended(published, started)
+        for listener in self.publish_listeners:
+            await listener.published(channel, published.events)
+        return published
+
+    def publish_soon(self, channel: str, drafts: Sequence[EventDraft], once: Once | None, origin: Origin | None,
+                     done: Done) -> None:
+        """:meth:`publish_once`, answered through ``done`` (the lean publish route), with no coroutine
+        while the publish listeners have nothing to do for ``channel``: then ``done`` is called from
+        the group commit itself (:meth:`Broker.publish_soon`)."""
+        listeners = self.publish_listeners
+        if not all(listener.ready(channel) for listener in listeners):
+            self._spawn(_answer(done, self.publish_once(channel, drafts, once, origin)))
+            return
+        started = time.perf_counter()
+
+        def appended(result: Published | BaseException) -> None:
+            if isinstance(result, BaseException) or result.replayed is not None:
+                done(result)
+                return
+            try:
+                self._appended(result, started)
+            except Exception as exc:
+                done(exc)
+                return
+            if all(listener.settled(channel, result.events) for listener in listeners):
+                done(result)
+            else:
+                self._spawn(_answer(done, self._tell_listeners(channel, result)))
+
+        self.broker.publish_soon(channel, drafts, once, origin, appended)
+
+    def _appended(self, published: Published, started: float) -> None:
         self.after_append()
         self.stats.published += len(published.events)
         self.stats.observer.publish(len(published.events), time.perf_counter() - started)
+
+    async def _tell_listeners(self, channel: str, published: Published) -> Published:
         for listener in self.publish_listeners:
             await listener.published(channel, published.events)
         return published

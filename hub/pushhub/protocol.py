@@ -104,6 +104,13 @@ class Encoder:
     def event(self, event: Event, cursor: str) -> bytes:
         return event_msgpack(event, cursor) if self.binary else event_json(event, cursor)
 
+    def subscribed(self, msg_id: int | str | None, channel: str, cursor: str) -> bytes:
+        """The ``subscribed`` reply. Without an ``id`` (a subscription in the handshake's URL, one per
+        connect) its JSON is formatted directly: channel names and cursors never need escaping."""
+        if msg_id is None and not self.binary:
+            return b'{"op":"subscribed","id":null,"channel":"%s","cursor":"%s"}' % (channel.encode(), cursor.encode())
+        return self.message({"op": "subscribed", "id": msg_id, "channel": channel, "cursor": cursor})
+
 
 ENCODERS = {JSON: Encoder(JSON), MSGPACK: Encoder(MSGPACK)}
 """One encoder per subprotocol, shared by its connections."""

@@ -28,7 +28,6 @@ from .forwarded import Proxies
 from .http11 import ASGI, HttpConnection, ServerState
 
 logger = logging.getLogger("pushhub")
-BACKLOG = 2048
 
 
 class LifespanFailed(PushHubError):
@@ -95,9 +94,10 @@ async def stop_accepting(server: asyncio.AbstractServer, sock: socket.socket,
     Closing a listening socket resets every connection in its accept queue: beside a successor bound
     to the same port (``--takeover``, SO_REUSEPORT) that is a request refused in flight although the
     successor would have served it. So a duplicate keeps the socket open while ``server`` stops, the
-    queue is accepted to its end and served like any connection, and only then is it closed. (What
-    the kernel queues in the microseconds between the last accept and the close is still reset,
-    unless Linux's ``net.ipv4.tcp_migrate_req`` moves it to the successor.)"""
+    queue is accepted to its end and served like any connection, and only then is it closed. (A
+    one-process successor has every new connection steered to itself, :mod:`~pushhub.steering`;
+    beside ``--workers``, what the kernel queues in the microseconds between the last accept and the
+    close is still reset, unless Linux's ``net.ipv4.tcp_migrate_req`` moves it to the successor.)"""
     loop = asyncio.get_running_loop()
     listener = sock.dup()
     server.close()
@@ -128,7 +128,7 @@ async def serve_app(app: PushHub, settings: Settings, sock: socket.socket,
     def connection() -> HttpConnection:
         return HttpConnection(state)
 
-    server = await loop.create_server(connection, sock=sock, backlog=BACKLOG)
+    server = await loop.create_server(connection, sock=sock, backlog=startup.BACKLOG)
     collect_less_often()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

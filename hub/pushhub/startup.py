@@ -81,6 +81,9 @@ def check_redis(settings: Settings) -> None:
         client.close()
 
 
+BACKLOG = 2048  # connections the kernel queues on a listening socket before one is accepted
+
+
 def listening_socket(settings: Settings, *, shared: bool) -> socket.socket:
     """A socket bound to the hub's address; other workers may bind it too when ``shared``."""
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET

@@ -183,8 +183,8 @@ class Streams:
             return
         cursor = header(scope, b"last-event-id") or (query.get("lastEventId") or [""])[-1] or None
         chunked = scope["http_version"] == "1.1"
-        conn = SSEConnection(transport, self.max_queue_bytes, self.outbox, chunked)
-        conn.write(SSE_HEAD if chunked and not origin_headers else _sse_head(origin_headers, chunked))
+        conn = SSEConnection(transport, self.max_queue_bytes, self.outbox, chunked,
+                             SSE_HEAD if chunked and not origin_headers else _sse_head(origin_headers, chunked))
         self.hub.add_connection(conn)
         self.sse_connections[conn] = None
         transport.set_protocol(_SSEStream(self, conn, self.expire_at(grant, conn)))
@@ -228,8 +228,8 @@ class Streams:
                 return
         else:
             response, subprotocol = plain
-        conn = WSConnection(transport, self.max_queue_bytes, self.outbox, subprotocol or protocol.JSON)
-        conn.write(response)  # written with the replies to the URL's subscriptions, if any, in one write
+        # The response is written with the replies to the URL's subscriptions, if any, in one write.
+        conn = WSConnection(transport, self.max_queue_bytes, self.outbox, subprotocol or protocol.JSON, response)
         self.hub.add_connection(conn)
         session = _WSSession(self, conn)
         stream = WSStream(conn, session, max_size=self.max_message_bytes,
@@ -358,7 +358,8 @@ class _WSSession:
 
     def _announcer(self, msg_id: Any) -> Callable[[Subscription], None]:
         def announce(sub: Subscription) -> None:
-            self.conn.reply({"op": "subscribed", "id": msg_id, "channel": sub.channels[0], "cursor": sub.cursor()})
+            conn = self.conn
+            conn.send(conn.encoder.subscribed(msg_id, sub.channels[0], sub.cursor()))
         return announce
 
     async def op_ping(self, request: dict[str, Any], msg_id: Any) -> None:

@@ -11,7 +11,7 @@ to ``{data_dir}/pushhub-{port}.pid``, so that a successor can find it.
 ``--takeover`` on SQLite starts a new hub beside the running one:
 
 1. the new process binds the port beside the old one and listens at once: from then on the kernel
-   queues part of the new connections for it, and none is refused;
+   queues every new connection for it (:mod:`~pushhub.steering`), and none is refused;
 2. it sends SIGTERM to the old process, which stops accepting, closes its streams with reconnect
    advice, lets requests in flight finish, commits and closes its SQLite file and exits;
 3. the new process waits for the writer lock (the old one's exit releases it), then opens the data
@@ -19,7 +19,9 @@ to ``{data_dir}/pushhub-{port}.pid``, so that a successor can find it.
 
 ``--takeover`` on Redis has no writer to wait for, so the new hub serves first:
 
-1. the new process (or every new worker) binds the port beside the old ones and starts serving;
+1. the new process binds the port beside the old one (steering every new connection to itself), or
+   every new worker binds it beside the old ones (sharing new connections with them by the hash),
+   and starts serving;
 2. once it serves (every worker has started), it sends SIGTERM to the old process (the old
    supervisor, which passes it to its workers), which drains as above;
 3. when the old process has exited, the new one takes the lock and writes its pid.
@@ -38,12 +40,12 @@ import socket
 import threading
 from typing import IO
 
+from . import steering
 from .config import Settings
-from .startup import ADDRESS, STORAGE, StartupError, listening_socket
+from .startup import ADDRESS, BACKLOG, STORAGE, StartupError, listening_socket
 
 logger = logging.getLogger("pushhub")
 
-BACKLOG = 2048
 LOCK_FILE = "writer.lock"
 PID_FILE = "pushhub.pid"
 
@@ -65,7 +67,10 @@ def listen(settings: Settings) -> socket.socket:
         hint = "" if settings.takeover or exc.exit_code != ADDRESS else (
             " (to replace a hub running there, start this one with --takeover)")
         raise StartupError(exc.exit_code, exc.message + hint) from exc
-    sock.listen(BACKLOG)
+    if settings.takeover:
+        steering.listen_first(sock, BACKLOG)
+    else:
+        sock.listen(BACKLOG)
     return sock
 
 

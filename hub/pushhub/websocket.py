@@ -86,6 +86,7 @@ PLAIN_FIELDS = frozenset({b"connection", b"upgrade", b"sec-websocket-key", b"sec
 _TOKENS = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:[ \t]*,[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+)*")
 _COMMA = re.compile(rb"[ \t]*,[ \t]*")
 _date: tuple[int, bytes] = (0, b"")
+_ONE_OFFERED = {name.encode(): name for name in SUBPROTOCOLS}  # the usual offer: exactly one of ours
 
 
 def _http_date() -> bytes:
@@ -123,13 +124,15 @@ def plain_handshake(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, str | No
     subprotocol = None
     offered = fields.get(b"sec-websocket-protocol")
     if offered is not None:
-        if not _TOKENS.fullmatch(offered):
-            return None
-        names = _COMMA.split(offered)
-        for choice in SUBPROTOCOLS:
-            if choice.encode() in names:
-                subprotocol = choice
-                break
+        subprotocol = _ONE_OFFERED.get(offered)
+        if subprotocol is None:
+            if not _TOKENS.fullmatch(offered):
+                return None
+            names = _COMMA.split(offered)
+            for choice in SUBPROTOCOLS:
+                if choice.encode() in names:
+                    subprotocol = choice
+                    break
     accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
     head = b"HTTP/1.1 101 Switching Protocols\r\nDate: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" \
         b"Sec-WebSocket-Accept: %s\r\n" % (_http_date(), accept)

@@ -27,9 +27,9 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
-from . import metrics
+from . import metrics, steering
 from .config import Settings
-from .startup import FAILED, listening_socket
+from .startup import BACKLOG, FAILED, listening_socket
 
 logger = logging.getLogger("pushhub")
 
@@ -47,7 +47,9 @@ def run_worker(settings: Settings, serving: Connection, lifeline: Connection) ->
 
     threading.Thread(target=follow_supervisor, args=(lifeline,), name="pushhub-lifeline", daemon=True).start()
     try:
-        run(settings, listening_socket(settings, shared=True), lambda: serving.send(os.getpid()))
+        sock = listening_socket(settings, shared=True)
+        steering.listen_shared(sock, BACKLOG)
+        run(settings, sock, lambda: serving.send(os.getpid()))
     except Exception:  # one log line (JSON with --log-format json), not multiprocessing's traceback
         logger.critical("worker %s failed", multiprocessing.current_process().pid, exc_info=True)
         sys.exit(FAILED)

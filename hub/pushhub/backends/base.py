@@ -24,6 +24,8 @@ channels, by name pattern and in pages.
 from __future__ import annotations
 
 import abc
+import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
     from ..webhooks.store import DeliveryStore
 
 OnEvents = Callable[[str, list[Event]], None]
+Done = Callable[["Published | BaseException"], None]
+"""Told, once, what a publish returned or raised (:meth:`Broker.publish_soon`); it must not raise."""
 
 
 class StreamState(NamedTuple):
@@ -91,6 +95,18 @@ class ChannelPage(NamedTuple):
     next: str | None  # the ``after`` of the next page; None after the last
 
 
+_publishing: set[asyncio.Task[Published]] = set()  # the tasks of Broker.publish_soon, kept until done
+
+
+def _settled(done: Done, task: asyncio.Task[Published]) -> None:
+    _publishing.discard(task)
+    if task.cancelled():
+        done(asyncio.CancelledError())
+        return
+    error = task.exception()
+    done(task.result() if error is None else error)
+
+
 class Broker(abc.ABC):
     @abc.abstractmethod
     async def start(self, on_events: OnEvents) -> None: ...
@@ -111,6 +127,14 @@ class Broker(abc.ABC):
         Returns only once the events are durably stored; raises :class:`~pushhub.errors.Unavailable`
         when they may not have been.
         """
+
+    def publish_soon(self, channel: str, drafts: Sequence[EventDraft], once: Once | None, origin: Origin | None,
+                     done: Done) -> None:
+        """:meth:`publish`, answered through ``done`` instead of a coroutine's return (the lean publish
+        route has no task to await it in). This one runs :meth:`publish` in a task."""
+        task = asyncio.get_running_loop().create_task(self.publish(channel, drafts, once, origin))
+        _publishing.add(task)
+        task.add_done_callback(functools.partial(_settled, done))
 
     @abc.abstractmethod
     async def history(self, channel: str, after: int, limit: int) -> HistoryPage:

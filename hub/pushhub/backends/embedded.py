@@ -6,9 +6,11 @@ transaction).
 
 Group commit: the broker queues the publishes of one event-loop turn and hands them to the store
 together (:meth:`Store.append_all`), which makes them in one atomic step, in order: SQLite commits
-once for all of them. Each publisher is answered once that step is done; if it fails, all of them
-get the error and none of their events is stored. While the store holds its appends
-(:meth:`Store.held`: SQLite's checkpointer copying the last of the WAL), the queue waits.
+once for all of them. Each publisher is answered once that step is done and durable
+(:meth:`Store.when_durable`: with SQLite's ``--fsync``, after the WAL's next fsync, which a thread
+makes for all the groups committed meanwhile), the lean publish route from inside it
+(:meth:`EmbeddedBroker.publish_soon`); if it fails, all of them get the error and none of their
+events is stored.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import functools
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from ..channels import compile_patterns
@@ -30,6 +33,7 @@ from .base import (
     LEGACY_SCOPE,
     Broker,
     ChannelPage,
+    Done,
     Found,
     HistoryPage,
     Once,
@@ -40,6 +44,10 @@ from .base import (
 )
 
 EXPIRE_INTERVAL = 30.0
+BUSY_RETRY = 0.001  # seconds before a group commit the store was busy for is tried again
+
+
+Durable = Callable[[Exception | None], None]  # called with None once durable, or with why it may not be
 
 
 class Append(NamedTuple):
@@ -60,13 +68,19 @@ class Store(abc.ABC):
         """Make ``appends`` in order, in one atomic step: each appends its drafts, or with ``once``
         returns the record already stored (see :meth:`Broker.publish`)."""
 
-    def held(self) -> asyncio.Future[None] | None:
-        """While pending, no append may start (see :class:`~.sqlite.WriteHold`); ``None``: go on."""
-        return None
-
     def append(self, channel: str, drafts: Sequence[EventDraft], now: float, once: Once | None = None,
                origin: Origin | None = None) -> Published:
         return self.append_all([Append(channel, drafts, once, origin)], now)[0]
+
+    def when_durable(self, callback: Durable) -> None:
+        """Call ``callback`` (on the event loop) once the appends made until now are as durable as the
+        store makes them, with None, or with the error that says they may not be: this one at once."""
+        callback(None)
+
+    def busy(self) -> bool:
+        """Whether an append would wait now (for a moment, not for the next append to be made): the
+        group commit is made a little later instead, so that the event loop does not wait."""
+        return False
 
     @abc.abstractmethod
     def read(self, channel: str, after: int, limit: int) -> HistoryPage: ...
@@ -226,19 +240,32 @@ class MemoryStore(Store):
         return count
 
 
+def _settle(future: asyncio.Future[Published], result: Published | BaseException) -> None:
+    if future.done():  # its publisher went away
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+        future.exception()  # retrieved: a publisher that goes away does not warn
+    else:
+        future.set_result(result)
+
+
 class EmbeddedBroker(Broker):
     def __init__(self, store: Store) -> None:
         self.store = store
         self._on_events: OnEvents | None = None
         self._subscribed: set[str] = set()
         self._expiry: asyncio.Task[None] | None = None
-        self._queued: list[tuple[Append, asyncio.Future[Published]]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None  # asking for it again costs a getpid() each time
+        self._queued: list[tuple[Append, Done]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None  # once started (asking for it costs a getpid())
 
     async def start(self, on_events: OnEvents) -> None:
         self._on_events = on_events
         self._loop = asyncio.get_running_loop()
         self._expiry = self._loop.create_task(self._expire_forever())
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop or asyncio.get_running_loop()
 
     async def close(self) -> None:
         if self._expiry is not None:
@@ -253,39 +280,44 @@ class EmbeddedBroker(Broker):
 
     async def publish(self, channel: str, drafts: Sequence[EventDraft], once: Once | None = None,
                       origin: Origin | None = None) -> Published:
-        loop = self._loop or asyncio.get_running_loop()
-        future: asyncio.Future[Published] = loop.create_future()
-        self._queued.append((Append(channel, drafts, once, origin), future))
-        if len(self._queued) == 1:
-            loop.call_soon(self._commit)
+        future: asyncio.Future[Published] = self._running_loop().create_future()
+        self.publish_soon(channel, drafts, once, origin, functools.partial(_settle, future))
         return await future
 
+    def publish_soon(self, channel: str, drafts: Sequence[EventDraft], once: Once | None, origin: Origin | None,
+                     done: Done) -> None:
+        """Queued for the group commit of this loop turn; ``done`` is called from it."""
+        self._queued.append((Append(channel, drafts, once, origin), done))
+        if len(self._queued) == 1:
+            self._running_loop().call_soon(self._commit)
+
     def _commit(self) -> None:
-        """Store every publish queued in this loop turn at once, answer each, then fan the events out;
-        while the store holds its appends, the publishes wait for it in the queue."""
-        held = self.store.held()
-        if held is not None:
-            held.add_done_callback(self._resume)
+        """Store every publish queued in this loop turn at once; once that is durable, answer each and
+        fan the events out."""
+        if self.store.busy():  # the publishes queued until then commit together
+            self._running_loop().call_later(BUSY_RETRY, self._commit)
             return
         queued, self._queued = self._queued, []
         try:
             results = self.store.append_all([append for append, _ in queued], time.time())
         except Exception as exc:
-            for _, future in queued:
-                if not future.done():
-                    future.set_exception(exc)
-                    future.exception()  # retrieved: a publisher that went away does not warn
+            for _, done in queued:
+                done(exc)
             return
-        for (_, future), published in zip(queued, results, strict=True):
-            if not future.done():
-                future.set_result(published)
+        self.store.when_durable(functools.partial(self._committed, queued, results))
+
+    def _committed(self, queued: list[tuple[Append, Done]], results: list[Published], error: Exception | None) -> None:
+        """Answer each publish of a group commit (durable, or ``error``), then fan its events out."""
+        if error is not None:
+            for _, done in queued:
+                done(error)
+            return
+        for (_, done), published in zip(queued, results, strict=True):
+            done(published)
         if self._on_events is not None:
             for (append, _), published in zip(queued, results, strict=True):
                 if published.events and append.channel in self._subscribed:
                     self._on_events(append.channel, published.events)
-
-    def _resume(self, held: asyncio.Future[None]) -> None:
-        self._commit()
 
     async def history(self, channel: str, after: int, limit: int) -> HistoryPage:
         return self.store.read(channel, after, limit)

@@ -5,26 +5,30 @@ their publishes, and the webhook state (:class:`~pushhub.webhooks.store.SqliteDe
 must commit with an append joins its transaction (:attr:`Database.joined`): the webhook intake's
 deliveries and cursor moves are written in the same transaction as the events they are made for.
 
-Appends commit before the publisher is answered. With ``synchronous=NORMAL`` (the default) a commit
-survives the hub process crashing or being killed; ``synchronous=FULL`` (``--fsync``) also survives
-the machine losing power, at the cost of an fsync per commit.
+Appends commit before the publisher is answered. With ``synchronous=NORMAL`` a commit survives the
+hub process crashing or being killed; with ``--fsync`` it also survives the machine losing power:
+the WAL is fsynced after it, by a thread (:mod:`.sqlite_sync`) for the group commits, whose
+publishers are answered and events fanned out once it is done (one fsync for every group committed
+meanwhile), and at once for any other write transaction.
 
 Checkpoints (copying the WAL back into the database file, with an fsync of each in any mode) run on
 a thread of their own (:class:`Checkpointer`), never inside a commit on the event loop: SQLite's
-automatic checkpoint would stall the loop for the two fsyncs every thousand pages. Under a steady
-load that thread has the appends held now and then (:class:`WriteHold`), so that the WAL is
-started over instead of growing without end.
+automatic checkpoint would stall the loop for the two fsyncs every thousand pages. The WAL starts
+over only after a checkpoint that caught up with the last commit, which one running beside the
+commits never does while they keep coming: so once the WAL holds :data:`RESTART_FRAMES` frames, the
+checkpointer finishes its next checkpoint with the commits held off (:meth:`Database.busy`; the
+group commit waits for it off the loop, :meth:`pushhub.backends.embedded.Store.busy`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 from ..channels import compile_patterns
@@ -35,7 +39,8 @@ from ..provenance import Origin
 from ..retention import RetentionPolicy
 from . import sqlite_schema
 from .base import LEGACY_SCOPE, ChannelPage, Found, HistoryPage, Published, Recorded, StreamState
-from .embedded import Append, Store
+from .embedded import Append, Durable, Store
+from .sqlite_sync import Syncer
 
 logger = logging.getLogger("pushhub")
 
@@ -53,65 +58,21 @@ INSERT_EVENTS = ("INSERT INTO events (channel, seq, ts, body, id, type, origin, 
                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 CHECKPOINT_COMMITS = 200  # commits between checkpoints (SQLite's own default is every 1000 WAL pages)
 CHECKPOINT_IDLE = 1.0  # seconds between checkpoints when fewer commits came
-RESTART_FRAMES = 8192  # WAL frames (of a 4 KiB page each) past which the WAL is started over: ~32 MiB
-HOLD_WAIT = 1.0  # seconds the checkpointer waits for the event loop to hold the appends
-
-
-class WriteHold:
-    """The appends held on the event loop while the checkpointer copies the last of the WAL.
-
-    The thread asks for it (:meth:`ask`) and ends it (:meth:`end`); the loop takes it between two of
-    its callbacks (:meth:`hold`), so with no transaction open, and the broker commits nothing while
-    :attr:`held` is pending (:meth:`~.embedded.Store.held`). Other writes of the database (the
-    webhook store's) are not held: one during a hold only means the WAL is started over next time."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.held: asyncio.Future[None] | None = None
-
-    def ask(self, holding: threading.Event) -> bool:
-        """From another thread: hold the appends and set ``holding`` once they are."""
-        try:
-            self.loop.call_soon_threadsafe(self.hold, holding)
-        except RuntimeError:  # the loop is closed
-            return False
-        return True
-
-    def end(self) -> None:
-        """From another thread: let the appends go on."""
-        with contextlib.suppress(RuntimeError):
-            self.loop.call_soon_threadsafe(self.release)
-
-    def hold(self, holding: threading.Event) -> None:
-        if self.held is None:
-            self.held = self.loop.create_future()
-        holding.set()
-
-    def release(self) -> None:
-        held, self.held = self.held, None
-        if held is not None and not held.done():
-            held.set_result(None)
+RESTART_FRAMES = 4096  # WAL frames (16 MiB of pages, one hash table of its index) that make the WAL start over
 
 
 class Checkpointer:
     """A thread with a connection of its own that checkpoints the WAL in ``PASSIVE`` mode (it never
-    waits for the writer nor makes it wait) after every :data:`CHECKPOINT_COMMITS` commits it is
-    told of, or every :data:`CHECKPOINT_IDLE` seconds.
+    waits for the writer) after every :data:`CHECKPOINT_COMMITS` commits it is told of, or every
+    :data:`CHECKPOINT_IDLE` seconds. When the WAL has grown past :data:`RESTART_FRAMES` it then holds
+    the commits off (``hold``) and checkpoints once more, what came since the first pass: that
+    checkpoint catches up, and the next commit starts the WAL over."""
 
-    SQLite starts the WAL over only at a commit that finds every frame of it copied, and a passive
-    checkpoint copies what was committed when it began while commits go on: under a steady load
-    that is never all of it, and the file grows without end (2000 single-event commits a second over 2000
-    channels: 150 MB in 10 s, a page of the file allocated and zeroed for each frame). Once the WAL
-    holds :data:`RESTART_FRAMES` frames, the thread has the appends held (``hold``) for one more
-    passive checkpoint, of what came meanwhile (two fsyncs), after which the next commit starts the
-    file over."""
-
-    def __init__(self, path: str, hold: WriteHold | None = None) -> None:
+    def __init__(self, path: str, hold: Callable[[], contextlib.AbstractContextManager[None]]) -> None:
         self.path = path
         self.hold = hold
         self.commits = 0
         self._due = threading.Event()
-        self._holding = threading.Event()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="pushhub-checkpoint", daemon=True)
         self._thread.start()
@@ -124,7 +85,6 @@ class Checkpointer:
     def stop(self) -> None:
         self._stopping = True
         self._due.set()
-        self._holding.set()  # a hold asked of the loop that stops it is not waited for
         self._thread.join()
 
     def _run(self) -> None:
@@ -134,26 +94,14 @@ class Checkpointer:
                 self._due.wait(CHECKPOINT_IDLE)
                 self._due.clear()
                 try:
-                    frames = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
-                    if frames >= RESTART_FRAMES:  # it was not started over since: commits never paused
-                        self._finish(db)
+                    _, frames, _ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if frames > RESTART_FRAMES:
+                        with self.hold():
+                            db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.Error as exc:  # the next one tries again; commits go on meanwhile
                     logger.warning("could not checkpoint %s: %s", self.path, exc)
         finally:
             db.close()
-
-    def _finish(self, db: sqlite3.Connection) -> None:
-        """Copy the rest of the WAL with the appends held, so that the next commit starts it over."""
-        if self.hold is None:
-            return
-        self._holding.clear()
-        if not self.hold.ask(self._holding):
-            return
-        try:
-            if self._holding.wait(HOLD_WAIT) and not self._stopping:
-                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        finally:
-            self.hold.end()
 
 
 class Database:
@@ -170,7 +118,10 @@ class Database:
         self.fsync = fsync
         self._db: sqlite3.Connection | None = None
         self._checkpointer: Checkpointer | None = None
-        self.hold: WriteHold | None = None  # opened on an event loop: the appends it holds for the checkpointer
+        self._syncer: Syncer | None = None  # with fsync
+        self._writing = threading.Lock()  # held by each write transaction, and by the checkpointer (hold)
+        self._open = threading.Event()  # cleared while the checkpointer holds the commits off
+        self._open.set()
         self.joined: list[Joined] = []  # called by every append, in its transaction
 
     def open(self) -> None:
@@ -179,7 +130,7 @@ class Database:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA busy_timeout=5000")
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={'FULL' if self.fsync else 'NORMAL'}")
+            db.execute("PRAGMA synchronous=NORMAL")  # with fsync, the Syncer's
         except sqlite3.Error as exc:
             raise Unavailable(f"cannot open the database {self.path}: {exc}") from exc
         try:
@@ -189,17 +140,17 @@ class Database:
             db.close()
             raise
         self._db = db
-        with contextlib.suppress(RuntimeError):  # no event loop: nothing to hold, the WAL restarts when idle
-            self.hold = WriteHold(asyncio.get_running_loop())
-        self._checkpointer = Checkpointer(self.path, self.hold)
+        self._checkpointer = Checkpointer(self.path, self._hold)
+        if self.fsync:
+            self._syncer = Syncer(self.path + "-wal")
 
     def close(self) -> None:
+        if self._syncer is not None:
+            self._syncer.close()
+            self._syncer = None
         if self._checkpointer is not None:
             self._checkpointer.stop()
             self._checkpointer = None
-        if self.hold is not None:
-            self.hold.release()  # what waits for it fails as the database is closed
-            self.hold = None
         if self._db is not None:
             with contextlib.suppress(sqlite3.Error):  # closing checkpoints too, if it can
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -212,22 +163,65 @@ class Database:
             raise Unavailable(f"the database {self.path} is closed")
         return self._db
 
-    def transaction(self, statements: Callable[[sqlite3.Connection], object], what: str) -> None:
-        """Run ``statements`` in one write transaction; any SQLite error becomes
-        :class:`~pushhub.errors.Unavailable` saying that ``what`` failed."""
-        db = self.db
+    def busy(self) -> bool:
+        """Whether a write transaction would wait now: the checkpointer holds the commits off while
+        it catches up with the WAL (for as long as two fsyncs take)."""
+        return not self._open.is_set()
+
+    @contextlib.contextmanager
+    def _hold(self) -> Iterator[None]:
+        """No write transaction begins meanwhile; the one under way, if any, ends first. (The
+        commits yield: a lock alone would let the loop's next transaction take it first, again and
+        again.)"""
+        self._open.clear()
         try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                statements(db)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            with self._writing:
+                yield
+        finally:
+            self._open.set()
+
+    def when_durable(self, callback: Durable) -> None:
+        """Call ``callback`` once what was committed until now survives losing power (with fsync: on
+        the event loop, after the Syncer's next fsync; else at once, as a commit survives a crash)."""
+        if self._syncer is None:
+            callback(None)
+        else:
+            self._syncer.after(callback)
+
+    def transaction(self, statements: Callable[[sqlite3.Connection], object], what: str, *,
+                    sync: bool = True) -> None:
+        """Run ``statements`` in one write transaction; any SQLite error becomes
+        :class:`~pushhub.errors.Unavailable` saying that ``what`` failed. With fsync the commit is
+        durable on return, unless ``sync`` is false: then :meth:`when_durable` says when."""
+        db = self.db
+        if not self._open.is_set():
+            self._open.wait()
+        try:
+            with self._writing:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    statements(db)
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
         except sqlite3.Error as exc:
             raise Unavailable(f"could not {what}: {exc}") from exc
         if self._checkpointer is not None:
             self._checkpointer.committed()
+        if sync and self._syncer is not None:
+            try:
+                self._syncer.sync()
+            except OSError as exc:
+                raise Unavailable(f"could not {what}: {exc}") from exc
+
+
+def _after_commit(committed: list[Callable[[], None]], error: Exception | None) -> None:
+    """What the joined writes do once their commit is durable (nothing if it may not be: the
+    webhook intake then reads the log again)."""
+    if error is None:
+        for after in committed:
+            after()
 
 
 class SqliteStore(Store):
@@ -255,9 +249,11 @@ class SqliteStore(Store):
     def db(self) -> sqlite3.Connection:
         return self.database.db
 
-    def held(self) -> asyncio.Future[None] | None:
-        hold = self.database.hold
-        return None if hold is None else hold.held
+    def busy(self) -> bool:
+        return self.database.busy()
+
+    def when_durable(self, callback: Durable) -> None:
+        self.database.when_durable(callback)
 
     def _head(self, channel: str) -> list[object]:
         head = self._heads.get(channel)
@@ -340,13 +336,13 @@ class SqliteStore(Store):
                     if after is not None:
                         committed.append(after)
 
-        self.database.transaction(statements, "append to the log")
+        self.database.transaction(statements, "append to the log", sync=False)
         for channel, (epoch, top) in heads.items():
             self._heads[channel] = [epoch, top]
         self._origins.update(made)
         self._types |= typed
-        for after in committed:
-            after()
+        if committed:
+            self.database.when_durable(functools.partial(_after_commit, committed))
         return results
 
     def _state(self, channel: str) -> StreamState:

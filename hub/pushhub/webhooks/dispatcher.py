@@ -119,6 +119,12 @@ class Dispatcher:
     async def published(self, channel: str, events: list[Event]) -> None:
         await self.intake.published(channel, events)
 
+    def ready(self, channel: str) -> bool:
+        return self.intake.ready(channel)
+
+    def settled(self, channel: str, events: list[Event]) -> bool:
+        return self.intake.settled(channel, events)
+
     # Workers ----------------------------------------------------------------------------------
 
     def _configure(self, endpoint: Endpoint) -> None:

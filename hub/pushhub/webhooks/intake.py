@@ -76,6 +76,10 @@ class Intake:
             self.cursors[channel] = position
             self.catch_up([channel])
 
+    def ready(self, channel: str) -> bool:
+        """Whether :meth:`before_publish` has nothing to do for ``channel``."""
+        return channel in self.cursors or (not self.registry.store.shared and not self.registry.follows(channel))
+
     async def before_publish(self, channel: str) -> None:
         if channel not in self.cursors:
             await self.registry.refresh()  # an endpoint registered through another process may follow it now
@@ -116,12 +120,18 @@ class Intake:
                     self.wake(endpoint_id)
         return moves, committed
 
+    def settled(self, channel: str, events: list[Event]) -> bool:
+        """Whether :meth:`published` has nothing to do: nobody follows ``channel``, or its cursor is
+        past ``events`` already (the append's transaction took them in)."""
+        cursor = self.cursors.get(channel)
+        return cursor is None or bool(events and events[-1].epoch == cursor.epoch
+                                      and events[-1].offset <= cursor.offset)
+
     async def published(self, channel: str, events: list[Event]) -> None:
         """Turn the new events into deliveries before the publisher is answered (unless the append
         did already, :meth:`join`): a publisher can then never outrun the intake far enough for
         retention to trim events it has not read."""
-        cursor = self.cursors.get(channel)
-        if cursor is None or (events and events[-1].epoch == cursor.epoch and events[-1].offset <= cursor.offset):
+        if self.settled(channel, events):
             return
         try:
             await self._take_in(channel, events)
