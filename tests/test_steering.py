@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -48,12 +48,17 @@ def sockets() -> Iterator[list[socket.socket]]:
             sock.close()
 
 
-def bound(opened: list[socket.socket], port: int) -> socket.socket:
+def listening(opened: list[socket.socket], port: int, listen: Callable[[socket.socket, int], None]) -> socket.socket:
+    """A socket of the port's group, listening by ``listen`` (a hub's way, or plain ``socket.listen``)."""
     sock = socket.socket()
     opened.append(sock)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind(("127.0.0.1", port))
+    listen(sock, 64)
     return sock
+
+
+plain = socket.socket.listen
 
 
 def connect_many(opened: list[socket.socket], port: int) -> None:
@@ -77,10 +82,8 @@ def queued(listener: socket.socket) -> int:
 def test_a_successor_gets_every_new_connection_and_its_predecessor_none() -> None:
     port = free_port()
     with sockets() as opened:
-        predecessor = bound(opened, port)
-        predecessor.listen(64)
-        successor = bound(opened, port)
-        steering.listen_first(successor, 64)
+        predecessor = listening(opened, port, plain)
+        successor = listening(opened, port, steering.listen_first)
         connect_many(opened, port)
         assert (queued(predecessor), queued(successor)) == (0, CONNECTIONS)
         predecessor.close()
@@ -91,13 +94,10 @@ def test_a_successor_gets_every_new_connection_and_its_predecessor_none() -> Non
 def test_a_successor_of_a_successor_gets_them_in_turn() -> None:
     port = free_port()
     with sockets() as opened:
-        first = bound(opened, port)
-        first.listen(64)
-        second = bound(opened, port)
-        steering.listen_first(second, 64)
+        first = listening(opened, port, plain)
+        second = listening(opened, port, steering.listen_first)
         first.close()
-        third = bound(opened, port)
-        steering.listen_first(third, 64)
+        third = listening(opened, port, steering.listen_first)
         connect_many(opened, port)
         assert (queued(second), queued(third)) == (0, CONNECTIONS)
 
@@ -105,11 +105,8 @@ def test_a_successor_of_a_successor_gets_them_in_turn() -> None:
 def test_workers_joining_share_the_port_by_the_hash_again() -> None:
     port = free_port()
     with sockets() as opened:
-        single = bound(opened, port)
-        steering.listen_first(single, 64)  # a successor whose predecessor has gone: its program stays
-        workers = [bound(opened, port), bound(opened, port)]
-        for worker in workers:
-            steering.listen_shared(worker, 64)
+        single = listening(opened, port, steering.listen_first)  # whose predecessor has gone: its program stays
+        workers = [listening(opened, port, steering.listen_shared) for _ in range(2)]
         connect_many(opened, port)
         counts = [queued(sock) for sock in (single, *workers)]
         assert sum(counts) == CONNECTIONS and all(counts), counts  # none left out ((2/3)^40 by chance)

@@ -28,11 +28,12 @@ class Outbox:
     system call, not the framing, is the main cost of a delivery.
     """
 
-    __slots__ = ("dirty", "scheduled")
+    __slots__ = ("dirty", "loop", "scheduled")
 
     def __init__(self) -> None:
         self.dirty: list[Connection] = []
         self.scheduled = False
+        self.loop: asyncio.AbstractEventLoop | None = None  # the first write's; asking each turn costs a getpid()
 
     def write_all(self, conns: Iterable[Connection], data: bytes) -> None:
         """Queue ``data`` for each open connection of ``conns`` (see :meth:`Connection.write`). The
@@ -48,7 +49,9 @@ class Outbox:
                     pending.append(data)
         if dirty and not self.scheduled:
             self.scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+            if self.loop is None:
+                self.loop = asyncio.get_running_loop()
+            self.loop.call_soon(self.flush)
 
     def flush(self) -> None:
         self.scheduled = False
@@ -251,6 +254,10 @@ def render_batch(kind: GroupKind, events: list[Event], tops: Mapping[str, Positi
             for e in events
         )
     channels = kind.channels
+    if len(channels) == 1 and len(events) == 1:  # the usual live event: one channel's cursor is its position
+        e = events[0]
+        payload = sse.event_frame(e.position.encode(), e.json)
+        return sse.chunk(payload) if kind.chunked else payload
     positions = {channel: tops[channel] for channel in channels}
     parts = []
     for e in events:

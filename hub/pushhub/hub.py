@@ -503,6 +503,8 @@ class Hub:
         if self.stats.delivered != delivered:
             self.stats.observer.delivery(events[-1].time, time.time())
         tops[state.name] = events[-1].position
+        if not state.pending:
+            return
         for sub in list(state.pending):
             sub.backlog.extend(events)
             if len(sub.backlog) > self.max_backlog:
