@@ -84,21 +84,18 @@ class PublishEndpoint(DirectEndpoint):
     def _published(self, match: re.Match[str], request: Request, reply: LeanReply,
                    result: Published | BaseException) -> None:
         """The lean route's answer, once the events are stored (or could not be); it raises nothing."""
-        failed = result if isinstance(result, BaseException) else None
-        if failed is None:
-            assert not isinstance(result, BaseException)
-            try:
-                status, content, headers = self._answer(request, result)
-            except Exception as exc:
-                failed = exc
-            else:
-                self.count("POST", status)
-        if isinstance(failed, PushHubError):
-            status, content, headers = self.refusal(match, failed)
-        elif failed is not None:
+        try:
+            if isinstance(result, BaseException):
+                raise result
+            status, content, headers = self._answer(request, result)
+        except PushHubError as exc:
+            status, content, headers = self.refusal(match, exc)
+        except BaseException as exc:
             self.count("POST", 500)
-            reply(failed)
+            reply(exc)
             return
+        else:
+            self.count("POST", status)
         reply((status, lean_fields(headers), content))
 
     def _head(self, scope: Scope, match: re.Match[str]) -> Head:
