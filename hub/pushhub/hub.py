@@ -109,9 +109,10 @@ class Hub:
         self._leaving: dict[str, asyncio.Task[None]] = {}  # broker unsubscriptions still running
         self.publish_listeners: list[PublishListener] = []
         self.on_close = self._on_close  # one bound method for every connection
+        self.outbox = Outbox()  # the streams' connections write through it
 
     async def start(self) -> None:
-        await self.broker.start(self._on_events)
+        await self.broker.start(self._on_events, self._on_batch)
 
     async def close(self) -> None:
         self.close_connections(disconnect.SHUTDOWN)
@@ -461,6 +462,18 @@ class Hub:
             self._dispatch(channel, events)
         except Exception:
             logger.exception("fan-out of %s failed", channel)
+
+    def _on_batch(self, batch: list[tuple[str, list[Event]]]) -> None:
+        """Live events of several channels, made together (a group commit): written to the sockets
+        here, in the turn that made them, not in a turn of the outbox's own."""
+        outbox = self.outbox
+        held = outbox.hold()
+        try:
+            for channel, events in batch:
+                self._on_events(channel, events)
+        finally:
+            if held:
+                outbox.flush()
 
     def _dispatch(self, channel: str, events: list[Event]) -> None:
         state = self.channels.get(channel)
