@@ -505,16 +505,18 @@ class Hub:
 
     def _fan_out(self, state: ChannelState, events: list[Event]) -> None:
         tops = self.tops
-        delivered = self.stats.delivered
-        for group in list(state.groups.values()):
+        delivered = 0
+        for group in state.groups.values():  # queueing writes changes no group
             match = group.match
             selected = events if match is None else [e for e in events if match(e.type)]
             if selected:
                 members = group.members
                 group.outbox.write_all(members, render_batch(group.kind, selected, tops))
-                self.stats.delivered += len(members) * len(selected)
-        if self.stats.delivered != delivered:
-            self.stats.observer.delivery(events[-1].time, time.time())
+                delivered += len(members) * len(selected)
+        if delivered:
+            stats = self.stats
+            stats.delivered += delivered
+            stats.observer.delivery(events[-1].time, time.time())
         tops[state.name] = events[-1].position
         if not state.pending:
             return
