@@ -9,7 +9,9 @@ without sending anything (the dispatcher's client factory is the seam), publishi
 events in publishes of ``--batch`` (flat out, or ``--rate`` events/s). Measured per delivery: the
 main thread's CPU time (the intake, the workers, signing, recording, the appends; not the
 checkpoints, which run on a thread of their own) and, counted by SQLite's trace callback and so
-independent of the load, the statements of each kind and the commits.
+independent of the load, the statements of each kind and the commits. ``--wal`` also counts the
+pages written to the WAL per event, from its growth, with the checkpoints off (so not beside the
+CPU figures of a run without it).
 ``--base COMMIT`` runs that commit's hub the same way, interleaved. Appends to
 ``benchmarks/results/sender_share.jsonl``.
 """
@@ -42,6 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=0.0, help="events per second (0: flat out)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--base", help="a commit whose hub is measured beside this tree's")
+    parser.add_argument("--wal", action="store_true", help="count WAL pages per event (checkpoints off)")
     parser.add_argument("--no-save", action="store_true")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a run, in this process
     return parser.parse_args(argv)
@@ -56,7 +59,7 @@ def kind(statement: str) -> str:
 
 
 async def one(args: argparse.Namespace) -> dict[str, Any]:
-    from pushhub.backends import create_backend
+    from pushhub.backends import create_backend, sqlite
     from pushhub.events import EventDraft
     from pushhub.hub import Hub
     from pushhub.retention import RetentionPolicy
@@ -88,7 +91,10 @@ async def one(args: argparse.Namespace) -> dict[str, Any]:
         async def close(self) -> None:
             pass
 
+    if args.wal:  # the WAL only grows: its size tells the pages written
+        sqlite.CHECKPOINT_COMMITS = sqlite.CHECKPOINT_IDLE = 10**9
     with tempfile.TemporaryDirectory(prefix="pushhub-bench-") as tmp:
+        wal = os.path.join(tmp, "hub.db-wal")
         backend = create_backend("sqlite://" + os.path.join(tmp, "hub.db"), RetentionPolicy())
         await backend.open()
         hub = Hub(backend.broker)
@@ -110,6 +116,7 @@ async def one(args: argparse.Namespace) -> dict[str, Any]:
         database = backend.deliveries.database  # type: ignore[attr-defined]
         counts: collections.Counter[str] = collections.Counter()
         database.db.set_trace_callback(lambda statement: counts.update([kind(statement)]))
+        wal_bytes = os.stat(wal).st_size
         started, cpu = time.perf_counter(), time.thread_time()
         for index, first in enumerate(range(0, args.events, args.batch)):
             if args.rate:
@@ -119,20 +126,25 @@ async def one(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.wait_for(done, 600)
         await dispatcher.recorder.close()
         cpu, elapsed = time.thread_time() - cpu, time.perf_counter() - started
+        frame = database.db.execute("PRAGMA page_size").fetchone()[0] + 24  # a page and its frame header
+        wal_pages = (os.stat(wal).st_size - wal_bytes) / frame
         database.db.set_trace_callback(None)
         await dispatcher.close()
         await hub.close()
         await backend.close()
     return {"main_thread_us_per_delivery": round(cpu / owed * 1e6, 1), "deliveries_per_s": round(owed / elapsed, 1),
             "statements_per_delivery": {k: round(v / owed, 3) for k, v in counts.most_common()},
-            "commits_per_delivery": round(counts["COMMIT"] / owed, 4), "loadavg": round(os.getloadavg()[0], 2)}
+            "commits_per_delivery": round(counts["COMMIT"] / owed, 4),
+            **({"wal_pages_per_event": round(wal_pages / args.events, 1)} if args.wal else {}),
+            "loadavg": round(os.getloadavg()[0], 2)}
 
 
 def measure(name: str, args: argparse.Namespace, base_tree: str | None) -> dict[str, Any]:
     tree = ROOT if name == "pushhub" else base_tree
     assert tree is not None
     command = [sys.executable, "-m", "benchmarks.sender_share", "--one", "--endpoints", str(args.endpoints),
-               "--batch", str(args.batch), "--events", str(args.events), "--rate", str(args.rate)]
+               "--batch", str(args.batch), "--events", str(args.events), "--rate", str(args.rate),
+               *(["--wal"] if args.wal else [])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.join(tree, "hub"), ROOT])}
     done = subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
     return {"contender": name, **json.loads(done.stdout.splitlines()[-1])}
@@ -150,9 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         base_tree = unpack(args.base, tmp) if args.base else None
         runs = interleave(contenders, args.runs, lambda name: measure(name, args, base_tree))
     settings: dict[str, Any] = {"endpoints": args.endpoints, "batch": args.batch, "events": args.events,
-                                "rate": args.rate, "runs": args.runs, "base": args.base}
-    summary: dict[str, Any] = {figure: figures(runs, figure)
-                               for figure in ("main_thread_us_per_delivery", "commits_per_delivery")}
+                                "rate": args.rate, "runs": args.runs, "base": args.base, "wal": args.wal}
+    summary: dict[str, Any] = {figure: figures(runs, figure) for figure in (
+        "main_thread_us_per_delivery", "commits_per_delivery", *(["wal_pages_per_event"] if args.wal else []))}
     summary["statements_per_delivery"] = {name: records[-1]["statements_per_delivery"]
                                           for name, records in runs.items()}
     saved = record("sender_share", settings, summary, runs, facts)

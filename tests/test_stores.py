@@ -20,6 +20,7 @@ from pushhub.backends.sqlite_sync import Syncer
 from pushhub.errors import Unavailable
 from pushhub.events import EventDraft
 from pushhub.retention import Retention, RetentionPolicy
+from pushhub.webhooks.store import SqliteDeliveryStore
 
 from .utils import POLL, TIMEOUT
 
@@ -161,6 +162,36 @@ def test_a_version_4_file_keeps_each_channels_top(tmp_path: pathlib.Path) -> Non
     assert (store.state("emptied"), store.state("kept")) == (("e1", 7, 8), ("e2", 2, 2))
     assert [e.offset for e in store.append("emptied", [draft(8)], now=0.0).events] == [8]
     database.close()
+
+
+async def test_a_version_5_file_keeps_its_deliveries_and_indexes_only_the_pending_ones_by_due_time(
+        tmp_path: pathlib.Path) -> None:
+    """Version 6 makes the due index partial; the deliveries a version 5 file holds are all still
+    there, and its pending ones are still found due, through that index."""
+    path = tmp_path / "log.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        for step in sqlite_schema.STEPS[:5]:
+            db.executescript(step)
+        db.executemany(
+            "INSERT INTO webhook_deliveries (id, endpoint_id, channel, epoch, offset, event_id, event_type, payload, "
+            "status, attempts, tries, next_at, created_at, updated_at) VALUES (?, 'ep', 'c', 'e1', ?, ?, 't', "
+            "x'7b7d', ?, 0, 0, ?, 0, 0)",
+            [("d1", 1, "evt_1", "succeeded", 5.0), ("d2", 2, "evt_2", "pending", 7.0),
+             ("d3", 3, "evt_3", "pending", 50.0)])
+        db.execute("PRAGMA user_version = 5")
+        db.commit()
+    database = Database(str(path))
+    database.open()
+    try:
+        (index,) = database.db.execute("SELECT sql FROM sqlite_master WHERE name = 'webhook_deliveries_due'").fetchone()
+        assert index.endswith("WHERE status = 'pending'")
+        store = SqliteDeliveryStore(database)
+        assert [d.id for d in await store.due("ep", 10.0, 10)] == ["d2"]
+        assert [d.id for d in await store.due("ep", 10.0, 10, ordered=True)] == ["d2"]
+        assert await store.next_due("ep") == 7.0
+        assert [d.id for d in await store.deliveries(endpoint_id="ep")] == ["d3", "d2", "d1"]
+    finally:
+        database.close()
 
 
 def test_the_wal_is_checkpointed_beside_the_commits_not_in_them(tmp_path: pathlib.Path) -> None:

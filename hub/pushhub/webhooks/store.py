@@ -449,6 +449,9 @@ def _endpoint_from_record(record: bytes) -> Endpoint:
     })
 
 
+# The condition of the partial due index (schema version 6), literally: SQLite uses a partial index only
+# for a query whose WHERE names its condition, which a bound parameter does not.
+_IS_PENDING = f"status = '{PENDING}'"
 _SAVE_DELIVERY = ("UPDATE webhook_deliveries SET status = ?, attempts = ?, tries = ?, next_at = ?, updated_at = ?, "
                   "last_status = ?, last_error = ? WHERE id = ? AND version = ?")  # unless resent since
 
@@ -614,16 +617,16 @@ class SqliteDeliveryStore(DeliveryStore):
 
     async def due(self, endpoint_id: str, now: float, limit: int, *, ordered: bool = False) -> list[Delivery]:
         if ordered:
-            sql = (f"SELECT {_DELIVERY_FIELDS} FROM webhook_deliveries WHERE endpoint_id = ? AND status = ? "
+            sql = (f"SELECT {_DELIVERY_FIELDS} FROM webhook_deliveries WHERE endpoint_id = ? AND {_IS_PENDING} "
                    "ORDER BY seq LIMIT 1")
-            return [Delivery(*r) for r in self._read(sql, (endpoint_id, PENDING))]
-        sql = (f"SELECT {_DELIVERY_FIELDS} FROM webhook_deliveries WHERE endpoint_id = ? AND status = ? "
+            return [Delivery(*r) for r in self._read(sql, (endpoint_id,))]
+        sql = (f"SELECT {_DELIVERY_FIELDS} FROM webhook_deliveries WHERE endpoint_id = ? AND {_IS_PENDING} "
                "AND next_at <= ? ORDER BY next_at, seq LIMIT ?")
-        return [Delivery(*r) for r in self._read(sql, (endpoint_id, PENDING, now, limit))]
+        return [Delivery(*r) for r in self._read(sql, (endpoint_id, now, limit))]
 
     async def next_due(self, endpoint_id: str) -> float | None:
-        rows = self._read("SELECT MIN(next_at) FROM webhook_deliveries WHERE endpoint_id = ? AND status = ?",
-                          (endpoint_id, PENDING))
+        rows = self._read(f"SELECT MIN(next_at) FROM webhook_deliveries WHERE endpoint_id = ? AND {_IS_PENDING}",
+                          (endpoint_id,))
         return rows[0][0] if rows else None
 
     async def finish_attempts(self, finished: Finished) -> None:
