@@ -13,7 +13,7 @@ import pytest
 from redis.crc import key_slot
 
 from pushhub.backends import redis_keys
-from pushhub.backends.base import OnEvents
+from pushhub.backends.base import OnBatch, OnEvents
 from pushhub.backends.redis import RedisBroker
 from pushhub.backends.redis_connection import RedisConnection
 from pushhub.backends.redis_wire import decode_live
@@ -28,9 +28,9 @@ from .utils import TIMEOUT, free_port
 class OwnConnection(RedisBroker):
     """A broker that opens and closes its connection itself, as its backend would around it."""
 
-    async def start(self, on_events: OnEvents) -> None:
+    async def start(self, on_events: OnEvents, on_batch: OnBatch | None = None) -> None:
         await self.connection.open()
-        await super().start(on_events)
+        await super().start(on_events, on_batch)
 
     async def close(self) -> None:
         await super().close()

@@ -11,12 +11,16 @@ import orjson
 import pytest
 
 from pushhub import disconnect, protocol, sse
-from pushhub.connection import Connection, Outbox, SSEGroup, WSGroup, render_batch
+from pushhub.backends.base import Published
+from pushhub.backends.embedded import EmbeddedBroker, MemoryStore
+from pushhub.connection import Connection, Outbox, SSEConnection, SSEGroup, Subscription, WSGroup, render_batch
 from pushhub.cursor import Position
 from pushhub.errors import BadRequest
 from pushhub.events import Event, EventDraft
 from pushhub.forwarded import Proxies
 from pushhub.http11 import error_response
+from pushhub.hub import Hub
+from pushhub.retention import RetentionPolicy
 from pushhub.streams import parse_query
 from pushhub.websocket import wire_size
 from tests.ws_raw import client_frame
@@ -126,6 +130,47 @@ async def test_the_outbox_writes_each_connection_once_a_turn_in_the_order_writte
     asyncio.get_running_loop().call_soon(turn_over.set_result, None)  # runs after the flush queued first
     await turn_over
     assert [t.writes for t in transports] == [[b"own-1 group again"], [b"group own-2again"], []]
+
+
+async def test_a_held_outbox_writes_at_its_holders_flush_and_takes_no_turn_of_its_own() -> None:
+    outbox = Outbox()
+    transport = RecordingTransport()
+    conn = Connection(transport, 1 << 20, outbox)
+    assert outbox.hold()
+    conn.write(b"one ")
+    outbox.write_all([conn], b"two")
+    assert transport.writes == [] and outbox.scheduled
+    outbox.flush()
+    assert transport.writes == [b"one two"] and not outbox.scheduled
+    conn.write(b"due")
+    assert not outbox.hold()  # a flush is due this turn already: it writes what comes meanwhile too
+    turn_over = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(turn_over.set_result, None)
+    await turn_over
+    assert transport.writes == [b"one two", b"due"]
+
+
+async def test_a_group_commits_events_are_written_in_the_turn_that_committed_them() -> None:
+    hub = Hub(EmbeddedBroker(MemoryStore(RetentionPolicy())))
+    await hub.start()
+    try:
+        transports = {channel: RecordingTransport() for channel in ("a", "b")}
+        for channel, transport in transports.items():
+            conn = SSEConnection(transport, 1 << 20, hub.outbox, chunked=False)
+            hub.add_connection(conn)
+            await hub.subscribe(Subscription(conn, (channel,), (), None), None)
+        loop = asyncio.get_running_loop()
+        answers: list[Published | BaseException] = []
+        for channel in transports:  # two publishes of one turn: one group commit
+            hub.publish_soon(channel, [EventDraft(f"id-{channel}", "message", "2026-12-02T05:00:00.000Z", {}, None)],
+                             None, None, answers.append)
+        after_commit = loop.create_future()
+        loop.call_soon(lambda: after_commit.set_result([list(t.writes) for t in transports.values()]))
+        written = await after_commit
+        events = [answer.events[0] for answer in answers if isinstance(answer, Published)]
+        assert written == [[sse.event_frame(e.position.encode(), e.json)] for e in events] and len(events) == 2
+    finally:
+        await hub.broker.close()
 
 
 async def test_a_streams_head_waits_for_its_first_flush_with_what_follows_in_one_write() -> None:

@@ -53,6 +53,15 @@ class Outbox:
                 self.loop = asyncio.get_running_loop()
             self.loop.call_soon(self.flush)
 
+    def hold(self) -> bool:
+        """Make what is written from now on wait for the caller's :meth:`flush` instead of the end of
+        the loop turn, which then costs no turn of its own. False, and nothing changes, when a flush
+        is due this turn already."""
+        if self.scheduled:
+            return False
+        self.scheduled = True
+        return True
+
     def flush(self) -> None:
         self.scheduled = False
         dirty, self.dirty = self.dirty, []

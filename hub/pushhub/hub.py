@@ -109,9 +109,10 @@ class Hub:
         self._leaving: dict[str, asyncio.Task[None]] = {}  # broker unsubscriptions still running
         self.publish_listeners: list[PublishListener] = []
         self.on_close = self._on_close  # one bound method for every connection
+        self.outbox = Outbox()  # the streams' connections write through it
 
     async def start(self) -> None:
-        await self.broker.start(self._on_events)
+        await self.broker.start(self._on_events, self._on_batch)
 
     async def close(self) -> None:
         self.close_connections(disconnect.SHUTDOWN)
@@ -462,6 +463,18 @@ class Hub:
         except Exception:
             logger.exception("fan-out of %s failed", channel)
 
+    def _on_batch(self, batch: list[tuple[str, list[Event]]]) -> None:
+        """Live events of several channels, made together (a group commit): written to the sockets
+        here, in the turn that made them, not in a turn of the outbox's own."""
+        outbox = self.outbox
+        held = outbox.hold()
+        try:
+            for channel, events in batch:
+                self._on_events(channel, events)
+        finally:
+            if held:
+                outbox.flush()
+
     def _dispatch(self, channel: str, events: list[Event]) -> None:
         state = self.channels.get(channel)
         if state is None or not events:
@@ -492,16 +505,18 @@ class Hub:
 
     def _fan_out(self, state: ChannelState, events: list[Event]) -> None:
         tops = self.tops
-        delivered = self.stats.delivered
-        for group in list(state.groups.values()):
+        delivered = 0
+        for group in state.groups.values():  # queueing writes changes no group
             match = group.match
             selected = events if match is None else [e for e in events if match(e.type)]
             if selected:
                 members = group.members
                 group.outbox.write_all(members, render_batch(group.kind, selected, tops))
-                self.stats.delivered += len(members) * len(selected)
-        if self.stats.delivered != delivered:
-            self.stats.observer.delivery(events[-1].time, time.time())
+                delivered += len(members) * len(selected)
+        if delivered:
+            stats = self.stats
+            stats.delivered += delivered
+            stats.observer.delivery(events[-1].time, time.time())
         tops[state.name] = events[-1].position
         if not state.pending:
             return

@@ -20,7 +20,7 @@ from starlette.types import Scope
 from . import cors, disconnect, protocol, sse
 from .auth import NOTHING, Access, Grant, TokenExpired
 from .channels import compile_patterns, validate_channel
-from .connection import Connection, Outbox, SSEConnection, Subscription, WSConnection
+from .connection import Connection, SSEConnection, Subscription, WSConnection
 from .errors import BadRequest, PushHubError
 from .events import EventDraft
 from .http11 import StreamEndpoint, error_response, status_line
@@ -121,7 +121,7 @@ class Streams:
         self.limits = limits
         self.sse_connections: dict[SSEConnection, None] = {}
         self.ws_streams: dict[WSStream, None] = {}
-        self.outbox = Outbox()
+        self.outbox = hub.outbox
         self.tasks: set[asyncio.Task[None]] = set()
         self.all_closed: asyncio.Event | None = None
         self.ws_gone = self._ws_gone  # one bound method for every stream

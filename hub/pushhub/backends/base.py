@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from ..webhooks.store import DeliveryStore
 
 OnEvents = Callable[[str, list[Event]], None]
+OnBatch = Callable[[list[tuple[str, list[Event]]]], None]
+"""Live events of several channels that were made together (one group commit), in order: what they
+make is written to the sockets before it returns."""
 Done = Callable[["Published | BaseException"], None]
 """Told, once, what a publish returned or raised (:meth:`Broker.publish_soon`); it must not raise."""
 
@@ -109,7 +112,9 @@ def _settled(done: Done, task: asyncio.Task[Published]) -> None:
 
 class Broker(abc.ABC):
     @abc.abstractmethod
-    async def start(self, on_events: OnEvents) -> None: ...
+    async def start(self, on_events: OnEvents, on_batch: OnBatch | None = None) -> None:
+        """Start handing live events over: each channel's to ``on_events``, or, where the broker has
+        several channels' at once and ``on_batch`` is given, all of them to ``on_batch``."""
 
     @abc.abstractmethod
     async def close(self) -> None: ...

@@ -36,6 +36,7 @@ from .base import (
     Done,
     Found,
     HistoryPage,
+    OnBatch,
     Once,
     OnEvents,
     Published,
@@ -250,17 +251,23 @@ def _settle(future: asyncio.Future[Published], result: Published | BaseException
         future.set_result(result)
 
 
+def _each(on_events: OnEvents, batch: list[tuple[str, list[Event]]]) -> None:
+    for channel, events in batch:
+        on_events(channel, events)
+
+
 class EmbeddedBroker(Broker):
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._on_events: OnEvents | None = None
+        self._on_batch: OnBatch | None = None
         self._subscribed: set[str] = set()
         self._expiry: asyncio.Task[None] | None = None
         self._queued: list[tuple[Append, Done]] = []
         self._loop: asyncio.AbstractEventLoop | None = None  # once started (asking for it costs a getpid())
 
-    async def start(self, on_events: OnEvents) -> None:
-        self._on_events = on_events
+    async def start(self, on_events: OnEvents, on_batch: OnBatch | None = None) -> None:
+        """A group commit's events go to ``on_batch`` together (else to ``on_events``, channel by channel)."""
+        self._on_batch = on_batch or functools.partial(_each, on_events)
         self._loop = asyncio.get_running_loop()
         self._expiry = self._loop.create_task(self._expire_forever())
 
@@ -314,10 +321,12 @@ class EmbeddedBroker(Broker):
             return
         for (_, done), published in zip(queued, results, strict=True):
             done(published)
-        if self._on_events is not None:
-            for (append, _), published in zip(queued, results, strict=True):
-                if published.events and append.channel in self._subscribed:
-                    self._on_events(append.channel, published.events)
+        if self._on_batch is not None:
+            subscribed = self._subscribed
+            batch = [(append.channel, published.events) for (append, _), published in zip(queued, results, strict=True)
+                     if published.events and append.channel in subscribed]
+            if batch:
+                self._on_batch(batch)
 
     async def history(self, channel: str, after: int, limit: int) -> HistoryPage:
         return self.store.read(channel, after, limit)

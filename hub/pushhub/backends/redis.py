@@ -39,6 +39,7 @@ from .base import (
     ChannelPage,
     Found,
     HistoryPage,
+    OnBatch,
     Once,
     OnEvents,
     Published,
@@ -82,7 +83,8 @@ class RedisBroker(Broker):
 
     # Lifecycle ------------------------------------------------------------------------------------
 
-    async def start(self, on_events: OnEvents) -> None:
+    async def start(self, on_events: OnEvents, on_batch: OnBatch | None = None) -> None:
+        """The subscription's messages arrive one channel's at a time: each goes to ``on_events``."""
         self._on_events = on_events
         self._publish = self.client.register_script(scripts.PUBLISH)
         self._read = self.client.register_script(scripts.READ)
