@@ -264,3 +264,12 @@ def test_connect_python_answers_every_connect_of_both_trees(transport: str) -> N
     assert [(r["tree"], r["connections"], r["answered"]) for r in records] == [("base HEAD", 200, 200),
                                                                               ("this", 200, 200)]
     assert all(r["us_per_connect"] > 0 for r in records)
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "memory"])
+def test_publish_python_answers_every_publish_of_both_trees(storage: str) -> None:
+    records = bench("benchmarks.publish_python", "--storage", storage, "--rounds", "20", "--runs", "1",
+                    "--base", "HEAD")
+    assert [(r["tree"], r["publishes"], r["accepted"]) for r in records] == [("base HEAD", 640, 640),
+                                                                            ("this", 640, 640)]
+    assert all(r["us_per_publish"] > 0 for r in records)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 
 import msgpack
@@ -260,3 +261,14 @@ def test_generated_event_ids_sort_in_the_order_they_were_made() -> None:
                for i in ids)
     assert new_event_id(5.0)[:12] == new_event_id(5.0)[:12] and new_event_id(5.0) != new_event_id(5.0)
     assert EventDraft.from_json({"type": "t"}, now=1.0).id[:12] == new_event_id(1.0)[:12]
+
+
+def test_generated_event_ids_hold_the_millisecond_the_process_part_and_the_counter() -> None:
+    unsort = bytes.maketrans(b"-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz",
+                             b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+    first, second, later = (base64.urlsafe_b64decode(new_event_id(t)[4:].encode().translate(unsort))
+                            for t in (1_700_000_000.0011, 1_700_000_000.0019, 1_700_000_000.002))
+    assert first[:6] == second[:6] == (1_700_000_000_001).to_bytes(6, "big")
+    assert later[:6] == (1_700_000_000_002).to_bytes(6, "big")
+    assert first[6:13] == second[6:13] == later[6:13]
+    assert int.from_bytes(second[13:]) == int.from_bytes(first[13:]) + 1

@@ -309,15 +309,17 @@ class SqliteStore(Store):
                                (channel, once.scope, once.key, now + once.ttl, once.value, epoch, top + 1))
                 origin_id = None if origin is None else self._origin_id(db, origin.key(), made)
                 delivery = None if origin is None else origin.delivery
-                rows.extend([(channel, top + i, now, d.stored(), d.id, d.type, origin_id, delivery)
-                             for i, d in enumerate(drafts, 1)])
-                for event_type in {d.type for d in drafts}:
-                    if (event_type, channel) not in self._types and (event_type, channel) not in typed:
-                        typed.add((event_type, channel))
-                        db.execute("INSERT OR IGNORE INTO event_types (type, channel) VALUES (?, ?)",
-                                   (event_type, channel))
-                results.append(Published([Event(channel, epoch, top + i, d) for i, d in enumerate(drafts, 1)]))
-                heads[channel] = (epoch, top + len(drafts))
+                events = []
+                for draft in drafts:
+                    top += 1
+                    rows.append((channel, top, now, draft.stored(), draft.id, draft.type, origin_id, delivery))
+                    events.append(Event(channel, epoch, top, draft))
+                    typing = (draft.type, channel)
+                    if typing not in self._types and typing not in typed:
+                        typed.add(typing)
+                        db.execute("INSERT OR IGNORE INTO event_types (type, channel) VALUES (?, ?)", typing)
+                results.append(Published(events))
+                heads[channel] = (epoch, top)
                 if fresh:
                     created.append((channel, epoch))
             insert_rows(db)
