@@ -1,6 +1,6 @@
 """The Python of a durable publish: the hub's HTTP server, the lean publish route and the group
 commit take single-event publishes from 32 keep-alive connections in one process, each through a
-stand-in for its socket's transport (:class:`benchmarks.connect_python.StandInTransport`), so the
+stand-in for its socket's transport (:class:`benchmarks.in_process.StandInTransport`), so the
 CPU time per publish is the hub's own (its Python and SQLite, no socket I/O, no generator on the
 same cores). It is steadier than ``floor stack`` on a shared machine, for comparing two trees.
 
@@ -17,16 +17,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import logging
 import sys
 import tempfile
 import time
 from typing import Any
 
-import uvloop
-
-from benchmarks.connect_python import StandInTransport, add_turn_arguments, take_turns
+from benchmarks.in_process import StandInTransport, add_turn_arguments, measure_if_asked, take_turns
 
 IN_FLIGHT = 32
 WARM_UP = 50  # rounds before the measured ones
@@ -112,14 +108,11 @@ async def measure(storage: str, rounds: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--measure", nargs=2, metavar=("STORAGE", "ROUNDS"), help=argparse.SUPPRESS)
     parser.add_argument("--storage", choices=("sqlite", "memory"), default="sqlite")
     parser.add_argument("--rounds", type=int, default=1000)
-    add_turn_arguments(parser)
+    add_turn_arguments(parser, ("STORAGE", "ROUNDS"))
     args = parser.parse_args(argv)
-    if args.measure:
-        logging.disable(logging.CRITICAL)
-        print(json.dumps(uvloop.run(measure(args.measure[0], int(args.measure[1])))))
+    if measure_if_asked(args, measure):
         return 0
     summary = f"{args.storage}: %s us of CPU per publish, %d runs of {args.rounds * IN_FLIGHT}"
     records = take_turns("publish_python", args, {"storage": args.storage}, [args.storage, str(args.rounds)],
