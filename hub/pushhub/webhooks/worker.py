@@ -12,12 +12,12 @@ up do not wake it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..tasks import cancel_and_wait
 from . import attempt
 from .client import HttpClient
 from .clock import Clock
@@ -118,12 +118,7 @@ class Worker:
         return self.endpoint.max_concurrency or self.config.max_concurrency
 
     async def stop(self) -> None:
-        tasks = [self.task, *self.senders]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait([self.task, *self.senders])
         await self.client.close()
 
     async def _wait(self, until: float | None) -> None:
