@@ -641,8 +641,8 @@ async def test_a_settled_worker_asks_when_its_next_delivery_is_due_once(tmp_path
 
 
 async def test_a_worker_stops_when_a_store_call_swallows_its_cancellation() -> None:
-    """redis-py can swallow the CancelledError of a command cancelled at the wrong moment: the worker
-    stops all the same (before, its loop went on waiting and ``stop`` never returned)."""
+    """A cancellation can be lost inside a store call (redis-py's wait_for on Python 3.11: see
+    :mod:`pushhub.tasks`): the worker stops all the same."""
     entered = asyncio.Event()
 
     class Swallowing(MemoryDeliveryStore):

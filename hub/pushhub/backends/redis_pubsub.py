@@ -26,6 +26,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError, ResponseError
 
 from ..errors import Unavailable
+from ..tasks import cancel_and_wait
 
 logger = logging.getLogger("pushhub.redis")
 
@@ -61,10 +62,7 @@ class LiveLink:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait([self._task])
 
     async def subscribe(self, name: bytes) -> None:
         """Subscribe and wait for Redis to confirm; raises :class:`Unavailable` when it cannot."""

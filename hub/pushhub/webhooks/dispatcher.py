@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from ..cursor import Position
 from ..events import Event, EventDraft
 from ..hub import Hub
+from ..tasks import cancel_and_wait
 from . import attempt, health
 from .client import AiohttpClient, ClientFactory
 from .clock import Clock, SystemClock
@@ -92,11 +93,7 @@ class Dispatcher:
     async def close(self) -> None:
         with contextlib.suppress(ValueError):
             self.hub.publish_listeners.remove(self)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         await self.intake.close()
         for worker in [*self.workers.values(), *self._retired]:
             await worker.stop()

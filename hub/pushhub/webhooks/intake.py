@@ -18,7 +18,6 @@ makes the intake read again (the store refuses the outdated write).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 
@@ -26,6 +25,7 @@ from ..backends.base import Broker
 from ..backends.sqlite import Appended
 from ..cursor import Position
 from ..events import Event
+from ..tasks import cancel_and_wait
 from .clock import Clock
 from .registry import Registry
 from .store import Committed, Delivery, DeliveryStore, Moved, new_delivery_id
@@ -60,10 +60,7 @@ class Intake:
 
     async def close(self) -> None:
         self.store.join_appends(None)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait([self._task])
 
     def catch_up(self, channels: Iterable[str]) -> None:
         """Read these channels' logs from their cursors soon (in the background)."""

@@ -31,6 +31,7 @@ from typing import Any
 import msgpack
 import uvloop
 
+from ..tasks import cancel_and_wait
 from .client import AiohttpClient, HttpClient, Reply
 from .settings import DispatchConfig
 from .ssrf import parse_networks
@@ -111,11 +112,7 @@ class SenderProcess:
                 except TimeoutError:
                     process.kill()
                     await process.wait()
-        for task in (self._reader, self._restart):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait([self._reader, self._restart])
 
     @property
     def pid(self) -> int | None:

@@ -12,12 +12,12 @@ up do not wake it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..tasks import cancel_and_wait
 from . import attempt
 from .client import HttpClient
 from .clock import Clock
@@ -73,7 +73,6 @@ class Worker:
         self._settled = False
         self._next_due: float | None = None  # the store's next_due, read while settled ...
         self._next_known = False  # ... and settled ever since: nothing can have become pending meanwhile
-        self._stopping = False
         self.configure(endpoint)
         self.task = asyncio.get_running_loop().create_task(self.run())
 
@@ -119,17 +118,7 @@ class Worker:
         return self.endpoint.max_concurrency or self.config.max_concurrency
 
     async def stop(self) -> None:
-        """Cancel the worker's tasks and close its connections. The loop also ends at its next turn
-        without the cancellation, which a store's client may swallow (redis-py can, cancelled at the
-        wrong moment): the wake-up starts that turn."""
-        self._stopping = True
-        self.wake.set()
-        tasks = [self.task, *self.senders]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait([self.task, *self.senders])
         await self.client.close()
 
     async def _wait(self, until: float | None) -> None:
@@ -147,7 +136,7 @@ class Worker:
                 future.cancel()
 
     async def run(self) -> None:
-        while self.endpoint.enabled and not self._stopping:
+        while self.endpoint.enabled:
             try:
                 await self._step()
             except Exception:
@@ -155,8 +144,6 @@ class Worker:
                 self.ready.clear()
                 self.settled = False
                 await self.clock.sleep_until(self.clock.now() + STEP_RETRY)
-        if self._stopping:
-            return  # stop() closes the connections
         if self.senders:  # disabled: finish what was started, then let the connections go
             await asyncio.wait(list(self.senders))
         await self.client.close()
@@ -252,8 +239,7 @@ class Worker:
             while next_one is not None:
                 await self._attempt(next_one)
                 next_one = None
-                if (self.ready and self.endpoint.enabled and not self._stopping
-                        and self.breaker.state is BreakerState.CLOSED
+                if (self.ready and self.endpoint.enabled and self.breaker.state is BreakerState.CLOSED
                         and len(self.inflight) < self.capacity):  # read ahead (never for an ordered endpoint)
                     taken, _ = await self._claim(self._ready(1), self.clock.now())
                     next_one = taken[0] if taken else None
