@@ -53,7 +53,7 @@ from pushhub.webhooks.store import (
     SqliteDeliveryStore,
     new_delivery_id,
 )
-from pushhub.webhooks.worker import PREFETCH
+from pushhub.webhooks.worker import PREFETCH, Worker
 
 from .utils import TIMEOUT, free_port
 from .webhook_utils import FakeClock, Reply, eventually, receiver
@@ -638,6 +638,35 @@ async def test_a_settled_worker_asks_when_its_next_delivery_is_due_once(tmp_path
         clock.advance(retried.next_at - clock.now())
         await server.wait_for(5)
         await h.until_statuses(endpoint, *[SUCCEEDED] * 4)
+
+
+async def test_a_worker_stops_when_a_store_call_swallows_its_cancellation() -> None:
+    """A cancellation can be lost inside a store call (redis-py's wait_for on Python 3.11: see
+    :mod:`pushhub.tasks`): the worker stops all the same."""
+    entered = asyncio.Event()
+
+    class Swallowing(MemoryDeliveryStore):
+        async def due(self, endpoint_id: str, now: float, limit: int, *, ordered: bool = False) -> list[Delivery]:
+            entered.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.get_running_loop().create_future()  # until cancelled, which it swallows
+            return []
+
+    store = Swallowing()
+    allow = tuple(parse_networks(LOOPBACK))
+    endpoint = endpoints.create({"url": "http://127.0.0.1:9/hook"}, https_only=False, allow=allow, now=1.0)
+    recorder = Recorder(store)
+    worker = Worker(endpoint, store=store, config=DispatchConfig(allow=allow), clock=FakeClock(),
+                    client=AiohttpClient(allow, timeout=TIMEOUT, response_limit=100, user_agent="test"),
+                    recorder=recorder, rand=lambda: 0.5, on_outcome=lambda endpoint_id, outcome, when: None)
+    await asyncio.wait_for(entered.wait(), TIMEOUT)
+    stopping = asyncio.ensure_future(worker.stop())
+    await asyncio.wait([stopping], timeout=TIMEOUT)  # not wait_for: its own cancel would end the worker
+    stopped = stopping.done()
+    stopping.cancel()  # (if it did not stop: that ends it, through the task it waits for)
+    await asyncio.wait([stopping])
+    await recorder.close()
+    assert stopped
 
 
 async def test_attempts_finishing_in_one_turn_are_recorded_in_one_write() -> None:

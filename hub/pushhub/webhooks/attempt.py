@@ -18,7 +18,9 @@ from .store import FAILED, SUCCEEDED, Attempt, Delivery
 
 class Requests:
     """Makes one endpoint's signed requests (pure): its fixed headers merged once, and masked once
-    for the attempts' records (:mod:`.masking`), its keys set up once (:class:`~.signing.Signer`)."""
+    for the attempts' records (:mod:`.masking`), its keys set up once (:class:`~.signing.Signer`).
+    While no secret is being rotated out, every signature masks to the same value, which is kept
+    from the first attempt on."""
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
@@ -26,6 +28,7 @@ class Requests:
         self.shown = masking.masked(endpoint.headers, self.fixed)
         self.signer = signing.Signer(endpoint.signature)
         self.secrets = None if endpoint.old_secrets else [endpoint.secret]  # the live ones, while none expire
+        self._masked: str | None = None  # the masked signature, while the secrets are fixed
 
     def make(self, delivery: Delivery, number: int, now: float) -> tuple[bytes, dict[str, str], dict[str, str]]:
         """The body and headers of attempt ``number`` of ``delivery``, signed at ``now``, and those
@@ -34,11 +37,15 @@ class Requests:
         body = message.render(delivery.payload, channel=delivery.channel, cursor=f"{delivery.epoch}.{delivery.offset}",
                               delivery_id=delivery.id, endpoint_id=endpoint.id, attempt=number)
         signed = self.signer.headers(self.secrets or endpoint.live_secrets(now), delivery.event_id, int(now), body)
-        headers = self.fixed.copy()
-        headers.update(signed)
-        shown = self.shown.copy()
-        shown.update(masking.masked((), signed))
-        return body, headers, shown
+        shown = self.shown | signed
+        name = self.signer.signature_header
+        masked = self._masked
+        if masked is None:
+            masked = masking.mask_signatures(signed[name])
+            if self.secrets is not None:
+                self._masked = masked
+        shown[name] = masked
+        return body, self.fixed | signed, shown
 
 
 def conclude(delivery: Delivery, reply: Reply, *, number: int, done: float, schedule: tuple[float, ...],
