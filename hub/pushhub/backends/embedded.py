@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import contextlib
 import functools
 import time
 from collections import deque
@@ -29,6 +28,7 @@ from ..cursor import new_epoch
 from ..events import Event, EventDraft
 from ..provenance import Origin
 from ..retention import RetentionPolicy
+from ..tasks import cancel_and_wait
 from .base import (
     LEGACY_SCOPE,
     Broker,
@@ -275,10 +275,7 @@ class EmbeddedBroker(Broker):
         return self._loop or asyncio.get_running_loop()
 
     async def close(self) -> None:
-        if self._expiry is not None:
-            self._expiry.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._expiry
+        await cancel_and_wait([self._expiry])
 
     async def _expire_forever(self) -> None:
         while True:

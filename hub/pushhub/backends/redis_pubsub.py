@@ -108,9 +108,6 @@ class LiveLink:
             conn = self._connect()
             try:
                 await conn.connect()  # type: ignore[no-untyped-call]
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():  # redis-py's connect can swallow a cancellation
-                    raise asyncio.CancelledError
                 self._seen = time.monotonic()
                 self._conn = conn
                 if self.channels:

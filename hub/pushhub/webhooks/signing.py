@@ -107,11 +107,11 @@ class Signer:
         """The signature headers of one request, signed with every secret in ``live_secrets``."""
         if self.scheme == SIMPLE:
             return {"x-webhook-id": msg_id, "x-webhook-timestamp": str(timestamp),
-                    "x-webhook-signature": " ".join(self._mac(s).digest(body).hex() for s in live_secrets)}
+                    self.signature_header: " ".join(self._mac(s).digest(body).hex() for s in live_secrets)}
         content = b"%s.%d.%s" % (msg_id.encode(), timestamp, body)
         signature = (self._v1(live_secrets[0], content) if len(live_secrets) == 1  # the usual case: no join
                      else " ".join(self._v1(s, content) for s in live_secrets))
-        return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp), "webhook-signature": signature}
+        return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp), self.signature_header: signature}
 
 
 def headers(scheme: str, live_secrets: Sequence[str], msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
