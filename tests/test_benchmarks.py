@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks import comparisons, nchan, report
+from benchmarks import comparisons, nchan, report, workers
 from benchmarks.loadgen import NCHAN, PUSHHUB, SSESubscriber, Stats, WSSubscriber, events_body, ws_client_frame
 
 from .utils import TIMEOUT
@@ -103,6 +103,20 @@ def test_events_body_numbers_every_event() -> None:
     assert [event["data"]["s"] for event in batch["events"]] == [10, 11, 12]
     with pytest.raises(ValueError, match="one message per publish"):
         events_body(NCHAN, 1, 2)
+
+
+def test_redis_commands_are_told_apart_by_who_sent_them_not_by_name() -> None:
+    """``HGET`` is sent by the hub's webhook store and run inside the publish script: only the
+    monitor's source says which (a command-name list counted the script's trims as round trips)."""
+    lines = ['OK',
+             '1764700000.000001 [3 127.0.0.1:50412] "evalsha" "4f1c" "2" "meta" "log"',
+             '1764700000.000002 [3 lua] "hget" "ids" "evt_1"',
+             '1764700000.000003 [3 lua] "HDEL" "ids" "evt_1"',
+             '1764700000.000004 [3 127.0.0.1:50412] "hget" "webhook:cursors" "orders"',
+             '1764700000.000005 [0 127.0.0.1:50999] "info" "commandstats"',
+             '1764700000.000006 [3 unix:/tmp/redis.sock] "get" "version"']
+    assert workers.monitored_commands(lines, 3) == {("client", "evalsha"): 1, ("lua", "hget"): 1, ("lua", "hdel"): 1,
+                                                    ("client", "hget"): 1, ("client", "get"): 1}
 
 
 def test_interleave_rotates_who_goes_first() -> None:
