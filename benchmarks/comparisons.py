@@ -20,6 +20,7 @@ from benchmarks.peer import BY_NAME
 from benchmarks.report import cell
 
 STACK = {"bare": "bare uvicorn+httptools", "http11": "bare app on pushhub's http11 (lean route)",
+         "http11-sqlite": "the same, storing each body in SQLite (group commit)",
          "pushhub-memory": "pushhub, memory log", "pushhub-sqlite": "pushhub, SQLite log",
          "base-memory": "pushhub --base, memory log", "base-sqlite": "pushhub --base, SQLite log"}
 CLIENT = {"aiohttp": "bare aiohttp", "httpx": "bare httpx", "pushhub": "pushhub webhooks"}
@@ -28,7 +29,7 @@ CLIENT = {"aiohttp": "bare aiohttp", "httpx": "bare httpx", "pushhub": "pushhub 
 def latest(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
     chosen: dict[tuple[str, str], dict[str, Any]] = {}
     for record in records:
-        key = (record["benchmark"], record.get("scenario", ""))
+        key = (record["benchmark"], record.get("scenario", "paced" if record.get("rate") else ""))
         if key[0] in ("peer", "floor-stack", "floor-client") and not record.get("quick"):
             chosen[key] = record  # files are in time order: the last one wins
     return chosen

@@ -12,8 +12,11 @@ each measured beside pushhub in the same run.
 * ``stack``: flat-out single-event publishing (``--in-flight`` 32 requests at a time) into a bare
   uvicorn+httptools app that answers 202 (:mod:`benchmarks.bare`), the ceiling of the server stack
   the hub runs on, and into the same app on the hub's own HTTP server through its lean route
-  (``http11``, the ceiling of the hub's publish route), beside pushhub with its memory and its
-  SQLite log (and, with ``--base COMMIT``, that commit's pushhub with both); the ratios are to bare.
+  (``http11``, the ceiling of the hub's publish route), into that app storing each body in the
+  hub's SQLite file before it answers (``http11-sqlite``, the ceiling of a durable publish), beside
+  pushhub with its memory and its SQLite log (and, with ``--base COMMIT``, that commit's pushhub
+  with both); the ratios are to bare. ``--rate R --channels N`` paces the publishes instead (R per
+  second, each alone, spread over N channels: the per-user load with no subscriber).
 * ``client``: POSTs per second from a bare ``aiohttp`` and a bare ``httpx`` client (4 in flight)
   to the fast receiver of the webhook benchmark (:class:`benchmarks.webhooks.Receiver`, in a process
   of its own), beside the webhooks pushhub delivers to that receiver per second (SQLite store, 4 in
@@ -47,7 +50,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     send.add_argument("--size", type=int, default=300, help="bytes per message")
     stack = floors.add_parser("stack", help="flat-out publish: bare uvicorn+httptools app beside pushhub")
     stack.add_argument("--duration", type=float, default=10.0, help="seconds of publishing per run")
-    stack.add_argument("--in-flight", type=int, default=32, help="publish requests in flight")
+    stack.add_argument("--in-flight", type=int, default=32,
+                       help="publish requests in flight (with --rate: connections)")
+    stack.add_argument("--rate", type=float, help="publishes per second, paced, instead of flat out")
+    stack.add_argument("--channels", type=int, default=1, help="with --rate: channels the publishes go to in turn")
     stack.add_argument("--base", help="a commit whose pushhub is measured beside this tree's")
     client = floors.add_parser("client", help="POSTs/s: bare aiohttp and httpx beside pushhub's webhooks")
     client.add_argument("--requests", type=int, default=5000, help="POSTs (and webhooks) per run")

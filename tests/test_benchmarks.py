@@ -183,9 +183,18 @@ def test_nchan_listens_on_loopback_from_its_own_prefix() -> None:
 
 def test_stack_floor_runs_every_contender() -> None:
     [record] = bench("benchmarks.floor", "stack", "--runs", "1", "--duration", "0.5")
-    assert set(record["publish_rate"]) == {"bare", "http11", "pushhub-memory", "pushhub-sqlite"}
-    assert record["errors"] == {"bare": 0, "http11": 0, "pushhub-memory": 0, "pushhub-sqlite": 0}
+    assert set(record["publish_rate"]) == {"bare", "http11", "http11-sqlite", "pushhub-memory", "pushhub-sqlite"}
+    assert record["errors"] == {"bare": 0, "http11": 0, "http11-sqlite": 0, "pushhub-memory": 0, "pushhub-sqlite": 0}
     assert all(spread["median"] > 0 for spread in record["publish_rate"].values())
+
+
+def test_stack_floor_paces_its_publishes_over_channels_when_given_a_rate() -> None:
+    [record] = bench("benchmarks.floor", "stack", "--runs", "1", "--duration", "0.5", "--rate", "200",
+                     "--channels", "10", "--in-flight", "2")
+    assert (record["rate"], record["channels"]) == (200, 10)
+    assert record["errors"] == {"bare": 0, "http11": 0, "http11-sqlite": 0, "pushhub-memory": 0, "pushhub-sqlite": 0}
+    assert all(spread["median"] < 300 for spread in record["publish_rate"].values())  # paced, not flat out
+    assert set(record["cpu_to_bare"]) == {"http11", "http11-sqlite", "pushhub-memory", "pushhub-sqlite"}
 
 
 def test_client_floor_runs_every_contender() -> None:
