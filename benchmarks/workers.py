@@ -8,9 +8,10 @@ webhooks.
   SSE subscriber; publishes/s, the hubs' CPU per publish (all their processes), and the Redis
   commands per publish. Those are counted in a second, shorter run of the same kind
   (``--count-duration``) with ``redis-cli monitor`` recording every command, which tells the
-  commands the hub sends (its round trips: ``evalsha``, ``get``…) from those its scripts run
-  (``[db lua]`` in the record); a command name alone does not, as ``HGET`` is both. The monitor
-  slows Redis, so the timed run goes without it.
+  commands the hub sends (``evalsha``, ``get``…; the record's ``client_round_trips_per_publish``,
+  although the ``evalsha`` calls of one loop turn share one round trip, a pipeline) from those its
+  scripts run (``[db lua]`` in the record); a command name alone does not, as ``HGET`` is both. The
+  monitor slows Redis, so the timed run goes without it.
 * ``fanout``: ``--subscribers`` SSE subscribers (spread over the workers by the kernel) at
   ``--rate`` events/s; delivered/s, p99 latency, CPU per delivery.
 * ``webhooks``: ``benchmarks.webhooks --scenario throughput`` on the same Redis: deliveries/s to one
@@ -121,7 +122,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 KEYS = (("publish_rate", "publishes/s"), ("hub_us_per_publish", "hub CPU us/publish"),
-        ("client_round_trips_per_publish", "Redis round trips/publish"),
+        ("client_round_trips_per_publish", "Redis commands sent/publish"),
         ("fanout_delivered_per_s", "fan-out delivered/s"), ("fanout_p99_ms", "fan-out p99 ms"),
         ("fanout_hub_us_per_delivery", "fan-out hub CPU us/delivery"), ("webhooks_per_s", "webhook deliveries/s"))
 

@@ -105,6 +105,25 @@ async def test_epoch_is_stable_until_redis_loses_the_channel(broker: tuple[Redis
     assert (event.epoch, event.offset) == (after.epoch, 1)
 
 
+async def test_the_publishes_of_one_loop_turn_share_one_connection(broker: tuple[RedisBroker, Clock]) -> None:
+    redis, _ = broker
+    await redis.publish("p", [draft(0)])
+    before = (await redis.client.info("clients"))["connected_clients"]
+    published = await asyncio.gather(*(redis.publish("p", [draft(n), draft(-n)]) for n in range(1, 21)))
+    assert [[(e.offset, e.data) for e in p.events] for p in published] == [
+        [(2 * n, n), (2 * n + 1, -n)] for n in range(1, 21)]  # in the order they were made, each its own
+    assert (await redis.client.info("clients"))["connected_clients"] == before  # one pipeline, not 20 commands
+
+
+async def test_publishes_load_the_script_again_once_redis_forgot_it(broker: tuple[RedisBroker, Clock]) -> None:
+    redis, _ = broker
+    await redis.publish("s", [draft(0)])
+    await redis.client.script_flush()
+    published = await asyncio.gather(*(redis.publish("s", [draft(n)]) for n in range(1, 4)))
+    assert [[e.offset for e in p.events] for p in published] == [[2], [3], [4]]
+    assert [e.data for e in (await redis.history("s", 0, 10)).events] == [1, 2, 3]  # (the fixture keeps 3)
+
+
 async def test_unreachable_redis_raises_unavailable() -> None:
     broker = redis_broker(f"redis://127.0.0.1:{free_port()}/0", RetentionPolicy())
     await broker.start(lambda channel, events: None)

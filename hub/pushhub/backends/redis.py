@@ -2,8 +2,10 @@
 
 Publishing is one Lua script (:mod:`.redis_scripts`) that checks the request's idempotency record,
 assigns offsets, appends, trims, stores the record and publishes atomically, so live messages and
-history always agree and a request is appended once however often it is retried. Every process subscribes to the
-channels its clients follow, through one pub/sub connection per Redis node (:mod:`.redis_pubsub`).
+history always agree and a request is appended once however often it is retried; without a
+cluster, the scripts of one loop turn's publishes go in one pipeline (:mod:`.redis_batch`). Every
+process subscribes to the channels its clients follow, through one pub/sub connection per Redis
+node (:mod:`.redis_pubsub`).
 
 Pub/sub may lose messages; the hub notices a gap by offset continuity and fills it from the log.
 After a pub/sub reconnect nothing new may arrive to reveal a gap, so the broker hands the hub each
@@ -46,6 +48,7 @@ from .base import (
     Recorded,
     StreamState,
 )
+from .redis_batch import ScriptBatch
 from .redis_connection import TIMEOUT, UNAVAILABLE, RedisConnection
 from .redis_pubsub import RETRY_MAX, RETRY_MIN, LiveLink, Refused
 from .redis_wire import decode_found, decode_live, decode_page
@@ -68,6 +71,7 @@ class RedisBroker(Broker):
         self._links: dict[tuple[str, int], LiveLink] = {}
         self._link_of: dict[str, LiveLink] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._publishes: ScriptBatch | None = None
 
     @property
     def client(self) -> Redis | RedisCluster:
@@ -87,6 +91,8 @@ class RedisBroker(Broker):
         """The subscription's messages arrive one channel's at a time: each goes to ``on_events``."""
         self._on_events = on_events
         self._publish = self.client.register_script(scripts.PUBLISH)
+        # Without a cluster, the publishes of a loop turn share one round trip.
+        self._publishes = None if isinstance(self.client, RedisCluster) else ScriptBatch(self.client, scripts.PUBLISH)
         self._read = self.client.register_script(scripts.READ)
         self._find = self.client.register_script(scripts.FIND)
         self._recent = self.client.register_script(scripts.RECENT)
@@ -94,6 +100,8 @@ class RedisBroker(Broker):
             self._link(("", 0), self.client.connection_pool.make_connection)
 
     async def close(self) -> None:
+        if self._publishes is not None:
+            self._publishes.close()
         for task in list(self._tasks):
             task.cancel()
         for link in self._links.values():
@@ -121,7 +129,8 @@ class RedisBroker(Broker):
         for draft in drafts:
             args += [draft.stored(), draft.id, draft.type]
         try:
-            reply = await self._publish(keys=names, args=args)
+            batch = self._publishes
+            reply = await (self._publish(keys=names, args=args) if batch is None else batch(names, args))
         except UNAVAILABLE as exc:
             raise Unavailable(f"Redis did not store the events: {exc}") from exc
         epoch, first = reply[0].decode(), int(reply[1])
