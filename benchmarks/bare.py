@@ -99,10 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server", choices=("uvicorn", "http11", "http11-sqlite"), default="uvicorn")
     parser.add_argument("--data-dir", help="where http11-sqlite keeps its database")
     args = parser.parse_args(argv)
-    if args.server == "http11-sqlite" and args.data_dir is None:
+    durable = args.server == "http11-sqlite"
+    if durable and args.data_dir is None:
         parser.error("--server http11-sqlite needs --data-dir")
     if args.server.startswith("http11"):
-        uvloop.run(serve_http11(args.port, args.data_dir if args.server == "http11-sqlite" else None))
+        uvloop.run(serve_http11(args.port, args.data_dir if durable else None))
     else:
         uvicorn.run(app, host="127.0.0.1", port=args.port, loop="uvloop", http="httptools", lifespan="off",
                     access_log=False, log_level="warning")

@@ -159,6 +159,7 @@ class ServerProcess:
     port = 0
     pid: int | None = None
     process: subprocess.Popen[bytes] | None = None
+    data_dir: str | None = None  # the server's own, removed when it stops
 
     def start(self) -> ServerProcess:
         return self
@@ -175,6 +176,8 @@ class ServerProcess:
             stop_process(self.process)
             self.process = None
             self.pid = None
+        if self.data_dir is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def cpu_seconds(self) -> tuple[float, float] | None:
         """User and system CPU time of the server's processes so far."""
@@ -238,7 +241,6 @@ class Hub(ServerProcess):
         self.pid = pid
         self.extra_args = extra_args or []
         self.process: subprocess.Popen[bytes] | None = None
-        self.data_dir: str | None = None
         if url is None:
             self.port = free_port()
             self.host = "127.0.0.1"
@@ -263,11 +265,6 @@ class Hub(ServerProcess):
         env = None if self.tree is None else {**os.environ, "PYTHONPATH": os.path.join(self.tree, "hub")}
         self.launch(args, self.url + "/healthz", "hub", env=env)
         return self
-
-    def stop(self) -> None:
-        super().stop()
-        if self.data_dir is not None:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 def versions() -> dict[str, str]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import shutil
 import sys
 import tempfile
 from typing import Any
@@ -51,7 +50,6 @@ class BareApp(ServerProcess):
     def __init__(self, server: str) -> None:
         self.port = free_port()
         self.server = server
-        self.data_dir: str | None = None
 
     def start(self) -> BareApp:
         args = [sys.executable, "-m", "benchmarks.bare", "--port", str(self.port), "--server", self.server]
@@ -60,11 +58,6 @@ class BareApp(ServerProcess):
             args += ["--data-dir", self.data_dir]
         self.launch(args, f"http://{self.host}:{self.port}/", f"bare app on {self.server}")
         return self
-
-    def stop(self) -> None:
-        super().stop()
-        if self.data_dir is not None:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 def make(name: str, base_tree: str | None) -> ServerProcess:
