@@ -34,6 +34,7 @@ from benchmarks.loadgen import (
     events_body,
     events_for,
     fresh_channel,
+    machine_cpu_seconds,
     machine_facts,
     merge_histograms,
     percentile,
@@ -180,13 +181,13 @@ def run(args: argparse.Namespace, server: ServerProcess | None = None, hooks: Ho
         connect_seconds = max(c["done"] for c in connects) - min(c["began"] for c in connects)
         time.sleep(1.0)
         rss_idle = hub.rss_kib()
-        cpu_before = hub.cpu_seconds()
+        cpu_before, machine_before = hub.cpu_seconds(), machine_cpu_seconds()
         published = uvloop.run(publish(hub, channel, args))
         for _, pipe in workers:
             pipe.send(("finish", published["published"], args.patience))
         reports = [pipe.recv() for _, pipe in workers]
         extra = hooks.published(hub, published)
-        cpu_after = hub.cpu_seconds()
+        cpu_after, machine_after = hub.cpu_seconds(), machine_cpu_seconds()
         rss_after = hub.rss_kib()
         for _, pipe in workers:
             pipe.send("close")
@@ -240,6 +241,8 @@ def run(args: argparse.Namespace, server: ServerProcess | None = None, hooks: Ho
         if rss_idle is not None and rss_before is not None and connected else None,
         **cpu_figures("hub", cpu_before, cpu_after, received),
         **cpu_figures("generator", *generator_cpu(connects, reports), received),
+        "machine_us_per_delivery": round((machine_after - machine_before) / received * 1e6, 2)
+        if machine_before is not None and machine_after is not None and received else None,
         **extra,
         **facts,
         "loadavg_end": os.getloadavg()[0],
@@ -284,6 +287,7 @@ def summary(r: dict[str, Any]) -> str:
         f"  generator  {r['generator_us_per_delivery']} us/delivery (user {r['generator_cpu_user_s']} s,"
         f" system {r['generator_cpu_sys_s']} s); load average {r['loadavg_start']:.2f} -> {r['loadavg_end']:.2f}"
         f" on {r['nproc']} cores",
+        f"  machine    {r['machine_us_per_delivery']} us/delivery (every core's busy time: server, generator, kernel)",
     ]
     return "\n".join(lines)
 

@@ -150,6 +150,23 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
+def machine_cpu_seconds() -> float | None:
+    """CPU time every core of the machine has spent busy so far (user, nice, system, irq, softirq;
+    not idle, iowait or steal), from /proc/stat.
+
+    On loopback the kernel's receive path for a client's socket runs in whichever context is at
+    hand: inside the server's write when the client is asleep, inside the client's read when it is
+    busy. A server's own CPU time therefore moves with how busy the load generator is; the
+    machine's busy time per delivery does not, and two servers given the same load by the same
+    generator differ in it only by what they cost in all."""
+    with contextlib.suppress(OSError), open("/proc/stat") as f:
+        fields = f.readline().split()
+        if fields and fields[0] == "cpu":
+            user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in fields[1:8])
+            return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+    return None
+
+
 class ServerProcess:
     """What the benchmarks read of a server under test: where it listens, its dialect, and the CPU
     time and memory of its process and all its workers."""

@@ -49,6 +49,7 @@ FANOUT_FIGURES = (
     Figure("hub_us_per_delivery", "server CPU us/delivery", "lower"),
     Figure("kib_per_idle_conn", "server KiB/connection", "lower"),
     Figure("generator_us_per_delivery", "generator CPU us/delivery", "lower"),
+    Figure("machine_us_per_delivery", "machine CPU us/delivery", "lower"),
 )
 CONNECT_FIGURES = (
     Figure("seconds", "seconds to connect all", "lower"),

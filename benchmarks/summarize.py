@@ -23,8 +23,8 @@ from benchmarks.loadgen import RESULTS_DIR
 
 FIGURES = {
     "fanout": ["publish_rate", "delivered_per_s", "p50_ms", "p99_ms", "max_ms", "lost", "duplicated",
-               "disconnected", "hub_us_per_delivery", "generator_us_per_delivery", "kib_per_idle_conn",
-               "loadavg_start"],
+               "disconnected", "hub_us_per_delivery", "generator_us_per_delivery", "machine_us_per_delivery",
+               "kib_per_idle_conn", "loadavg_start"],
     "connect": ["seconds", "hub_us_per_connect", "kib_per_idle_conn", "failed", "loadavg_start"],
     "floor": ["us_per_send", "sys_us_per_send", "loadavg_start"],
 }
