@@ -254,7 +254,12 @@ class Streams:
 
     def _ws_gone(self, stream: WSStream) -> None:
         self.ws_streams.pop(stream, None)
-        self.hub.remove_connection(stream.conn)
+        conn = stream.conn
+        self.hub.remove_connection(conn)
+        # The connection points at its stream, which points at it and at its session, which points
+        # at it too: cut that, and a closed connection is freed at once, not left to the collector's
+        # next full pass (which would walk every open connection's objects to find it).
+        conn.stream = None
         self._closed()
 
 
