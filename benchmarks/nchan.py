@@ -89,6 +89,7 @@ class Nchan(ServerProcess):
 
 
 def main() -> int:
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))  # stop nginx too (the finally below)
     server = Nchan().start()
     print(f"nginx {server.pid} serving Nchan at {server.url} (publish: POST /pub?channel=NAME, "
           f"subscribe: GET /sub?channel=NAME); Ctrl-C stops it")

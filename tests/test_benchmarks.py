@@ -5,6 +5,7 @@ figures are the scripts' business; these tests check that every run completes an
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -167,6 +168,19 @@ def test_peer_runs_both_servers_without_loss() -> None:
     assert connect["seconds"]["ratio"] is not None
     assert publish["publish_rate"]["ratio"] is not None
     assert per_user["hub_us_per_delivery"]["ratio"] is not None and per_user["p99_ms"]["ratio"] is not None
+
+
+@needs_nchan
+def test_nchan_command_stops_its_nginx_when_terminated() -> None:
+    with subprocess.Popen([sys.executable, "-m", "benchmarks.nchan"], cwd=ROOT, stdout=subprocess.PIPE,
+                          text=True) as command:
+        assert command.stdout is not None
+        started = command.stdout.readline()  # "nginx PID serving Nchan at URL ..."
+        master = int(started.split()[1])
+        command.terminate()
+        assert command.wait(TIMEOUT) == 0
+    with pytest.raises(ProcessLookupError):  # reaped by the command: no zombie left either
+        os.kill(master, 0)
 
 
 @needs_nchan
