@@ -163,16 +163,14 @@ class HttpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.forget(self)
         self._stop_timer()
-        del self.parser  # as in _hand_over: the parser refers back to this object
         for cycle in (self.active, *self.pipeline, self.cycle):
             if cycle is not None:
                 cycle.disconnect()
-        # What refers back to this object goes with it: the requests the client left unanswered, and
-        # a lean request whose body never came (nothing was started that would end it). A request
-        # being answered lets go of it when its handler ends (finished).
-        if self.active is not None and self.active.lean is not None and not self.active.delivered:
-            self.active = None
-        self.cycle = None
+        # The parser and every request refer back to this object: let go of them, and a lost
+        # connection is freed at once, not left to the collector (a handler still running keeps its
+        # own request, and finished() then finds the transport closed).
+        del self.parser
+        self.active = self.cycle = None
         self.pipeline.clear()
         if self.writable is not None and not self.writable.done():
             self.writable.set_result(None)
