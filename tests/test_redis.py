@@ -181,6 +181,21 @@ async def test_redis_restart_with_aof_keeps_the_epoch_and_resume_exact(
     assert [e["data"] for e in rest] == [2, 3, 4]
 
 
+async def test_connections_redis_closed_while_idle_are_replaced_not_used(
+        hub_factory: HubFactory, own_redis: RedisServer) -> None:
+    """After a Redis restart every connection in the hub's pool is one the server closed; the next
+    requests get fresh ones, not an error (redis-py before 5.0.8 handed them out)."""
+    hub = hub_factory("--redis", own_redis.url, backend=None)
+    pooled = 8
+    async with httpx.AsyncClient(base_url=hub.url, timeout=TIMEOUT) as client:
+        await publish(client, "idle", "t", 0)
+        answers = await asyncio.gather(*(client.get("/v1/channels/idle/events") for _ in range(pooled)))
+        assert [a.status_code for a in answers] == [200] * pooled
+        own_redis.restart()
+        statuses = [(await client.get("/v1/channels/idle/events")).status_code for _ in range(pooled)]
+    assert statuses == [200] * pooled
+
+
 def _channels_on_every_shard(cluster: RedisClusterServers) -> list[str]:
     """One channel name per master, by the cluster's slot ranges (created in node order)."""
     ranges = [(0, 5460), (5461, 10922), (10923, 16383)]
