@@ -128,8 +128,16 @@ class SSEStream:
         return self.parser.last_id
 
     async def started(self) -> None:
-        """Wait until the hub has handed out the stream's starting cursor (the subscription is live)."""
-        await asyncio.wait_for(self._started.wait(), TIMEOUT)
+        """Wait until the hub has handed out the stream's starting cursor (the subscription is live);
+        a stream that ends before that fails at once, with what it carried."""
+        started = asyncio.ensure_future(self._started.wait())
+        try:
+            await asyncio.wait([started, self._task], timeout=TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            started.cancel()
+        if not self._started.is_set():
+            raise EOFError(f"stream ended before it started: {bytes(self.raw)!r}") if self._task.done() \
+                else TimeoutError("the stream did not start")
 
     async def next(self, timeout: float = TIMEOUT) -> sse.Message:
         message = await asyncio.wait_for(self.queue.get(), timeout)
