@@ -109,6 +109,14 @@ async def test_takeover_refuses_no_connection_and_loses_no_event(tmp_path: Path,
                 assert old.process is not None and new.process is not None
                 goodbye = await held.next(timeout=8 * TIMEOUT)  # the old hub drains once the new one serves
                 assert goodbye.event == "disconnect"
+                # With --workers each worker drains on its own SIGTERM, and the probe may be on the other one.
+                workers = 2 if backend == "redis-workers" else 1
+
+                async def old_draining() -> bool:
+                    log = await asyncio.to_thread(Path(old.log_path or "").read_text, errors="replace")
+                    return log.count("shutting down") >= workers
+
+                await until(old_draining, "every process of the old hub draining")
                 status, answer = await old_ready.finish()
                 assert status == 503 and answer["checks"]["draining"] == "draining", answer
                 async with httpx.AsyncClient(base_url=old.url, timeout=TIMEOUT) as fresh:
