@@ -4,9 +4,11 @@ data of format 0 is carried over."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from .redis_servers import RedisClusterServers, RedisServer
 from .utils import TIMEOUT, HubProcess, sse_stream
 
 FIXTURE = Path(__file__).parent / "data" / "c5059d1"
+WINDOW = 72 * 3600.0  # the dedupe window of that release (its --dedupe-window default)
 
 
 def old_data(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
@@ -32,6 +35,11 @@ def old_data(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
     data.mkdir()
     for name in ("pushhub.db", "dedupe.db"):
         shutil.copy(FIXTURE / name, data / name)
+    # make.py's hub wrote its dedupe records on 2026-12-01 to expire 72 hours later: move them by the
+    # time since, so that they stand as they stood when the old hub stopped, whatever the date.
+    with contextlib.closing(sqlite3.connect(data / "dedupe.db")) as db, db:
+        (newest,) = db.execute("SELECT max(expires) FROM dedupe").fetchone()
+        db.execute("UPDATE dedupe SET expires = expires + ?", (time.time() + WINDOW - newest,))
     return data, json.loads((FIXTURE / "manifest.json").read_text())
 
 
