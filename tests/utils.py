@@ -135,9 +135,11 @@ class SSEStream:
             await asyncio.wait([started, self._task], timeout=TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
         finally:
             started.cancel()
-        if not self._started.is_set():
-            raise EOFError(f"stream ended before it started: {bytes(self.raw)!r}") if self._task.done() \
-                else TimeoutError("the stream did not start")
+        if self._started.is_set():
+            return
+        if self._task.done():
+            raise EOFError(f"stream ended before it started: {bytes(self.raw)!r}")
+        raise TimeoutError("the stream did not start")
 
     async def next(self, timeout: float = TIMEOUT) -> sse.Message:
         message = await asyncio.wait_for(self.queue.get(), timeout)
